@@ -1,0 +1,49 @@
+# labbake: `make lab` bakes the lab, `make test` runs every test.
+GO      ?= go
+BIN     := bin/labbake
+LAB     ?= examples/lab
+FUZZTIME ?= 10s
+export PATH := $(PATH):/usr/sbin:/sbin
+
+.PHONY: all build deps lab test unit fuzz lint bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/labbake
+
+deps:
+	./scripts/install-deps.sh
+
+# The example lab's base: a Debian minbase root filesystem made once with
+# mmdebstrap (about 4 minutes) and kept as a tarball.
+$(LAB)/base/rootfs.tar:
+	mkdir -p $(LAB)/base
+	mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,kmod,iproute2 \
+	  bookworm $@.tmp
+	mv $@.tmp $@
+
+lab: deps build $(LAB)/base/rootfs.tar
+	$(BIN) -C $(LAB) build --all
+
+test: deps lint unit fuzz
+
+unit:
+	$(GO) test -count=1 -timeout 30m ./...
+
+# Each fuzz target for a short while; `make fuzz FUZZTIME=5m` for longer.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/recipe
+	$(GO) test -run '^$$' -fuzz '^FuzzLab$$' -fuzztime $(FUZZTIME) ./internal/recipe
+	$(GO) test -run '^$$' -fuzz '^FuzzApplyTar$$' -fuzztime $(FUZZTIME) ./builders/tree
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./builders/qcow2
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: deps build
+	./bench/bake.sh
+
+clean:
+	rm -rf bin $(LAB)/output

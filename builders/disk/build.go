@@ -1,0 +1,262 @@
+package disk
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/labbake/labbake/builders/tree"
+)
+
+// Options are the inputs of Build besides the tree.
+type Options struct {
+	Size    int64     // whole disk, a multiple of 1 MiB
+	IDs     IDs       // every UUID/GUID written
+	Epoch   time.Time // the only time written anywhere
+	WorkDir string    // scratch space for staging; the caller removes it
+	Logger  *slog.Logger
+}
+
+// Result describes a written raw disk.
+type Result struct {
+	Layout Layout
+	Files  int // entries of the root filesystem (lost+found not counted)
+}
+
+// Build writes the raw GPT disk image rawPath (created, must not exist):
+// a BIOS boot partition (left empty), a FAT32 ESP and an ext4 root made from
+// the tree with mke2fs -d and fixed up with debugfs. Equal inputs give equal
+// bytes.
+func Build(ctx context.Context, t *tree.Tree, rawPath string, opts Options) (*Result, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	layout, err := NewLayout(opts.Size, opts.IDs)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(rawPath, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("creating raw disk: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(layout.Size); err != nil {
+		return nil, fmt.Errorf("sizing raw disk: %w", err)
+	}
+
+	entries := t.Entries()
+	start := time.Now()
+	if err := writeRoot(ctx, log, entries, rawPath, layout.Root, opts); err != nil {
+		return nil, err
+	}
+	log.Debug("root filesystem written", "entries", len(entries), "took", time.Since(start).Round(time.Millisecond))
+	if err := writeESP(f, layout.ESP, opts.IDs.ESPVolumeID, opts.Epoch); err != nil {
+		return nil, err
+	}
+	if err := writeGPT(f, layout); err != nil {
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("syncing raw disk: %w", err)
+	}
+	return &Result{Layout: layout, Files: len(entries)}, nil
+}
+
+// writeRoot stages the tree, runs mke2fs -d into the root partition and
+// applies the debugfs fix-up script.
+func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawPath string, root Partition, opts Options) error {
+	stageDir := filepath.Join(opts.WorkDir, "stage")
+	xattrDir := filepath.Join(opts.WorkDir, "xattr")
+	for _, d := range []string{stageDir, xattrDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("staging: %w", err)
+		}
+	}
+	script, err := stage(ctx, entries, stageDir, xattrDir)
+	if err != nil {
+		return err
+	}
+	scriptPath := filepath.Join(opts.WorkDir, "fixup.debugfs")
+	if err := os.WriteFile(scriptPath, script, 0o644); err != nil {
+		return fmt.Errorf("writing fix-up script: %w", err)
+	}
+	mke2fs, err := findTool("mke2fs")
+	if err != nil {
+		return err
+	}
+	debugfs, err := findTool("debugfs")
+	if err != nil {
+		return err
+	}
+	conf := filepath.Join(opts.WorkDir, "mke2fs.conf")
+	if err := os.WriteFile(conf, []byte(mke2fsConf), 0o644); err != nil {
+		return fmt.Errorf("writing mke2fs.conf: %w", err)
+	}
+	env := append(os.Environ(), "E2FSPROGS_FAKE_TIME="+strconv.FormatInt(opts.Epoch.Unix(), 10), "MKE2FS_CONFIG="+conf)
+	blocks := root.Size / 4096
+	args := []string{
+		"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256",
+		"-L", "root", "-U", opts.IDs.RootFSUUID,
+		"-E", fmt.Sprintf("offset=%d,hash_seed=%s,root_owner=0:0,lazy_itable_init=0,nodiscard", root.Offset, opts.IDs.RootFSUUID),
+		"-d", stageDir, rawPath, strconv.FormatInt(blocks, 10),
+	}
+	if err := run(ctx, log, env, mke2fs, args...); err != nil {
+		return err
+	}
+	dev := fmt.Sprintf("%s?offset=%d", rawPath, root.Offset)
+	out, err := output(ctx, env, debugfs, "-w", "-f", scriptPath, dev)
+	if err != nil {
+		return err
+	}
+	// debugfs reports failed commands on stderr but still exits 0.
+	if msg := debugfsErrors(out); msg != "" {
+		return fmt.Errorf("fixing up the root filesystem: %s", msg)
+	}
+	return nil
+}
+
+// mke2fsConf pins the ext4 features, so that the host's own mke2fs.conf
+// (which differs between distributions and releases) never changes the bytes.
+const mke2fsConf = `[defaults]
+	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
+	default_mntopts = acl,user_xattr
+	enable_periodic_fsck = 0
+	blocksize = 4096
+	inode_size = 256
+	inode_ratio = 16384
+
+[fs_types]
+	ext4 = {
+		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
+	}
+`
+
+// debugfsErrors picks the first error line out of debugfs' output. Every
+// command is echoed as "debugfs: CMD"; anything else is a complaint.
+func debugfsErrors(out []byte) string {
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		if len(line) == 0 || bytes.HasPrefix(line, []byte("debugfs ")) || bytes.HasPrefix(line, []byte("debugfs: ")) ||
+			bytes.HasPrefix(line, []byte("Allocated inode: ")) {
+			continue
+		}
+		return string(line)
+	}
+	return ""
+}
+
+// espEnvMu guards SOURCE_DATE_EPOCH, which go-diskfs reads for the times
+// of the FAT entries it writes.
+var espEnvMu sync.Mutex
+
+// writeESP formats the EFI system partition as FAT32 with 512-byte
+// clusters (larger ones leave a 200 MiB FAT32 with too few clusters) and a
+// volume ID from the plan.
+func writeESP(f *os.File, p Partition, volumeID uint32, epoch time.Time) error {
+	espEnvMu.Lock()
+	defer espEnvMu.Unlock()
+	old, had := os.LookupEnv("SOURCE_DATE_EPOCH")
+	os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(epoch.Unix(), 10))
+	defer func() {
+		if had {
+			os.Setenv("SOURCE_DATE_EPOCH", old)
+		} else {
+			os.Unsetenv("SOURCE_DATE_EPOCH")
+		}
+	}()
+	if _, err := fat32.Create(file.New(f, false), p.Size, p.Offset, 512, "ESP", true); err != nil {
+		return fmt.Errorf("formatting the ESP: %w", err)
+	}
+	// go-diskfs leaves the volume ID zero when asked for reproducible
+	// output: write the plan's into the boot sector and its backup.
+	var id [4]byte
+	binary.LittleEndian.PutUint32(id[:], volumeID)
+	for _, sector := range []int64{0, 6} {
+		if _, err := f.WriteAt(id[:], p.Offset+sector*512+0x43); err != nil {
+			return fmt.Errorf("writing the ESP volume ID: %w", err)
+		}
+	}
+	return nil
+}
+
+func writeGPT(f *os.File, l Layout) error {
+	part := func(p Partition) *gpt.Partition {
+		return &gpt.Partition{
+			Index: p.Number,
+			Start: uint64(p.Offset / 512),
+			End:   uint64((p.Offset+p.Size)/512 - 1),
+			Size:  uint64(p.Size),
+			Type:  gpt.Type(p.Type),
+			Name:  p.Name,
+			GUID:  p.GUID,
+		}
+	}
+	table := &gpt.Table{
+		LogicalSectorSize:  512,
+		PhysicalSectorSize: 512,
+		GUID:               l.DiskGUID,
+		ProtectiveMBR:      true,
+		Partitions:         []*gpt.Partition{part(l.BIOS), part(l.ESP), part(l.Root)},
+	}
+	w, err := file.New(f, false).Writable()
+	if err != nil {
+		return fmt.Errorf("writing the partition table: %w", err)
+	}
+	if err := table.Write(w, l.Size); err != nil {
+		return fmt.Errorf("writing the partition table: %w", err)
+	}
+	return nil
+}
+
+// findTool finds an e2fsprogs binary, also in the sbin directories that a
+// normal user's PATH often lacks.
+func findTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found: install e2fsprogs (1.47 or newer)", name)
+}
+
+func run(ctx context.Context, log *slog.Logger, env []string, name string, args ...string) error {
+	out, err := output(ctx, env, name, args...)
+	if len(out) > 0 {
+		log.Debug(filepath.Base(name), "output", string(out))
+	}
+	return err
+}
+
+func output(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return out, fmt.Errorf("%s failed (%s): %s", filepath.Base(name), ee.ProcessState, bytes.TrimSpace(out))
+		}
+		return out, fmt.Errorf("running %s: %w", filepath.Base(name), err)
+	}
+	return out, nil
+}

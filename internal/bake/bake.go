@@ -1,0 +1,429 @@
+package bake
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/labbake/labbake/builders/disk"
+	"github.com/labbake/labbake/builders/qcow2"
+	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/plan"
+	"github.com/labbake/labbake/internal/recipe"
+)
+
+// Options are the settings of a build that are not part of the plan: they
+// change where things go, not what the image holds.
+type Options struct {
+	OutDir   string // results: ROLE.qcow2, ROLE.manifest.json
+	CacheDir string // scratch work dirs live under CacheDir/tmp
+	Compress bool   // compressed qcow2 clusters
+	KeepRaw  bool   // also leave the raw disk as OutDir/ROLE.raw
+	// SourceDateEpoch is the value of $SOURCE_DATE_EPOCH ("" when unset).
+	SourceDateEpoch string
+	Logger          *slog.Logger
+}
+
+// InputError marks a failure caused by the build's inputs (a hostile or
+// broken tar, a unit that cannot be enabled) rather than by the machine.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// Result is what a build wrote.
+type Result struct {
+	Role     string
+	Image    string // path of ROLE.qcow2
+	Manifest string // path of ROLE.manifest.json
+	Raw      string // path of ROLE.raw when KeepRaw
+	Plan     *plan.Plan
+	SHA256   string
+	Size     int64 // bytes of the qcow2 file
+	Files    int
+	Took     time.Duration
+}
+
+// Resolve loads a role's recipe and pins it into a plan.
+func Resolve(lab *recipe.Lab, role, sourceDateEpoch string) (*recipe.Recipe, *plan.Plan, error) {
+	r, err := lab.Recipe(role)
+	if err != nil {
+		return nil, nil, err
+	}
+	epoch, src, err := plan.Epoch(sourceDateEpoch, lab)
+	if err != nil {
+		return nil, nil, &InputError{err}
+	}
+	p, err := plan.New(lab, r, epoch, src)
+	if err != nil {
+		return nil, nil, &InputError{err}
+	}
+	return r, p, nil
+}
+
+// Build bakes one role into OutDir/ROLE.qcow2 and its manifest. Outputs
+// are written under temporary names and renamed when complete, so a failed
+// or killed build leaves the previous outputs as they were.
+func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Result, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("role", role)
+	start := time.Now()
+	r, p, err := Resolve(lab, role, opts.SourceDateEpoch)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("plan resolved", "digest", p.Digest, "inputs", len(p.Inputs), "epoch", p.Epoch)
+
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating output dir: %w", err)
+	}
+	unlock, err := lockFile(filepath.Join(opts.OutDir, "."+role+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	removeStale(opts.OutDir, "."+role+".")
+
+	work, release, err := newWorkDir(opts.CacheDir, role)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	t, err := assemble(ctx, log, lab, r, p, work)
+	if err != nil {
+		return nil, err
+	}
+	ids := disk.IDs{
+		DiskGUID:    p.UUID("disk"),
+		BIOSGUID:    p.UUID("part-bios"),
+		ESPGUID:     p.UUID("part-esp"),
+		RootGUID:    p.UUID("part-root"),
+		RootFSUUID:  p.UUID("root-fs"),
+		ESPVolumeID: p.Uint32("esp-volume-id"),
+	}
+	if err := t.AddFiles([]tree.File{{Path: "/etc/fstab", Content: disk.Fstab(ids.RootFSUUID, p.Disk.FstabOptions), Mode: 0o644}}, filepath.Join(work, "blobs")); err != nil {
+		return nil, fmt.Errorf("writing fstab: %w", err)
+	}
+
+	rawPath := filepath.Join(work, "disk.raw")
+	step := time.Now()
+	res, err := disk.Build(ctx, t, rawPath, disk.Options{
+		Size: p.Disk.Size, IDs: ids, Epoch: p.EpochTime(), WorkDir: filepath.Join(work, "disk"), Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("writing disk: %w", err)
+	}
+	log.Info("raw disk written", "files", res.Files, "size", p.Disk.Size, "took", since(step))
+
+	step = time.Now()
+	image := filepath.Join(opts.OutDir, role+".qcow2")
+	tmpImage, sum, size, err := writeQcow2(ctx, rawPath, image, p.Disk.Size, opts.Compress)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmpImage) // a no-op once renamed
+	log.Info("qcow2 converted", "bytes", size, "compressed", opts.Compress, "took", since(step))
+
+	out := &Result{Role: role, Image: image, Plan: p, SHA256: sum, Size: size, Files: res.Files}
+	out.Manifest = filepath.Join(opts.OutDir, role+".manifest.json")
+	tmpManifest, err := writeTemp(out.Manifest, newManifest(p, out, opts.Compress, res.Layout))
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmpManifest)
+	if opts.KeepRaw {
+		out.Raw = filepath.Join(opts.OutDir, role+".raw")
+		if err := os.Rename(rawPath, out.Raw); err != nil {
+			return nil, fmt.Errorf("keeping the raw disk: %w", err)
+		}
+	}
+	// Both files are complete: rename them one right after the other.
+	if err := rename(tmpImage, image); err != nil {
+		return nil, err
+	}
+	if err := rename(tmpManifest, out.Manifest); err != nil {
+		return nil, err
+	}
+	out.Took = time.Since(start)
+	return out, nil
+}
+
+// assemble builds the image's tree: base, layers, overlays, units, files.
+func assemble(ctx context.Context, log *slog.Logger, lab *recipe.Lab, r *recipe.Recipe, p *plan.Plan, work string) (*tree.Tree, error) {
+	step := time.Now()
+	blobs := filepath.Join(work, "blobs")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return nil, fmt.Errorf("creating work dir: %w", err)
+	}
+	t := tree.New(p.EpochTime())
+	t.SetLogger(log)
+	at := func(pos recipe.Pos, err error) error {
+		return &InputError{fmt.Errorf("%s:%d:%d: %w", pos.File, pos.Line, pos.Col, err)}
+	}
+	switch {
+	case r.Base.Tar != "":
+		if err := applyTarFile(t, r.Base.Tar, "base "+rel(lab, r.Base.Tar), blobs); err != nil {
+			return nil, at(r.Base.Pos, err)
+		}
+	case r.Base.Dir != "":
+		if err := t.ApplyDir(r.Base.Dir, "", nil); err != nil {
+			return nil, at(r.Base.Pos, err)
+		}
+	}
+	for i, l := range r.Layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := applyTarFile(t, l.Tar, fmt.Sprintf("layers[%d] %s", i, rel(lab, l.Tar)), blobs); err != nil {
+			return nil, at(l.Pos, err)
+		}
+	}
+	for _, o := range r.Overlays {
+		skip := func(rel string) bool { return strings.HasSuffix(rel, ".tmpl") }
+		if err := t.ApplyDir(o.Dir, "", skip); err != nil {
+			return nil, at(o.Pos, err)
+		}
+		files, err := overlayTemplates(o)
+		if err != nil {
+			return nil, at(o.Pos, err)
+		}
+		if err := t.AddFiles(files, blobs); err != nil {
+			return nil, at(o.Pos, err)
+		}
+	}
+	units := make([]tree.Unit, 0, len(r.Units))
+	for _, u := range r.Units {
+		units = append(units, tree.Unit{Name: u.Name, Content: u.Content, Enable: u.Enable})
+	}
+	if err := t.AddUnits(units, blobs); err != nil {
+		return nil, &InputError{fmt.Errorf("units: %w", err)}
+	}
+	files := make([]tree.File, 0, len(r.Files))
+	for _, f := range r.Files {
+		files = append(files, tree.File{Path: f.Path, Content: f.Content, Symlink: f.Symlink, Mode: f.Mode, UID: f.UID, GID: f.GID})
+	}
+	if err := t.AddFiles(files, blobs); err != nil {
+		return nil, &InputError{fmt.Errorf("files: %w", err)}
+	}
+	log.Info("tree assembled", "entries", t.Len(), "took", since(step))
+	return t, nil
+}
+
+// overlayTemplates turns an overlay's rendered *.tmpl files into inline
+// files, keeping the permission bits of the template file.
+func overlayTemplates(o recipe.Overlay) ([]tree.File, error) {
+	var files []tree.File
+	for name, content := range o.Templates {
+		st, err := os.Lstat(filepath.Join(o.Dir, filepath.FromSlash(name)+".tmpl"))
+		if err != nil {
+			return nil, fmt.Errorf("overlay %s: %w", o.Name, err)
+		}
+		files = append(files, tree.File{Path: "/" + name, Content: content, Mode: uint32(st.Mode().Perm())})
+	}
+	// Map order is random; the tree does not care, but keep errors stable.
+	sortFiles(files)
+	return files, nil
+}
+
+func applyTarFile(t *tree.Tree, path, name, blobs string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer f.Close()
+	return t.ApplyTar(bufio.NewReaderSize(f, 1<<20), name, blobs)
+}
+
+// writeQcow2 converts the raw disk into a temporary file next to dst and
+// returns its name, sha256 and size; the caller renames it.
+func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress bool) (string, string, int64, error) {
+	raw, err := os.Open(rawPath)
+	if err != nil {
+		return "", "", 0, fmt.Errorf("opening raw disk: %w", err)
+	}
+	defer raw.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return "", "", 0, fmt.Errorf("creating image: %w", err)
+	}
+	fail := func(err error) (string, string, int64, error) {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", "", 0, err
+	}
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(tmp, h)}
+	bw := bufio.NewWriterSize(cw, 4<<20)
+	if err := qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: compress}); err != nil {
+		return fail(fmt.Errorf("writing qcow2: %w", err))
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(fmt.Errorf("writing qcow2: %w", err))
+	}
+	if err := finish(tmp); err != nil {
+		return fail(err)
+	}
+	return tmp.Name(), hex.EncodeToString(h.Sum(nil)), cw.n, nil
+}
+
+// finish makes a complete temporary file durable and closes it.
+func finish(tmp *os.File) error {
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+	}
+	return nil
+}
+
+// rename gives a finished file its name and makes the rename durable.
+func rename(tmp, dst string) error {
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("writing %s: %w", dst, err)
+	}
+	if d, err := os.Open(filepath.Dir(dst)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// writeTemp writes v as indented JSON into a finished temporary file next
+// to dst and returns its name.
+func writeTemp(dst string, v any) (string, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encoding %s: %w", filepath.Base(dst), err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", dst, err)
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("writing %s: %w", dst, err)
+	}
+	if err := finish(tmp); err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// lockFile takes an exclusive lock so that two builds of one role into one
+// output dir do not race; it waits for the other build to finish.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// removeStale removes temporary files that a killed build of the same role
+// left behind; the caller holds the role's lock.
+func removeStale(dir, prefix string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, prefix+"*.tmp-*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
+}
+
+// newWorkDir makes a scratch dir under CACHE/tmp for the life of the build.
+// Each dir DIR has a lock file DIR.lock, created and locked before the dir
+// exists and removed after it is gone, so the dirs of killed builds (whose
+// locks are free) are found and removed by the next build.
+func newWorkDir(cacheDir, role string) (string, func(), error) {
+	base := filepath.Join(cacheDir, "tmp")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", nil, fmt.Errorf("creating work dir: %w", err)
+	}
+	sweepWorkDirs(base)
+	f, err := os.CreateTemp(base, "build-"+role+"-*.lock")
+	if err != nil {
+		return "", nil, fmt.Errorf("creating work dir: %w", err)
+	}
+	dir := strings.TrimSuffix(f.Name(), ".lock")
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", nil, fmt.Errorf("locking work dir: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", nil, fmt.Errorf("creating work dir: %w", err)
+	}
+	return dir, func() {
+		os.RemoveAll(dir)
+		os.Remove(f.Name())
+		f.Close()
+	}, nil
+}
+
+// sweepWorkDirs removes the work dirs of builds that are gone.
+func sweepWorkDirs(base string) {
+	locks, _ := filepath.Glob(filepath.Join(base, "*.lock"))
+	for _, l := range locks {
+		f, err := os.Open(l)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.RemoveAll(strings.TrimSuffix(l, ".lock"))
+			os.Remove(l)
+		}
+		f.Close()
+	}
+}
+
+func rel(lab *recipe.Lab, path string) string {
+	if r, err := filepath.Rel(lab.Dir, path); err == nil && !strings.HasPrefix(r, "..") {
+		return filepath.ToSlash(r)
+	}
+	return path
+}
+
+func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
+
+// IsInputError reports whether err was caused by bad input.
+func IsInputError(err error) bool {
+	var ie *InputError
+	var el recipe.ErrorList
+	return errors.As(err, &ie) || errors.As(err, &el)
+}

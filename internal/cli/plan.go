@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labbake/labbake/internal/bake"
+)
+
+func newPlanCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "plan ROLE",
+		Short: "Print the resolved plan of a role: every input with its digest",
+		Long: `Plan resolves a role's recipe into the plan a build would follow: every
+input (base, layers, units, overlays) pinned by its sha256 digest, the epoch
+used for all timestamps and the disk shape. The plan digest names the build:
+equal digests give byte-identical images.`,
+		Example: `  labbake plan master
+  labbake plan master --json | jq .inputs`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lab, err := g.loadLab()
+			if err != nil {
+				return err
+			}
+			_, p, err := bake.Resolve(lab, args[0], g.getenv("SOURCE_DATE_EPOCH"))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				b, err := p.JSON()
+				if err != nil {
+					return err
+				}
+				_, err = g.stdout.Write(b)
+				return err
+			}
+			fmt.Fprintf(g.stdout, "role %s of lab %s\nplan   %s\nrecipe %s\nepoch  %d (%s)\ndisk   %s %s, fstab %v\n",
+				p.Role, p.Lab, p.Digest, p.RecipeDigest, p.Epoch, p.EpochSource, humanBytes(p.Disk.Size), p.Disk.Filesystem, p.Disk.FstabOptions)
+			for _, in := range p.Inputs {
+				fmt.Fprintf(g.stdout, "%-10s %-40s %s  (%s)\n", in.Kind, in.Name, in.Digest, in.Pos)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labbake/labbake/internal/bake"
+	"github.com/labbake/labbake/internal/recipe"
+)
+
+// globals are the flags every verb shares.
+type globals struct {
+	dir       string
+	out       string
+	cache     string
+	verbose   bool
+	logFormat string
+	stdout    io.Writer
+	stderr    io.Writer
+	getenv    func(string) string
+}
+
+// UsageError is bad usage of the command line: exit code 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// ExitCode maps an error returned by Run to the process exit code: 0 for
+// none, 2 for bad input or usage, 1 for everything else.
+func ExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) || bake.IsInputError(err) {
+		return 2
+	}
+	return 1
+}
+
+// Run executes the command line args (without the program name) and
+// returns the error to report; main prints it and exits with ExitCode.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cmd := newRootCmd(stdout, stderr, getenv)
+	cmd.SetArgs(args)
+	return cmd.ExecuteContext(ctx)
+}
+
+func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr, getenv: getenv}
+	cmd := &cobra.Command{
+		Use:   "labbake",
+		Short: "Bake a Kubernetes lab into bootable qcow2 images",
+		Long: `labbake bakes a small Kubernetes lab into files: one immutable, bootable
+qcow2 image per role (master, node) with everything installed, built from
+recipes in a lab directory (lab.yaml, recipes/, units/, overlays/).
+
+Builds are reproducible: the same inputs give the same bytes.`,
+		Example: `  labbake build master          # bake output/master.qcow2
+  labbake build --all           # bake every role named in lab.yaml
+  labbake -C examples/minimal plan master --json`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{err} })
+	f := cmd.PersistentFlags()
+	f.StringVarP(&g.dir, "dir", "C", ".", "lab directory (holds lab.yaml, recipes/, units/, overlays/)")
+	f.StringVar(&g.out, "out", "output", "output directory, relative to the lab directory")
+	f.StringVar(&g.cache, "cache", defaultCache(getenv), "cache directory")
+	f.BoolVarP(&g.verbose, "verbose", "v", false, "log debug details")
+	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	cmd.AddCommand(
+		newBuildCmd(g),
+		newRenderCmd(g),
+		newPlanCmd(g),
+		newVersionCmd(g),
+	)
+	return cmd
+}
+
+func defaultCache(getenv func(string) string) string {
+	if d := getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "labbake")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".cache", "labbake")
+	}
+	return filepath.Join(os.TempDir(), "labbake-cache")
+}
+
+func (g *globals) logger() (*slog.Logger, error) {
+	level := slog.LevelInfo
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+	}
+	return nil, &UsageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
+}
+
+func (g *globals) loadLab() (*recipe.Lab, error) {
+	return recipe.Load(g.dir)
+}
+
+// outDir is --out, relative to the lab dir unless absolute.
+func (g *globals) outDir() string {
+	if filepath.IsAbs(g.out) {
+		return g.out
+	}
+	return filepath.Join(g.dir, g.out)
+}
+
+// roles picks the roles a verb works on: its arguments, or with all every
+// role that lab.yaml's nodes name.
+func roles(lab *recipe.Lab, args []string, all bool) ([]string, error) {
+	switch {
+	case all && len(args) > 0:
+		return nil, &UsageError{errors.New("give roles or --all, not both")}
+	case all:
+		r := lab.Roles()
+		if len(r) == 0 {
+			return nil, &UsageError{errors.New("--all: lab.yaml names no nodes, so there is no role to build")}
+		}
+		return r, nil
+	case len(args) == 0:
+		return nil, &UsageError{errors.New("name a role (e.g. master) or give --all")}
+	}
+	return args, nil
+}
+
+// Message is how main prints err: recipe problems one per line in the
+// FILE:LINE:COL form editors understand, anything else behind "labbake: ".
+func Message(err error) string {
+	var el recipe.ErrorList
+	if errors.As(err, &el) {
+		return el.Error()
+	}
+	return "labbake: " + err.Error()
+}

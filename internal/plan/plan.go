@@ -1,0 +1,267 @@
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labbake/labbake/internal/recipe"
+)
+
+// Format is the version of the plan's shape and of the way labbake turns a
+// plan into bytes. Changing what a build writes for the same inputs means
+// bumping it, so that digests and derived UUIDs change too.
+const Format = 1
+
+// DefaultEpoch is the time written into images when neither
+// SOURCE_DATE_EPOCH nor lab.yaml's epoch is set: 2025-01-01T00:00:00Z.
+const DefaultEpoch int64 = 1735689600
+
+// Plan is everything a build of one role depends on, each input pinned by
+// its digest. Two builds of equal plans write equal bytes.
+type Plan struct {
+	Format       int     `json:"format"`
+	Lab          string  `json:"lab"`
+	Role         string  `json:"role"`
+	Epoch        int64   `json:"epoch"`
+	EpochSource  string  `json:"epoch_source"`
+	RecipeDigest string  `json:"recipe_digest"`
+	Inputs       []Input `json:"inputs"`
+	Disk         Disk    `json:"disk"`
+	// Digest is the sha256 of the plan's JSON with Digest empty.
+	Digest string `json:"digest"`
+}
+
+// Input is one pinned input of a build.
+type Input struct {
+	Kind   string `json:"kind"` // base-tar, base-dir, layer-tar, unit, overlay
+	Name   string `json:"name"` // path relative to the lab dir, or a unit/overlay name
+	Pos    string `json:"pos"`  // where the recipe names it: FILE:LINE:COL
+	Digest string `json:"digest"`
+	Size   int64  `json:"size,omitempty"`
+}
+
+// Disk is the shape of the disk to write.
+type Disk struct {
+	Size         int64    `json:"size"`
+	Filesystem   string   `json:"filesystem"`
+	FstabOptions []string `json:"fstab_options"`
+}
+
+// EpochTime is the plan's epoch as a time.
+func (p *Plan) EpochTime() time.Time { return time.Unix(p.Epoch, 0).UTC() }
+
+// Epoch picks the build time: SOURCE_DATE_EPOCH (passed in by the caller,
+// "" when unset), else lab.yaml's epoch, else DefaultEpoch.
+func Epoch(sourceDateEpoch string, lab *recipe.Lab) (int64, string, error) {
+	if sourceDateEpoch != "" {
+		v, err := strconv.ParseInt(sourceDateEpoch, 10, 64)
+		if err != nil || v < 0 {
+			return 0, "", fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative number of seconds", sourceDateEpoch)
+		}
+		return v, "SOURCE_DATE_EPOCH", nil
+	}
+	if lab.Epoch != nil {
+		return *lab.Epoch, "lab.yaml", nil
+	}
+	return DefaultEpoch, "default", nil
+}
+
+// New resolves a recipe into a plan: it reads every input once to pin its
+// digest. epoch and epochSource come from Epoch.
+func New(lab *recipe.Lab, r *recipe.Recipe, epoch int64, epochSource string) (*Plan, error) {
+	p := &Plan{
+		Format:       Format,
+		Lab:          lab.Name,
+		Role:         r.Role,
+		Epoch:        epoch,
+		EpochSource:  epochSource,
+		RecipeDigest: digestBytes(r.Rendered),
+		Disk: Disk{
+			Size:         r.Disk.Size,
+			Filesystem:   r.Disk.Filesystem,
+			FstabOptions: r.Disk.FstabOptions,
+		},
+	}
+	add := func(kind, name string, pos recipe.Pos, digest func() (string, int64, error)) error {
+		d, size, err := digest()
+		if err != nil {
+			return fmt.Errorf("%s: %s %s: %w", posString(pos), kind, name, err)
+		}
+		p.Inputs = append(p.Inputs, Input{Kind: kind, Name: name, Pos: posString(pos), Digest: d, Size: size})
+		return nil
+	}
+	rel := func(path string) string {
+		if r, err := filepath.Rel(lab.Dir, path); err == nil && !strings.HasPrefix(r, "..") {
+			return filepath.ToSlash(r)
+		}
+		return path
+	}
+	var err error
+	switch {
+	case r.Base.Tar != "":
+		err = add("base-tar", rel(r.Base.Tar), r.Base.Pos, func() (string, int64, error) { return digestFile(r.Base.Tar) })
+	case r.Base.Dir != "":
+		err = add("base-dir", rel(r.Base.Dir), r.Base.Pos, func() (string, int64, error) { return digestDir(r.Base.Dir, nil) })
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range r.Layers {
+		if err := add("layer-tar", rel(l.Tar), l.Pos, func() (string, int64, error) { return digestFile(l.Tar) }); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range r.Units {
+		if err := add("unit", u.Name, u.Pos, func() (string, int64, error) {
+			return digestBytes(u.Content), int64(len(u.Content)), nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	for _, o := range r.Overlays {
+		if err := add("overlay", o.Name, o.Pos, func() (string, int64, error) { return digestDir(o.Dir, o.Templates) }); err != nil {
+			return nil, err
+		}
+	}
+	d, err := p.digest()
+	if err != nil {
+		return nil, err
+	}
+	p.Digest = d
+	return p, nil
+}
+
+func (p *Plan) digest() (string, error) {
+	c := *p
+	c.Digest = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return "", fmt.Errorf("encoding plan: %w", err)
+	}
+	return digestBytes(b), nil
+}
+
+// UUID derives a stable RFC 4122 UUID (version 8, name-based) for one use
+// (e.g. "root-fs") from the plan digest.
+func (p *Plan) UUID(purpose string) string {
+	sum := sha256.Sum256([]byte("labbake uuid\x00" + p.Digest + "\x00" + purpose))
+	b := sum[:16]
+	b[6] = b[6]&0x0f | 0x80
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// Uint32 derives a stable 32-bit number (e.g. a FAT volume ID).
+func (p *Plan) Uint32(purpose string) uint32 {
+	sum := sha256.Sum256([]byte("labbake u32\x00" + p.Digest + "\x00" + purpose))
+	return uint32(sum[0])<<24 | uint32(sum[1])<<16 | uint32(sum[2])<<8 | uint32(sum[3])
+}
+
+func posString(p recipe.Pos) string {
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+func digestBytes(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func digestFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("reading: %w", err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// digestDir hashes what labbake takes from a host directory: each path's
+// type, permission bits, link target and content, in sorted order. Owners
+// and times are not taken from a checkout, so they are not hashed. rendered
+// replaces the content of *.tmpl files (keyed by path without the suffix).
+func digestDir(dir string, rendered map[string][]byte) (string, int64, error) {
+	h := sha256.New()
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := info.Mode()
+		switch {
+		case mode.IsDir():
+			fmt.Fprintf(h, "d %q %o\n", rel, mode.Perm()|setBits(mode))
+		case mode&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "l %q %q\n", rel, target)
+		case mode.IsRegular():
+			if rendered != nil && strings.HasSuffix(rel, ".tmpl") {
+				name := strings.TrimSuffix(rel, ".tmpl")
+				fmt.Fprintf(h, "t %q %s\n", name, digestBytes(rendered[name]))
+				total += int64(len(rendered[name]))
+				return nil
+			}
+			d, n, err := digestFile(path)
+			if err != nil {
+				return err
+			}
+			total += n
+			fmt.Fprintf(h, "f %q %o %s\n", rel, mode.Perm()|setBits(mode), d)
+		default:
+			fmt.Fprintf(h, "o %q %v\n", rel, mode.Type())
+		}
+		return nil
+	})
+	if err != nil {
+		return "", 0, err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), total, nil
+}
+
+func setBits(m fs.FileMode) fs.FileMode {
+	var b fs.FileMode
+	if m&fs.ModeSetuid != 0 {
+		b |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		b |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		b |= 0o1000
+	}
+	return b
+}
+
+// JSON renders the plan for `labbake plan --json`: indented, stable.
+func (p *Plan) JSON() ([]byte, error) {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding plan: %w", err)
+	}
+	return append(b, '\n'), nil
+}

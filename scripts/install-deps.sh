@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the host tools labbake and its tests use, from Debian's packages,
+# when any is missing. Runs apt-get as root (or through sudo).
+set -euo pipefail
+
+# tool -> package
+declare -A need=(
+  [mke2fs]=e2fsprogs [debugfs]=e2fsprogs [e2fsck]=e2fsprogs
+  [qemu-img]=qemu-utils
+  [sgdisk]=gdisk
+  [mkfs.vfat]=dosfstools
+  [mmdebstrap]=mmdebstrap
+  [zstd]=zstd [xz]=xz-utils
+)
+missing=()
+for tool in "${!need[@]}"; do
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${need[$tool]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+if [ "$(id -u)" -eq 0 ]; then sudo=""
+elif command -v sudo >/dev/null 2>&1; then sudo="sudo"
+else
+  echo "install-deps: missing packages: $pkgs (run as root: apt-get install -y $pkgs)" >&2
+  exit 1
+fi
+echo "install-deps: installing $pkgs" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $pkgs >/dev/null

@@ -1,0 +1,110 @@
+package integration
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReproducible builds the same lab twice — different cache and output
+// dirs, different wall-clock times — and wants byte-identical images,
+// compressed and not.
+func TestReproducible(t *testing.T) {
+	for _, name := range []string{"mke2fs", "debugfs"} {
+		tool(t, name)
+	}
+	lab, _ := makeLab(t)
+	for _, compress := range []bool{false, true} {
+		var sums []string
+		for i := range 2 {
+			if i == 1 {
+				time.Sleep(1100 * time.Millisecond)
+			}
+			out := t.TempDir()
+			args := []string{"-C", lab, "--out", out, "--cache", t.TempDir(), "build", "master"}
+			if compress {
+				args = append(args, "--compress")
+			}
+			if _, stderr, code := labbake(t, nil, args...); code != 0 {
+				t.Fatalf("build %v: exit %d\n%s", args, code, stderr)
+			}
+			sums = append(sums, sha256File(t, filepath.Join(out, "master.qcow2")))
+		}
+		if sums[0] != sums[1] {
+			t.Errorf("compress=%v: two builds differ: %s vs %s", compress, sums[0], sums[1])
+		}
+	}
+}
+
+// TestKilledBuildKeepsPreviousImage kills a rebuild with SIGKILL at several
+// points and wants the previous image and manifest untouched each time.
+func TestKilledBuildKeepsPreviousImage(t *testing.T) {
+	for _, name := range []string{"mke2fs", "debugfs"} {
+		tool(t, name)
+	}
+	bin := filepath.Join(t.TempDir(), "labbake")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/labbake").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	lab, _ := makeLab(t)
+	out, cache := t.TempDir(), t.TempDir()
+	run := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, append([]string{"-C", lab, "--out", out, "--cache", cache}, args...)...)
+		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=")
+		return cmd
+	}
+	if b, err := run("build", "master").CombinedOutput(); err != nil {
+		t.Fatalf("first build: %v\n%s", err, b)
+	}
+	image, man := filepath.Join(out, "master.qcow2"), filepath.Join(out, "master.manifest.json")
+	before, manBefore := sha256File(t, image), sha256File(t, man)
+
+	// Change the recipe so a finished rebuild would differ.
+	mkfile(t, lab, "units/hello.service", "[Unit]\nDescription=changed\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n")
+	for _, at := range []string{"plan resolved", "tree assembled", "raw disk written", "qcow2 converted"} {
+		cmd := run("build", "master", "--compress")
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		seen := false
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "msg=\""+at+"\"") || strings.Contains(sc.Text(), "msg=\""+at) {
+				seen = true
+				cmd.Process.Signal(syscall.SIGKILL)
+				break
+			}
+		}
+		cmd.Wait()
+		if !seen {
+			t.Fatalf("build never logged %q", at)
+		}
+		if got := sha256File(t, image); got != before {
+			t.Errorf("killed after %q: image changed", at)
+		}
+		if got := sha256File(t, man); got != manBefore {
+			t.Errorf("killed after %q: manifest changed", at)
+		}
+	}
+	// A later build cleans up after the killed ones and succeeds.
+	if b, err := run("build", "master").CombinedOutput(); err != nil {
+		t.Fatalf("build after kills: %v\n%s", err, b)
+	}
+	left, _ := filepath.Glob(filepath.Join(out, ".master.*tmp*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	work, _ := os.ReadDir(filepath.Join(cache, "tmp"))
+	if len(work) != 0 {
+		t.Errorf("work dirs left in the cache: %d", len(work))
+	}
+}
