@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/labbake/labbake/internal/bake"
+	"github.com/labbake/labbake/internal/recipe"
 )
 
 type buildOptions struct {
@@ -47,11 +49,27 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 	if err != nil {
 		return err
 	}
-	// Check every recipe before baking anything, so bad input writes nothing.
+	// Check every recipe before baking anything, so bad input writes nothing,
+	// and report the problems of all of them at once.
+	// Roles extending one recipe share its problems: report each once.
+	var problems recipe.ErrorList
+	seen := map[string]bool{}
 	for _, role := range names {
 		if _, err := lab.Recipe(role); err != nil {
-			return err
+			var el recipe.ErrorList
+			if !errors.As(err, &el) {
+				return err
+			}
+			for _, e := range el {
+				if !seen[e.Error()] {
+					seen[e.Error()] = true
+					problems = append(problems, e)
+				}
+			}
 		}
+	}
+	if len(problems) > 0 {
+		return problems
 	}
 	for _, role := range names {
 		res, err := bake.Build(cmd.Context(), lab, role, bake.Options{
