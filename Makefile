@@ -33,10 +33,10 @@ unit:
 
 # Each fuzz target for a short while; `make fuzz FUZZTIME=5m` for longer.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/recipe
-	$(GO) test -run '^$$' -fuzz '^FuzzLab$$' -fuzztime $(FUZZTIME) ./internal/recipe
-	$(GO) test -run '^$$' -fuzz '^FuzzApplyTar$$' -fuzztime $(FUZZTIME) ./builders/tree
-	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./builders/qcow2
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/recipe
+	$(GO) test -run '^$$' -fuzz '^FuzzLab$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/recipe
+	$(GO) test -run '^$$' -fuzz '^FuzzApplyTar$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./builders/tree
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./builders/qcow2
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi

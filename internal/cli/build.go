@@ -27,7 +27,7 @@ failed or interrupted build leaves the previous image untouched. Two builds of
 the same inputs give byte-identical images.`,
 		Example: `  labbake build master
   labbake build --all --compress
-  labbake -C examples/minimal --out /tmp/out build master`,
+  labbake -C examples/lab --out /tmp/out build master`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runBuild(cmd, g, o, args) },
 	}
 	cmd.Flags().BoolVar(&o.all, "all", false, "build every role named by a node in lab.yaml")

@@ -11,7 +11,7 @@ func newRenderCmd(g *globals) *cobra.Command {
 		Long: `Render prints the effective recipe of a role: its templates rendered with the
 lab's values, the recipe it extends merged in, as YAML. Nothing is built.`,
 		Example: `  labbake render master
-  labbake -C examples/minimal render node`,
+  labbake -C examples/lab render node`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lab, err := g.loadLab()

@@ -71,7 +71,7 @@ recipes in a lab directory (lab.yaml, recipes/, units/, overlays/).
 Builds are reproducible: the same inputs give the same bytes.`,
 		Example: `  labbake build master          # bake output/master.qcow2
   labbake build --all           # bake every role named in lab.yaml
-  labbake -C examples/minimal plan master --json`,
+  labbake -C examples/lab plan master --json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
