@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Bakes the same Debian root filesystem (~15k entries, made once with
 # mmdebstrap) with labbake and with the plain tool pipeline (tar -x, sgdisk,
-# mkfs.vfat, mke2fs -d, qemu-img convert), in one run, uncompressed and
+# mkfs.vfat, mke2fs -d, qemu-img convert, then fsync of the image as
+# labbake does before renaming it into place), in one run, uncompressed and
 # compressed, and prints the time of each and their ratio.
 #
 #   bench/bake.sh [BASE_TAR]      (default: examples/lab/base/rootfs.tar)
 #
 # The plain pipeline extracts the tarball as root to keep owners and device
-# nodes, so run this as root. Set RUNS=N to take the best of N runs.
+# nodes, so run this as root. Each side runs RUNS times (default 3),
+# alternating, and the best time of each is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
 base=${1:-examples/lab/base/rootfs.tar}
-runs=${RUNS:-2}
+runs=${RUNS:-3}
 size_mib=4096
 [ -f "$base" ] || make "$base"
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (the plain pipeline extracts the tarball with owners and devices)" >&2; exit 1; }
@@ -28,19 +30,16 @@ printf 'base: {tar: rootfs.tar}\ndisk: {size: %dMiB}\n' "$size_mib" > "$lab/reci
 cat "$base" > /dev/null # warm the page cache for both
 
 now() { date +%s.%N; }
-best=""
-# time_best NAME CMD...: best wall time of $runs runs, in seconds
-time_best() {
+# timed NAME CMD...: wall time of one run in seconds, after flushing what
+# earlier runs left dirty so that their writeback is not billed to this one.
+timed() {
   local name=$1; shift
-  local b=""
-  for _ in $(seq "$runs"); do
-    local t0 t1 d
-    t0=$(now); "$@" >/dev/null 2>"$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }; t1=$(now)
-    d=$(awk "BEGIN{print $t1 - $t0}")
-    if [ -z "$b" ] || awk "BEGIN{exit !($d < $b)}"; then b=$d; fi
-  done
-  best=$b
+  sync; cat "$base" > /dev/null
+  local t0 t1
+  t0=$(now); "$@" >/dev/null 2>"$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }; t1=$(now)
+  awk "BEGIN{print $t1 - $t0}"
 }
+min() { awk "BEGIN{print ($1 == \"\" || $2 < $1) ? $2 : $1}"; }
 
 labbake_build() { # $1: extra flag
   rm -rf "$work/out" "$work/cache"
@@ -57,6 +56,7 @@ plain_build() { # $1: extra qemu-img flag
   local root_off=$((202 * 1024 * 1024)) root_blocks=$(((size_mib - 203) * 256))
   E2FSPROGS_FAKE_TIME=1735689600 mke2fs -q -F -t ext4 -E offset=$root_off -d "$d/root" "$d/disk.raw" $root_blocks
   qemu-img convert $1 -O qcow2 "$d/disk.raw" "$d/disk.qcow2"
+  sync "$d/disk.qcow2" # labbake fsyncs its image before renaming it into place
   ls -l "$d/disk.qcow2" | awk '{print $5}' > "$work/plain.size"
 }
 
@@ -67,9 +67,12 @@ printf '%-14s %10s %10s %8s %12s %12s\n' case labbake plain ratio labbake-size p
 for mode in plain compressed; do
   lflag=""; pflag=""
   [ $mode = compressed ] && { lflag="--compress"; pflag="-c"; }
-  time_best labbake labbake_build "$lflag"; lt=$best
+  lt=""; pt=""
+  for _ in $(seq "$runs"); do # alternate, so drift hits both alike
+    lt=$(min "${lt:-1e9}" "$(timed labbake labbake_build "$lflag")")
+    pt=$(min "${pt:-1e9}" "$(timed plain plain_build "$pflag")")
+  done
   lsize=$(stat -c %s "$work/out/bench.qcow2")
-  time_best plain plain_build "$pflag"; pt=$best
   psize=$(cat "$work/plain.size")
   printf '%-14s %9.2fs %9.2fs %7.2fx %12d %12d\n' "$mode" "$lt" "$pt" "$(awk "BEGIN{print $lt / $pt}")" "$lsize" "$psize"
 done

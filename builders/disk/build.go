@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -70,9 +71,6 @@ func Build(ctx context.Context, t *tree.Tree, rawPath string, opts Options) (*Re
 	if err := writeGPT(f, layout); err != nil {
 		return nil, err
 	}
-	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("syncing raw disk: %w", err)
-	}
 	return &Result{Layout: layout, Files: len(entries)}, nil
 }
 
@@ -86,10 +84,12 @@ func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawP
 			return fmt.Errorf("staging: %w", err)
 		}
 	}
+	step := time.Now()
 	script, err := stage(ctx, entries, stageDir, xattrDir)
 	if err != nil {
 		return err
 	}
+	log.Debug("tree staged", "took", time.Since(step).Round(time.Millisecond))
 	scriptPath := filepath.Join(opts.WorkDir, "fixup.debugfs")
 	if err := os.WriteFile(scriptPath, script, 0o644); err != nil {
 		return fmt.Errorf("writing fix-up script: %w", err)
@@ -114,9 +114,12 @@ func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawP
 		"-E", fmt.Sprintf("offset=%d,hash_seed=%s,root_owner=0:0,lazy_itable_init=0,nodiscard", root.Offset, opts.IDs.RootFSUUID),
 		"-d", stageDir, rawPath, strconv.FormatInt(blocks, 10),
 	}
+	step = time.Now()
 	if err := run(ctx, log, env, mke2fs, args...); err != nil {
 		return err
 	}
+	log.Debug("mke2fs done", "took", time.Since(step).Round(time.Millisecond))
+	step = time.Now()
 	dev := fmt.Sprintf("%s?offset=%d", rawPath, root.Offset)
 	out, err := output(ctx, env, debugfs, "-w", "-f", scriptPath, dev)
 	if err != nil {
@@ -126,6 +129,7 @@ func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawP
 	if msg := debugfsErrors(out); msg != "" {
 		return fmt.Errorf("fixing up the root filesystem: %s", msg)
 	}
+	log.Debug("debugfs fix-up done", "commands", bytes.Count(script, []byte("\n")), "took", time.Since(step).Round(time.Millisecond))
 	return nil
 }
 
@@ -177,7 +181,7 @@ func writeESP(f *os.File, p Partition, volumeID uint32, epoch time.Time) error {
 			os.Unsetenv("SOURCE_DATE_EPOCH")
 		}
 	}()
-	if _, err := fat32.Create(file.New(f, false), p.Size, p.Offset, 512, "ESP", true); err != nil {
+	if _, err := fat32.Create(file.New(scratchFile{f}, false), p.Size, p.Offset, 512, "ESP", true); err != nil {
 		return fmt.Errorf("formatting the ESP: %w", err)
 	}
 	// go-diskfs leaves the volume ID zero when asked for reproducible
@@ -211,7 +215,7 @@ func writeGPT(f *os.File, l Layout) error {
 		ProtectiveMBR:      true,
 		Partitions:         []*gpt.Partition{part(l.BIOS), part(l.ESP), part(l.Root)},
 	}
-	w, err := file.New(f, false).Writable()
+	w, err := file.New(scratchFile{f}, false).Writable()
 	if err != nil {
 		return fmt.Errorf("writing the partition table: %w", err)
 	}
@@ -220,6 +224,19 @@ func writeGPT(f *os.File, l Layout) error {
 	}
 	return nil
 }
+
+// scratchFile is the raw disk as go-diskfs sees it, without a Sync method:
+// the raw disk is scratch that is read right back, and go-diskfs would
+// fsync it after every partition table write, forcing the whole image out
+// to storage.
+type scratchFile struct{ f *os.File }
+
+func (s scratchFile) Stat() (fs.FileInfo, error)                { return s.f.Stat() }
+func (s scratchFile) Read(p []byte) (int, error)                { return s.f.Read(p) }
+func (s scratchFile) Close() error                              { return nil }
+func (s scratchFile) ReadAt(p []byte, off int64) (int, error)   { return s.f.ReadAt(p, off) }
+func (s scratchFile) WriteAt(p []byte, off int64) (int, error)  { return s.f.WriteAt(p, off) }
+func (s scratchFile) Seek(off int64, whence int) (int64, error) { return s.f.Seek(off, whence) }
 
 // findTool finds an e2fsprogs binary, also in the sbin directories that a
 // normal user's PATH often lacks.

@@ -13,19 +13,19 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/labbake/labbake/builders/tree"
 )
 
 // stage writes the parts of the tree that mke2fs -d can copy as an ordinary
-// user — directories, regular file contents, symlinks and hardlinks — into
-// dir, and returns the debugfs script that gives every inode its real type,
-// mode, owner, times and xattrs and creates the device nodes and fifos.
+// user — directories, regular file contents, symlinks and hardlinks, with
+// their permission bits and times — into dir, and returns the debugfs script
+// that does the rest: owners that differ from the staging user, every
+// ctime (the host kernel sets it to now), device nodes and fifos, xattrs.
 // Nothing is chowned or mknod'ed on the host, so no privilege is needed.
 func stage(ctx context.Context, entries []tree.Entry, dir, xattrDir string) (script []byte, err error) {
-	var sb strings.Builder
-	var fixups strings.Builder
 	usedBlobs := make(map[string]bool)
-	nx := 0
 	for i, e := range entries {
 		if i%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -33,10 +33,6 @@ func stage(ctx context.Context, entries []tree.Entry, dir, xattrDir string) (scr
 			}
 		}
 		host := filepath.Join(dir, filepath.FromSlash(e.Path))
-		img, err := imagePath(e.Path)
-		if err != nil {
-			return nil, err
-		}
 		switch e.Type {
 		case tree.Dir:
 			if e.Path != "." {
@@ -57,31 +53,148 @@ func stage(ctx context.Context, entries []tree.Entry, dir, xattrDir string) (scr
 			if err := os.Link(target, host); err != nil {
 				return nil, fmt.Errorf("staging hardlink %s: %w", e.Path, err)
 			}
-			// The inode is shared: its attributes come from the target.
-			continue
 		case tree.CharDev, tree.BlockDev, tree.FIFO:
-			if err := writeMknod(&sb, e); err != nil {
-				return nil, err
-			}
 		default:
 			return nil, fmt.Errorf("staging %s: unsupported type %s", e.Path, e.Type)
 		}
-		writeFixups(&fixups, img, e)
-		for _, name := range slices.Sorted(maps.Keys(e.Xattrs)) {
-			nx++
-			vf := filepath.Join(xattrDir, strconv.Itoa(nx))
-			if err := os.WriteFile(vf, e.Xattrs[name], 0o600); err != nil {
-				return nil, fmt.Errorf("staging xattr %s of %s: %w", name, e.Path, err)
-			}
-			q, err := quote(name)
-			if err != nil {
-				return nil, fmt.Errorf("xattr %q of %s: %w", name, e.Path, err)
-			}
-			fmt.Fprintf(&fixups, "ea_set -f %s %s %s\n", vf, img, q)
+	}
+	// Children before parents, so that setting a directory's times is not
+	// undone by creating its entries.
+	for i := len(entries) - 1; i >= 0; i-- {
+		if err := setStaged(entries[i], dir); err != nil {
+			return nil, err
 		}
 	}
-	sb.WriteString(fixups.String())
+
+	// The script, grouped by directory: debugfs resolves each name in the
+	// current directory only, instead of walking every path from the root.
+	byDir := map[string][]string{}
+	nx := 0
+	for _, e := range entries {
+		if e.Type == tree.Hardlink {
+			continue // the inode and its attributes belong to the target
+		}
+		parent, name := path.Split(e.Path)
+		if e.Path == "." {
+			parent, name = "", "/"
+		}
+		qn, err := quote(name)
+		if err != nil {
+			return nil, fmt.Errorf("path %q: %w", e.Path, err)
+		}
+		cmds, err := fixups(e, qn, filepath.Join(dir, filepath.FromSlash(e.Path)))
+		if err != nil {
+			return nil, err
+		}
+		for _, attr := range slices.Sorted(maps.Keys(e.Xattrs)) {
+			nx++
+			vf := filepath.Join(xattrDir, strconv.Itoa(nx))
+			if err := os.WriteFile(vf, e.Xattrs[attr], 0o600); err != nil {
+				return nil, fmt.Errorf("staging xattr %s of %s: %w", attr, e.Path, err)
+			}
+			qa, err := quote(attr)
+			if err != nil {
+				return nil, fmt.Errorf("xattr %q of %s: %w", attr, e.Path, err)
+			}
+			cmds = append(cmds, fmt.Sprintf("ea_set -f %s %s %s", vf, qn, qa))
+		}
+		byDir[parent] = append(byDir[parent], cmds...)
+	}
+	var sb strings.Builder
+	for _, parent := range slices.Sorted(maps.Keys(byDir)) {
+		qd, err := quote("/" + parent)
+		if err != nil {
+			return nil, fmt.Errorf("path %q: %w", parent, err)
+		}
+		fmt.Fprintf(&sb, "cd %s\n", qd)
+		for _, c := range byDir[parent] {
+			sb.WriteString(c)
+			sb.WriteByte('\n')
+		}
+	}
 	return []byte(sb.String()), nil
+}
+
+// setStaged gives a staged inode the entry's permission bits and times, as
+// far as the host lets an ordinary user (mke2fs -d copies them from there).
+// Modes the staging user could not read through are left for debugfs.
+func setStaged(e tree.Entry, dir string) error {
+	switch e.Type {
+	case tree.Dir, tree.Regular, tree.Symlink:
+	default:
+		return nil
+	}
+	host := filepath.Join(dir, filepath.FromSlash(e.Path))
+	if e.Type == tree.Dir && e.Mode&0o500 == 0o500 || e.Type == tree.Regular && e.Mode&0o400 != 0 {
+		if err := os.Chmod(host, fileMode(e.Mode)); err != nil {
+			return fmt.Errorf("staging %s: %w", e.Path, err)
+		}
+	}
+	t := unix.NsecToTimespec(clampTime(e.ModTime) * 1e9)
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, host, []unix.Timespec{t, t}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("staging %s: %w", e.Path, err)
+	}
+	return nil
+}
+
+// fixups lists the debugfs commands (run in the entry's parent directory)
+// that set what the staged copy does not carry.
+func fixups(e tree.Entry, qn, host string) ([]string, error) {
+	t := clampTime(e.ModTime)
+	mode := e.Mode&0o7777 | typeBits(e.Type)
+	var cmds []string
+	switch e.Type {
+	case tree.CharDev, tree.BlockDev, tree.FIFO:
+		switch e.Type {
+		case tree.CharDev:
+			cmds = append(cmds, fmt.Sprintf("mknod %s c %d %d", qn, e.Devmajor, e.Devminor))
+		case tree.BlockDev:
+			cmds = append(cmds, fmt.Sprintf("mknod %s b %d %d", qn, e.Devmajor, e.Devminor))
+		default:
+			cmds = append(cmds, fmt.Sprintf("mknod %s p", qn))
+		}
+		cmds = append(cmds,
+			fmt.Sprintf("sif %s mode 0%o", qn, mode),
+			fmt.Sprintf("sif %s uid %d", qn, e.UID),
+			fmt.Sprintf("sif %s gid %d", qn, e.GID),
+			fmt.Sprintf("sif %s atime @%d", qn, t),
+			fmt.Sprintf("sif %s mtime @%d", qn, t))
+	default:
+		var st unix.Stat_t
+		if err := unix.Lstat(host, &st); err != nil {
+			return nil, fmt.Errorf("staging %s: %w", e.Path, err)
+		}
+		if st.Mode != mode {
+			cmds = append(cmds, fmt.Sprintf("sif %s mode 0%o", qn, mode))
+		}
+		if int(st.Uid) != e.UID {
+			cmds = append(cmds, fmt.Sprintf("sif %s uid %d", qn, e.UID))
+		}
+		if int(st.Gid) != e.GID {
+			cmds = append(cmds, fmt.Sprintf("sif %s gid %d", qn, e.GID))
+		}
+		if st.Mtim.Sec != t || st.Atim.Sec != t {
+			cmds = append(cmds, fmt.Sprintf("sif %s atime @%d", qn, t), fmt.Sprintf("sif %s mtime @%d", qn, t))
+		}
+	}
+	// The host kernel set every staged ctime to the wall clock.
+	return append(cmds, fmt.Sprintf("sif %s ctime @%d", qn, t)), nil
+}
+
+// fileMode turns Unix permission bits (with setuid, setgid, sticky) into
+// an os.FileMode for chmod.
+func fileMode(m uint32) os.FileMode {
+	fm := os.FileMode(m & 0o777)
+	if m&0o4000 != 0 {
+		fm |= os.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		fm |= os.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		fm |= os.ModeSticky
+	}
+	return fm
 }
 
 // stageFile puts a regular file's content at host. A blob the build owns is
@@ -117,41 +230,6 @@ func stageFile(e tree.Entry, host string, used map[string]bool) error {
 	return dst.Close()
 }
 
-// writeMknod creates a device node or fifo. debugfs' mknod takes a bare
-// name in the current directory (a slash would end up inside the name), so
-// change into the parent first.
-func writeMknod(b *strings.Builder, e tree.Entry) error {
-	dir, name := path.Split("/" + e.Path)
-	qd, err := quote(dir)
-	if err != nil {
-		return fmt.Errorf("path %q: %w", e.Path, err)
-	}
-	qn, err := quote(name)
-	if err != nil {
-		return fmt.Errorf("path %q: %w", e.Path, err)
-	}
-	switch e.Type {
-	case tree.CharDev:
-		fmt.Fprintf(b, "cd %s\nmknod %s c %d %d\n", qd, qn, e.Devmajor, e.Devminor)
-	case tree.BlockDev:
-		fmt.Fprintf(b, "cd %s\nmknod %s b %d %d\n", qd, qn, e.Devmajor, e.Devminor)
-	default:
-		fmt.Fprintf(b, "cd %s\nmknod %s p\n", qd, qn)
-	}
-	b.WriteString("cd /\n")
-	return nil
-}
-
-// writeFixups sets the inode fields that the staged copy cannot carry.
-func writeFixups(b *strings.Builder, img string, e tree.Entry) {
-	mode := e.Mode&0o7777 | typeBits(e.Type)
-	t := clampTime(e.ModTime)
-	fmt.Fprintf(b, "sif %s mode 0%o\nsif %s uid %d\nsif %s gid %d\n", img, mode, img, e.UID, img, e.GID)
-	for _, f := range [...]string{"atime", "mtime", "ctime", "crtime"} {
-		fmt.Fprintf(b, "sif %s %s @%d\n", img, f, t)
-	}
-}
-
 func typeBits(t tree.Type) uint32 {
 	switch t {
 	case tree.Dir:
@@ -179,18 +257,6 @@ func clampTime(t time.Time) int64 {
 		return 1<<31 - 1
 	}
 	return s
-}
-
-// imagePath turns a tree path into a quoted absolute path for debugfs.
-func imagePath(p string) (string, error) {
-	if p == "." {
-		return `"/"`, nil
-	}
-	q, err := quote("/" + p)
-	if err != nil {
-		return "", fmt.Errorf("path %q: %w", p, err)
-	}
-	return q, nil
 }
 
 // quote quotes a token for debugfs' command parser: inside double quotes a

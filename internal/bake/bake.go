@@ -3,12 +3,9 @@ package bake
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -82,11 +79,26 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	}
 	log = log.With("role", role)
 	start := time.Now()
-	r, p, err := Resolve(lab, role, opts.SourceDateEpoch)
+	r, err := lab.Recipe(role)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("plan resolved", "digest", p.Digest, "inputs", len(p.Inputs), "epoch", p.Epoch)
+	epoch, epochSource, err := plan.Epoch(opts.SourceDateEpoch, lab)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	// Pin the inputs while the tree is assembled: both read the same files,
+	// the digests on one core and the tree on the other. The disk needs the
+	// plan (its IDs derive from the digest), the tree only the epoch.
+	type pinned struct {
+		p   *plan.Plan
+		err error
+	}
+	planc := make(chan pinned, 1)
+	go func() {
+		p, err := plan.New(lab, r, epoch, epochSource)
+		planc <- pinned{p, err}
+	}()
 
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output dir: %w", err)
@@ -104,10 +116,16 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	}
 	defer release()
 
-	t, err := assemble(ctx, log, lab, r, p, work)
+	t, err := assemble(ctx, log, lab, r, time.Unix(epoch, 0).UTC(), work)
 	if err != nil {
 		return nil, err
 	}
+	pr := <-planc
+	if pr.err != nil {
+		return nil, &InputError{pr.err}
+	}
+	p := pr.p
+	log.Info("plan resolved", "digest", p.Digest, "inputs", len(p.Inputs), "epoch", p.Epoch)
 	ids := disk.IDs{
 		DiskGUID:    p.UUID("disk"),
 		BIOSGUID:    p.UUID("part-bios"),
@@ -164,13 +182,13 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 }
 
 // assemble builds the image's tree: base, layers, overlays, units, files.
-func assemble(ctx context.Context, log *slog.Logger, lab *recipe.Lab, r *recipe.Recipe, p *plan.Plan, work string) (*tree.Tree, error) {
+func assemble(ctx context.Context, log *slog.Logger, lab *recipe.Lab, r *recipe.Recipe, epoch time.Time, work string) (*tree.Tree, error) {
 	step := time.Now()
 	blobs := filepath.Join(work, "blobs")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, fmt.Errorf("creating work dir: %w", err)
 	}
-	t := tree.New(p.EpochTime())
+	t := tree.New(epoch)
 	t.SetLogger(log)
 	at := func(pos recipe.Pos, err error) error {
 		return &InputError{fmt.Errorf("%s:%d:%d: %w", pos.File, pos.Line, pos.Col, err)}
@@ -266,19 +284,20 @@ func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress b
 		os.Remove(tmp.Name())
 		return "", "", 0, err
 	}
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(tmp, h)}
-	bw := bufio.NewWriterSize(cw, 4<<20)
-	if err := qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: compress}); err != nil {
-		return fail(fmt.Errorf("writing qcow2: %w", err))
+	iw := newImageWriter(tmp)
+	bw := bufio.NewWriterSize(iw, 4<<20)
+	err = qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: compress, TempDir: filepath.Dir(rawPath)})
+	if err == nil {
+		err = bw.Flush()
 	}
-	if err := bw.Flush(); err != nil {
+	sum := iw.Close()
+	if err != nil {
 		return fail(fmt.Errorf("writing qcow2: %w", err))
 	}
 	if err := finish(tmp); err != nil {
 		return fail(err)
 	}
-	return tmp.Name(), hex.EncodeToString(h.Sum(nil)), cw.n, nil
+	return tmp.Name(), sum, iw.n, nil
 }
 
 // finish makes a complete temporary file durable and closes it.
@@ -328,17 +347,6 @@ func writeTemp(dst string, v any) (string, error) {
 		return "", err
 	}
 	return tmp.Name(), nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // lockFile takes an exclusive lock so that two builds of one role into one
