@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -121,8 +122,18 @@ func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawP
 	log.Debug("mke2fs done", "took", time.Since(step).Round(time.Millisecond))
 	step = time.Now()
 	dev := fmt.Sprintf("%s?offset=%d", rawPath, root.Offset)
+	kb, err := readKbytesWritten(rawPath, root.Offset)
+	if err != nil {
+		return err
+	}
 	out, err := output(ctx, env, debugfs, "-w", "-f", scriptPath, dev)
 	if err != nil {
+		return err
+	}
+	// debugfs adds what it wrote to the superblock's lifetime-writes
+	// counter, and that depends on how many fix-ups the staging user
+	// needed (root needs fewer chowns). Put back mke2fs's value.
+	if err := writeKbytesWritten(rawPath, root.Offset, kb); err != nil {
 		return err
 	}
 	// debugfs reports failed commands on stderr but still exits 0.
@@ -130,6 +141,49 @@ func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawP
 		return fmt.Errorf("fixing up the root filesystem: %s", msg)
 	}
 	log.Debug("debugfs fix-up done", "commands", bytes.Count(script, []byte("\n")), "took", time.Since(step).Round(time.Millisecond))
+	return nil
+}
+
+// Superblock fields (the superblock sits 1024 bytes into the filesystem).
+const (
+	sbOffset        = 1024
+	sbKbytesWritten = 0x178
+	sbChecksum      = 0x3FC
+	sbSize          = 1024
+)
+
+func readKbytesWritten(rawPath string, fsOffset int64) ([]byte, error) {
+	f, err := os.Open(rawPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the root superblock: %w", err)
+	}
+	defer f.Close()
+	b := make([]byte, 8)
+	if _, err := f.ReadAt(b, fsOffset+sbOffset+sbKbytesWritten); err != nil {
+		return nil, fmt.Errorf("reading the root superblock: %w", err)
+	}
+	return b, nil
+}
+
+// writeKbytesWritten stores the counter and re-computes the superblock's
+// crc32c (metadata_csum: stored as the raw, un-inverted crc32c of the
+// bytes before the checksum field).
+func writeKbytesWritten(rawPath string, fsOffset int64, kb []byte) error {
+	f, err := os.OpenFile(rawPath, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("writing the root superblock: %w", err)
+	}
+	defer f.Close()
+	sb := make([]byte, sbSize)
+	if _, err := f.ReadAt(sb, fsOffset+sbOffset); err != nil {
+		return fmt.Errorf("reading the root superblock: %w", err)
+	}
+	copy(sb[sbKbytesWritten:], kb)
+	sum := ^crc32.Checksum(sb[:sbChecksum], crc32.MakeTable(crc32.Castagnoli))
+	binary.LittleEndian.PutUint32(sb[sbChecksum:], sum)
+	if _, err := f.WriteAt(sb, fsOffset+sbOffset); err != nil {
+		return fmt.Errorf("writing the root superblock: %w", err)
+	}
 	return nil
 }
 

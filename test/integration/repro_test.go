@@ -108,3 +108,59 @@ func TestKilledBuildKeepsPreviousImage(t *testing.T) {
 		t.Errorf("work dirs left in the cache: %d", len(work))
 	}
 }
+
+// TestNonRootBuildIsIdentical builds as root and as an unprivileged user and
+// wants the same bytes: owners, devices and xattrs come from the debugfs
+// fix-up, not from the host, whoever runs the build.
+func TestNonRootBuildIsIdentical(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to an unprivileged user")
+	}
+	for _, name := range []string{"mke2fs", "debugfs"} {
+		tool(t, name)
+	}
+	const nobody = 65534
+	top, err := os.MkdirTemp("", "labbake-nonroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(top)
+	bin := filepath.Join(top, "labbake")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/labbake").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	lab, _ := makeLab(t)
+	if err := os.CopyFS(filepath.Join(top, "lab"), os.DirFS(lab)); err != nil {
+		t.Fatal(err)
+	}
+	lab = filepath.Join(top, "lab")
+	for _, d := range []string{"user", "root"} {
+		if err := os.MkdirAll(filepath.Join(top, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(filepath.Join(top, "user"), nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for who, uid := range map[string]uint32{"user": nobody, "root": 0} {
+		dir := filepath.Join(top, who)
+		cmd := exec.Command(bin, "-C", lab, "--out", filepath.Join(dir, "out"), "--cache", filepath.Join(dir, "cache"), "build", "master")
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build as %s: %v\n%s", who, err, out)
+		}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(top, "user", "out", "master.qcow2"), &st); err != nil || st.Uid != nobody {
+		t.Fatalf("the unprivileged build's image is not owned by uid %d (%v)", nobody, err)
+	}
+	a := sha256File(t, filepath.Join(top, "user", "out", "master.qcow2"))
+	b := sha256File(t, filepath.Join(top, "root", "out", "master.qcow2"))
+	if a != b {
+		t.Errorf("unprivileged build %s differs from root build %s", a, b)
+	}
+}
