@@ -22,12 +22,13 @@ type Recipe struct {
 	Role     string
 	Sources  []Source // every recipe file used, the role's first, then what it extends
 	Rendered []byte   // the merged recipe as YAML (what `labbake render ROLE` prints)
-	Base     Base
-	Layers   []Layer
-	Files    []File
-	Units    []Unit
-	Overlays []Overlay
-	Disk     Disk
+	Base      Base
+	Layers    []Layer
+	Artifacts []Artifact
+	Files     []File
+	Units     []Unit
+	Overlays  []Overlay
+	Disk      Disk
 }
 
 // Source is one recipe file and its rendered text.
@@ -36,17 +37,34 @@ type Source struct {
 	Rendered []byte
 }
 
-// Base is the root file system the image starts from: a tar archive or a
-// directory tree, exactly one of them.
+// Base is the root file system the image starts from, exactly one of: a tar
+// archive, a directory tree, a Debian system made by mmdebstrap, or an OCI
+// image.
 type Base struct {
-	Tar string
-	Dir string
-	Pos Pos
+	Tar    string
+	Dir    string
+	Debian *Debian
+	OCI    string // an image reference: docker://…, oci:DIR:TAG, oci-archive:FILE, …
+	Pos    Pos
 }
 
-// Layer is a tar archive unpacked over the base, in order.
+// Debian describes a root file system built with mmdebstrap.
+type Debian struct {
+	Suite      string
+	Mirror     string
+	Components []string
+	Variant    string
+	Packages   []string
+	Snapshot   string
+	Extra      []string // more suites of the same mirror, e.g. bookworm-updates
+	Pos        Pos
+}
+
+// Layer is unpacked over the base, in order: a tar archive or an OCI image
+// (all its layers).
 type Layer struct {
 	Tar string
+	OCI string
 	Pos Pos
 }
 
@@ -274,12 +292,13 @@ func (d *decoder) merge(parent, child *yaml.Node, top bool) *yaml.Node {
 }
 
 func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
-	f, ok := d.mapping(root, "", "base", "layers", "files", "units", "overlays", "disk")
+	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "disk")
 	if !ok {
 		return
 	}
 	rec.Base = d.decodeBase(l, f)
 	rec.Layers = d.decodeLayers(l, f.get("layers"))
+	rec.Artifacts = d.decodeArtifacts(l, f.get("artifacts"))
 	rec.Files = d.decodeFiles(f.get("files"))
 	rec.Units = d.decodeUnits(l, f.get("units"), rec.Role)
 	rec.Overlays = d.decodeOverlays(l, f.get("overlays"), rec.Role)
@@ -323,23 +342,37 @@ func (d *decoder) tarPath(l *Lab, n *yaml.Node, field string) (string, bool) {
 func (d *decoder) decodeBase(l *Lab, top fields) Base {
 	n := top.get("base")
 	if n == nil {
-		d.errorf(top.at("base"), "base", "a recipe needs a base: {tar: FILE} or {dir: DIR}")
+		d.errorf(top.at("base"), "base", "a recipe needs a base: {tar: FILE}, {dir: DIR}, {debian: {...}} or {oci: REF}")
 		return Base{}
 	}
 	b := Base{Pos: d.pos(n)}
-	f, ok := d.mapping(n, "base", "tar", "dir")
+	f, ok := d.mapping(n, "base", "tar", "dir", "debian", "oci")
 	if !ok {
 		return b
 	}
-	tar, dir := f.get("tar"), f.get("dir")
+	var set []string
+	for _, k := range []string{"tar", "dir", "debian", "oci"} {
+		if f.get(k) != nil {
+			set = append(set, k)
+		}
+	}
 	switch {
-	case tar == nil && dir == nil:
-		d.errorf(n, "base", "set one of tar or dir")
-	case tar != nil && dir != nil:
-		d.errorf(n, "base", "set only one of tar or dir, not both")
-	case tar != nil:
-		b.Tar, _ = d.tarPath(l, tar, "base.tar")
+	case len(set) == 0:
+		d.errorf(n, "base", "set one of tar, dir, debian or oci")
+		return b
+	case len(set) > 1:
+		d.errorf(n, "base", "set only one of tar, dir, debian or oci, not %s", strings.Join(set, " and "))
+		return b
+	}
+	switch set[0] {
+	case "tar":
+		b.Tar, _ = d.tarPath(l, f.get("tar"), "base.tar")
+	case "oci":
+		b.OCI, _ = d.imageRef(f.get("oci"), "base.oci")
+	case "debian":
+		b.Debian = d.decodeDebian(f.get("debian"))
 	default:
+		dir := f.get("dir")
 		s, ok := d.str(dir, "base.dir")
 		if !ok {
 			break
@@ -373,17 +406,24 @@ func (d *decoder) decodeLayers(l *Lab, n *yaml.Node) []Layer {
 			d.errorf(item, path, "expected a mapping, got null")
 			continue
 		}
-		f, ok := d.mapping(item, path, "tar")
+		f, ok := d.mapping(item, path, "tar", "oci")
 		if !ok {
 			continue
 		}
-		tar := f.get("tar")
-		if tar == nil {
-			d.errorf(f.at("tar"), path+".tar", "tar is required")
-			continue
-		}
-		if p, ok := d.tarPath(l, tar, path+".tar"); ok {
-			layers = append(layers, Layer{Tar: p, Pos: d.pos(item)})
+		tar, oci := f.get("tar"), f.get("oci")
+		switch {
+		case tar == nil && oci == nil:
+			d.errorf(item, path, "set one of tar or oci")
+		case tar != nil && oci != nil:
+			d.errorf(item, path, "set only one of tar or oci, not both")
+		case tar != nil:
+			if p, ok := d.tarPath(l, tar, path+".tar"); ok {
+				layers = append(layers, Layer{Tar: p, Pos: d.pos(item)})
+			}
+		default:
+			if ref, ok := d.imageRef(oci, path+".oci"); ok {
+				layers = append(layers, Layer{OCI: ref, Pos: d.pos(item)})
+			}
 		}
 	}
 	return layers

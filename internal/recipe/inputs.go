@@ -1,0 +1,359 @@
+package recipe
+
+import (
+	"errors"
+	"io/fs"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Artifact is a file (or files) put into the image from exactly one
+// source: a URL pinned by sha256, members of an archive fetched by URL, a
+// path inside an OCI image, or a file of the lab dir.
+type Artifact struct {
+	Dest string // absolute in the image; ending in "/" means a directory
+	Mode uint32 // 0755 unless set (artifacts are mostly programs)
+	UID  int
+	GID  int
+
+	URL       string // url: the file itself
+	Archive   string // archive: a .tar.gz/.tgz/.tar.zst/.tar.xz/.zip fetched by URL
+	Extract   []string
+	SHA256    string // "sha256:<hex>" when the recipe pins it
+	SHA256URL string // else a checksum file to read it from (recorded in the lock)
+
+	Image string // image: an OCI reference
+	Path  string // path inside the image
+
+	File string // file: absolute host path inside the lab dir
+
+	Pos Pos
+}
+
+var (
+	hexDigestRe = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
+	suiteRe     = regexp.MustCompile(`^[a-z][a-z0-9.-]*$`)
+	snapshotRe  = regexp.MustCompile(`^\d{8}T\d{6}Z$`)
+	packageRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$`)
+	variants    = []string{"extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "debootstrap", "standard"}
+	transports  = []string{"docker://", "oci:", "oci-archive:", "docker-archive:", "containers-storage:"}
+)
+
+// imageRef checks an OCI image reference: a transport prefix that
+// containers/image understands and something after it.
+func (d *decoder) imageRef(n *yaml.Node, field string) (string, bool) {
+	s, ok := d.str(n, field)
+	if !ok {
+		return "", false
+	}
+	for _, t := range transports {
+		if strings.HasPrefix(s, t) && len(s) > len(t) {
+			return s, true
+		}
+	}
+	d.errorf(n, field, "image reference %q needs a transport: docker://REPO:TAG, oci:DIR:TAG, oci-archive:FILE, docker-archive:FILE or containers-storage:REF", s)
+	return "", false
+}
+
+func (d *decoder) strList(n *yaml.Node, field string) ([]string, bool) {
+	items, ok := d.sequence(n, field)
+	if !ok {
+		return nil, false
+	}
+	var out []string
+	good := true
+	for i, item := range items {
+		s, ok := d.str(item, indexPath(field, i))
+		if !ok {
+			good = false
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, good
+}
+
+func (d *decoder) decodeDebian(n *yaml.Node) *Debian {
+	const field = "base.debian"
+	f, ok := d.mapping(n, field, "suite", "mirror", "components", "variant", "packages", "snapshot", "extra")
+	if !ok {
+		return nil
+	}
+	deb := &Debian{Pos: d.pos(n)}
+	good := true
+	if sn := f.get("suite"); sn == nil {
+		d.errorf(f.at("suite"), field+".suite", "suite is required, e.g. trixie")
+		good = false
+	} else if s, ok := d.str(sn, field+".suite"); !ok || !suiteRe.MatchString(s) {
+		if ok {
+			d.errorf(sn, field+".suite", "suite %q is not a Debian suite name", s)
+		}
+		good = false
+	} else {
+		deb.Suite = s
+	}
+	if mn := f.get("mirror"); mn != nil {
+		if s, ok := d.str(mn, field+".mirror"); ok {
+			if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || u.Host == "" && u.Scheme != "file" {
+				d.errorf(mn, field+".mirror", "mirror %q must be an http(s) or file URL", s)
+				good = false
+			}
+			deb.Mirror = s
+		} else {
+			good = false
+		}
+	}
+	if vn := f.get("variant"); vn != nil {
+		if s, ok := d.str(vn, field+".variant"); ok && !slices.Contains(variants, s) {
+			d.errorf(vn, field+".variant", "unknown variant %q (one of %s)", s, strings.Join(variants, ", "))
+			good = false
+		} else {
+			deb.Variant = s
+			good = good && ok
+		}
+	}
+	if sn := f.get("snapshot"); sn != nil {
+		if s, ok := d.str(sn, field+".snapshot"); ok && !snapshotRe.MatchString(s) {
+			d.errorf(sn, field+".snapshot", "snapshot %q: want a timestamp like 20250520T000000Z", s)
+			good = false
+		} else {
+			deb.Snapshot = s
+			good = good && ok
+		}
+	}
+	lists := []struct {
+		key  string
+		dst  *[]string
+		re   *regexp.Regexp
+		what string
+	}{
+		{"components", &deb.Components, suiteRe, "component"},
+		{"packages", &deb.Packages, packageRe, "package"},
+		{"extra", &deb.Extra, suiteRe, "suite"},
+	}
+	for _, l := range lists {
+		ln := f.get(l.key)
+		if ln == nil {
+			continue
+		}
+		vals, ok := d.strList(ln, field+"."+l.key)
+		good = good && ok
+		items, _ := d.sequence(ln, field+"."+l.key)
+		for i, v := range vals {
+			if !l.re.MatchString(v) && i < len(items) {
+				d.errorf(items[i], indexPath(field+"."+l.key, i), "%q is not a %s name", v, l.what)
+				good = false
+			}
+		}
+		*l.dst = vals
+	}
+	if !good {
+		return nil
+	}
+	return deb
+}
+
+func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
+	items, _ := d.sequence(n, "artifacts")
+	var out []Artifact
+	seen := map[string]string{}
+	for i, item := range items {
+		path := indexPath("artifacts", i)
+		if isNull(item) {
+			d.errorf(item, path, "expected a mapping, got null")
+			continue
+		}
+		f, ok := d.mapping(item, path, "dest", "mode", "owner", "url", "archive", "extract", "sha256", "image", "path", "file")
+		if !ok {
+			continue
+		}
+		a := Artifact{Mode: 0o755, Pos: d.pos(item)}
+		good := true
+		if dn := f.get("dest"); dn == nil {
+			d.errorf(f.at("dest"), path+".dest", "dest is required: where the artifact goes in the image")
+			good = false
+		} else if s, ok := d.str(dn, path+".dest"); !ok {
+			good = false
+		} else if msg := checkImagePath(strings.TrimSuffix(s, "/")); msg != "" && s != "/" {
+			d.errorf(dn, path+".dest", "%s", msg)
+			good = false
+		} else if first, dup := seen[s]; dup && !strings.HasSuffix(s, "/") {
+			d.errorf(dn, path+".dest", "duplicate dest %s (also %s)", s, first)
+			good = false
+		} else {
+			seen[s] = path
+			a.Dest = s
+		}
+		var kinds []string
+		for _, k := range []string{"url", "archive", "image", "file"} {
+			if f.get(k) != nil {
+				kinds = append(kinds, k)
+			}
+		}
+		switch {
+		case len(kinds) == 0:
+			d.errorf(item, path, "set one of url, archive, image or file")
+			good = false
+		case len(kinds) > 1:
+			d.errorf(item, path, "set only one of url, archive, image or file, not %s", strings.Join(kinds, " and "))
+			good = false
+		}
+		kind := ""
+		if len(kinds) == 1 {
+			kind = kinds[0]
+		}
+		// Keys that belong to another kind are mistakes worth naming.
+		allowed := map[string][]string{"url": {"sha256"}, "archive": {"sha256", "extract"}, "image": {"path"}, "file": nil}
+		for _, k := range []string{"sha256", "extract", "path"} {
+			if kn := f.get(k); kn != nil && kind != "" && !slices.Contains(allowed[kind], k) {
+				d.errorf(kn, path+"."+k, "%s does not apply to a %s artifact", k, kind)
+				good = false
+			}
+		}
+		switch kind {
+		case "url", "archive":
+			un := f.get(kind)
+			s, ok := d.str(un, path+"."+kind)
+			if ok {
+				if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					d.errorf(un, path+"."+kind, "%q is not an http(s) URL", s)
+					ok = false
+				}
+			}
+			good = good && ok
+			if kind == "url" {
+				a.URL = s
+			} else {
+				a.Archive = s
+			}
+			good = d.artifactSHA(f, path, &a) && good
+			if kind == "archive" {
+				en := f.get("extract")
+				if en == nil {
+					d.errorf(f.at("extract"), path+".extract", "extract is required: the archive members to take")
+					good = false
+					break
+				}
+				vals, ok := d.strList(en, path+".extract")
+				good = good && ok
+				if len(vals) == 0 && ok {
+					d.errorf(en, path+".extract", "extract lists no member")
+					good = false
+				}
+				if len(vals) > 1 && !strings.HasSuffix(a.Dest, "/") {
+					d.errorf(en, path+".extract", "several members need a dest directory ending in /")
+					good = false
+				}
+				a.Extract = vals
+			}
+		case "image":
+			ref, ok := d.imageRef(f.get("image"), path+".image")
+			good = good && ok
+			a.Image = ref
+			pn := f.get("path")
+			if pn == nil {
+				d.errorf(f.at("path"), path+".path", "path is required: the file or directory to take from the image")
+				good = false
+				break
+			}
+			s, ok := d.str(pn, path+".path")
+			if ok {
+				if msg := checkImagePath(s); msg != "" {
+					d.errorf(pn, path+".path", "%s", msg)
+					ok = false
+				}
+			}
+			good = good && ok
+			a.Path = s
+		case "file":
+			fn := f.get("file")
+			s, ok := d.str(fn, path+".file")
+			if ok {
+				p := l.hostPath(s)
+				fi, err := os.Stat(p)
+				switch {
+				case errors.Is(err, fs.ErrNotExist):
+					d.errorf(fn, path+".file", "file %s not found", s)
+					ok = false
+				case err != nil:
+					d.errorf(fn, path+".file", "file %s: %v", s, err)
+					ok = false
+				case !fi.Mode().IsRegular():
+					d.errorf(fn, path+".file", "%s is not a regular file", s)
+					ok = false
+				default:
+					a.File = p
+				}
+			}
+			good = good && ok
+		}
+		if mn := f.get("mode"); mn != nil {
+			if mn.Kind != yaml.ScalarNode || mn.ShortTag() != "!!str" || !modeRe.MatchString(mn.Value) {
+				d.errorf(mn, path+".mode", "mode must be a quoted octal string like \"0755\", got %s", describe(mn))
+				good = false
+			} else {
+				m, _ := strconv.ParseUint(mn.Value, 8, 32)
+				a.Mode = uint32(m)
+			}
+		}
+		if on := f.get("owner"); on != nil {
+			uid, gid, ok := parseOwner(on)
+			if !ok {
+				d.errorf(on, path+".owner", "owner must be a quoted \"UID:GID\" of non-negative integers like \"0:0\", got %s", describe(on))
+				good = false
+			}
+			a.UID, a.GID = uid, gid
+		}
+		if good {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// artifactSHA decodes sha256: "<hex>" / "sha256:<hex>" / {url: CHECKSUM-FILE}.
+func (d *decoder) artifactSHA(f fields, path string, a *Artifact) bool {
+	sn := f.get("sha256")
+	if sn == nil {
+		d.errorf(f.at("sha256"), path+".sha256", "sha256 is required: the digest, or {url: CHECKSUM-FILE}")
+		return false
+	}
+	if sn.Kind == yaml.MappingNode {
+		mf, ok := d.mapping(sn, path+".sha256", "url")
+		if !ok {
+			return false
+		}
+		un := mf.get("url")
+		if un == nil {
+			d.errorf(sn, path+".sha256.url", "url is required")
+			return false
+		}
+		s, ok := d.str(un, path+".sha256.url")
+		if !ok {
+			return false
+		}
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			d.errorf(un, path+".sha256.url", "%q is not an http(s) URL", s)
+			return false
+		}
+		a.SHA256URL = s
+		return true
+	}
+	s, ok := d.str(sn, path+".sha256")
+	if !ok {
+		return false
+	}
+	s = strings.ToLower(s)
+	if !hexDigestRe.MatchString(s) {
+		d.errorf(sn, path+".sha256", "%q is not a sha256 digest (64 hex digits, optionally after sha256:)", s)
+		return false
+	}
+	a.SHA256 = "sha256:" + strings.TrimPrefix(s, "sha256:")
+	return true
+}

@@ -1,0 +1,146 @@
+package recipe
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestInputKinds(t *testing.T) {
+	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name   string
+		recipe string
+		check  func(t *testing.T, r *Recipe)
+		errs   []string // substrings of the expected error lines, in order
+	}{
+		{
+			name: "debian base",
+			recipe: `base:
+  debian:
+    suite: trixie
+    variant: minbase
+    packages: [linux-image-amd64, systemd-sysv, etcd-server]
+    extra: [trixie-updates]
+    snapshot: 20250520T000000Z
+`,
+			check: func(t *testing.T, r *Recipe) {
+				want := &Debian{Suite: "trixie", Variant: "minbase", Packages: []string{"linux-image-amd64", "systemd-sysv", "etcd-server"}, Extra: []string{"trixie-updates"}, Snapshot: "20250520T000000Z", Pos: r.Base.Debian.Pos}
+				if !reflect.DeepEqual(r.Base.Debian, want) {
+					t.Errorf("debian = %+v, want %+v", r.Base.Debian, want)
+				}
+			},
+		},
+		{
+			name:   "oci base and layers",
+			recipe: "base: {oci: docker://registry.k8s.io/pause:3.10}\nlayers:\n  - {oci: \"oci:layout:v1\"}\n",
+			check: func(t *testing.T, r *Recipe) {
+				if r.Base.OCI != "docker://registry.k8s.io/pause:3.10" || len(r.Layers) != 1 || r.Layers[0].OCI != "oci:layout:v1" {
+					t.Errorf("base %+v layers %+v", r.Base, r.Layers)
+				}
+			},
+		},
+		{
+			name: "artifacts",
+			recipe: `base: {oci: "oci:x:y"}
+artifacts:
+  - {url: https://dl.k8s.io/v1.32.3/bin/linux/amd64/kubelet, sha256: "` + digest + `", dest: /usr/local/bin/kubelet}
+  - {url: https://dl.k8s.io/v1.32.3/bin/linux/amd64/kubectl, sha256: {url: https://dl.k8s.io/v1.32.3/bin/linux/amd64/kubectl.sha256}, dest: /usr/local/bin/kubectl, mode: "0750", owner: "0:10"}
+  - {archive: https://example.org/etcd.tar.gz, sha256: "` + digest[7:] + `", extract: [etcd/etcd, etcd/etcdctl], dest: /usr/local/bin/}
+  - {image: docker://registry.k8s.io/kube-apiserver:v1.32.3, path: /usr/local/bin/kube-apiserver, dest: /usr/local/bin/kube-apiserver}
+  - {file: lab.yaml, dest: /etc/lab.yaml, mode: "0644"}
+`,
+			check: func(t *testing.T, r *Recipe) {
+				if len(r.Artifacts) != 5 {
+					t.Fatalf("artifacts: %+v", r.Artifacts)
+				}
+				a := r.Artifacts
+				if a[0].URL == "" || a[0].SHA256 != digest || a[0].Mode != 0o755 {
+					t.Errorf("url artifact: %+v", a[0])
+				}
+				if a[1].SHA256URL == "" || a[1].SHA256 != "" || a[1].Mode != 0o750 || a[1].GID != 10 {
+					t.Errorf("checksum-file artifact: %+v", a[1])
+				}
+				if a[2].Archive == "" || a[2].SHA256 != digest || len(a[2].Extract) != 2 {
+					t.Errorf("archive artifact: %+v", a[2])
+				}
+				if a[3].Image == "" || a[3].Path != "/usr/local/bin/kube-apiserver" {
+					t.Errorf("image artifact: %+v", a[3])
+				}
+				if !strings.HasSuffix(a[4].File, "/lab.yaml") || a[4].Mode != 0o644 {
+					t.Errorf("file artifact: %+v", a[4])
+				}
+			},
+		},
+		{
+			name: "bad inputs",
+			recipe: `base:
+  debian: {suite: Trixie, variant: tiny, snapshot: yesterday, packages: ["bad pkg"]}
+layers:
+  - {oci: registry.k8s.io/pause:3.10}
+  - {tar: x.tar, oci: "oci:a:b"}
+artifacts:
+  - {url: https://x.org/a, dest: /a}
+  - {url: ftp://x.org/b, sha256: nothex, dest: /b}
+  - {url: https://x.org/c, image: "oci:a:b", dest: /c}
+  - {archive: https://x.org/d.tgz, sha256: "` + digest + `", extract: [a, b], dest: /d}
+  - {image: "oci:a:b", dest: relative}
+  - {file: missing.bin, dest: /e, path: /x}
+`,
+			errs: []string{
+				"2:19: base.debian.suite: suite \"Trixie\" is not a Debian suite name",
+				"2:36: base.debian.variant: unknown variant \"tiny\"",
+				"2:52: base.debian.snapshot: snapshot \"yesterday\"",
+				"2:74: base.debian.packages[0]: \"bad pkg\" is not a package name",
+				"4:11: layers[0].oci: image reference \"registry.k8s.io/pause:3.10\" needs a transport",
+				"5:5: layers[1]: set only one of tar or oci, not both",
+				"7:5: artifacts[0].sha256: sha256 is required",
+				"8:11: artifacts[1].url: \"ftp://x.org/b\" is not an http(s) URL",
+				"8:34: artifacts[1].sha256: \"nothex\" is not a sha256 digest",
+				"9:5: artifacts[2]: set only one of url, archive, image or file, not url and image",
+				"10:128: artifacts[3].extract: several members need a dest directory ending in /",
+				"11:30: artifacts[4].dest: path \"relative\" must be absolute",
+				"11:5: artifacts[4].path: path is required",
+				"12:12: artifacts[5].file: file missing.bin not found",
+				"12:41: artifacts[5].path: path does not apply to a file artifact",
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeLab(t, dir, map[string]string{"lab.yaml": miniLab, "recipes/master.yaml": tc.recipe})
+			lab, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := lab.Recipe("master")
+			if len(tc.errs) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.check(t, r)
+				return
+			}
+			var el ErrorList
+			if !errors.As(err, &el) {
+				t.Fatalf("err = %v, want an ErrorList", err)
+			}
+			lines := strings.Split(el.Error(), "\n")
+			for _, want := range tc.errs {
+				found := false
+				for _, l := range lines {
+					if strings.Contains(l, want) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no error line containing %q in:\n%s", want, el.Error())
+				}
+			}
+			if len(lines) != len(tc.errs) {
+				t.Errorf("%d error lines, want %d:\n%s", len(lines), len(tc.errs), el.Error())
+			}
+		})
+	}
+}
