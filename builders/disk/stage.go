@@ -126,7 +126,7 @@ func setStaged(e tree.Entry, dir string) error {
 	}
 	host := filepath.Join(dir, filepath.FromSlash(e.Path))
 	if e.Type == tree.Dir && e.Mode&0o500 == 0o500 || e.Type == tree.Regular && e.Mode&0o400 != 0 {
-		if err := os.Chmod(host, fileMode(e.Mode)); err != nil {
+		if err := os.Chmod(host, tree.FileMode(e.Mode)); err != nil {
 			return fmt.Errorf("staging %s: %w", e.Path, err)
 		}
 	}
@@ -179,22 +179,6 @@ func fixups(e tree.Entry, qn, host string) ([]string, error) {
 	}
 	// The host kernel set every staged ctime to the wall clock.
 	return append(cmds, fmt.Sprintf("sif %s ctime @%d", qn, t)), nil
-}
-
-// fileMode turns Unix permission bits (with setuid, setgid, sticky) into
-// an os.FileMode for chmod.
-func fileMode(m uint32) os.FileMode {
-	fm := os.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		fm |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		fm |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		fm |= os.ModeSticky
-	}
-	return fm
 }
 
 // stageFile puts a regular file's content at host. A blob the build owns is

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/recipe"
 )
 
@@ -238,7 +239,7 @@ func digestDir(dir string, rendered map[string][]byte) (string, int64, error) {
 		mode := info.Mode()
 		switch {
 		case mode.IsDir():
-			fmt.Fprintf(h, "d %q %o\n", rel, mode.Perm()|setBits(mode))
+			fmt.Fprintf(h, "d %q %o\n", rel, tree.PermBits(mode))
 		case mode&fs.ModeSymlink != 0:
 			target, err := os.Readlink(path)
 			if err != nil {
@@ -257,7 +258,7 @@ func digestDir(dir string, rendered map[string][]byte) (string, int64, error) {
 				return err
 			}
 			total += n
-			fmt.Fprintf(h, "f %q %o %s\n", rel, mode.Perm()|setBits(mode), d)
+			fmt.Fprintf(h, "f %q %o %s\n", rel, tree.PermBits(mode), d)
 		default:
 			fmt.Fprintf(h, "o %q %v\n", rel, mode.Type())
 		}
@@ -267,20 +268,6 @@ func digestDir(dir string, rendered map[string][]byte) (string, int64, error) {
 		return "", 0, err
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), total, nil
-}
-
-func setBits(m fs.FileMode) fs.FileMode {
-	var b fs.FileMode
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
 }
 
 // JSON renders the plan for `labbake plan --json`: indented, stable.

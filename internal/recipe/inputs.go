@@ -7,7 +7,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -293,23 +292,7 @@ func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
 			}
 			good = good && ok
 		}
-		if mn := f.get("mode"); mn != nil {
-			if mn.Kind != yaml.ScalarNode || mn.ShortTag() != "!!str" || !modeRe.MatchString(mn.Value) {
-				d.errorf(mn, path+".mode", "mode must be a quoted octal string like \"0755\", got %s", describe(mn))
-				good = false
-			} else {
-				m, _ := strconv.ParseUint(mn.Value, 8, 32)
-				a.Mode = uint32(m)
-			}
-		}
-		if on := f.get("owner"); on != nil {
-			uid, gid, ok := parseOwner(on)
-			if !ok {
-				d.errorf(on, path+".owner", "owner must be a quoted \"UID:GID\" of non-negative integers like \"0:0\", got %s", describe(on))
-				good = false
-			}
-			a.UID, a.GID = uid, gid
-		}
+		good = d.modeOwner(f, path, &a.Mode, &a.UID, &a.GID) && good
 		if good {
 			out = append(out, a)
 		}

@@ -19,9 +19,9 @@ import (
 // Recipe is the effective recipe of a role: its file and those it extends
 // rendered, merged, decoded and checked. Host paths are absolute.
 type Recipe struct {
-	Role     string
-	Sources  []Source // every recipe file used, the role's first, then what it extends
-	Rendered []byte   // the merged recipe as YAML (what `labbake render ROLE` prints)
+	Role      string
+	Sources   []Source // every recipe file used, the role's first, then what it extends
+	Rendered  []byte   // the merged recipe as YAML (what `labbake render ROLE` prints)
 	Base      Base
 	Layers    []Layer
 	Artifacts []Artifact
@@ -495,23 +495,7 @@ func (d *decoder) decodeFiles(n *yaml.Node) []File {
 			good = good && ok
 			file.Symlink = s
 		}
-		if mn := f.get("mode"); mn != nil {
-			if mn.Kind != yaml.ScalarNode || mn.ShortTag() != "!!str" || !modeRe.MatchString(mn.Value) {
-				d.errorf(mn, path+".mode", "mode must be a quoted octal string like \"0644\", got %s", describe(mn))
-				good = false
-			} else {
-				m, _ := strconv.ParseUint(mn.Value, 8, 32)
-				file.Mode = uint32(m)
-			}
-		}
-		if on := f.get("owner"); on != nil {
-			uid, gid, ok := parseOwner(on)
-			if !ok {
-				d.errorf(on, path+".owner", "owner must be a quoted \"UID:GID\" of non-negative integers like \"0:0\", got %s", describe(on))
-				good = false
-			}
-			file.UID, file.GID = uid, gid
-		}
+		good = d.modeOwner(f, path, &file.Mode, &file.UID, &file.GID) && good
 		if good {
 			files = append(files, file)
 		}
@@ -536,6 +520,31 @@ func checkImagePath(p string) string {
 		return fmt.Sprintf("path %q is not clean: use %s", p, path.Clean(p))
 	}
 	return ""
+}
+
+// modeOwner decodes the optional mode ("0644") and owner ("UID:GID") of
+// a file or artifact into the given fields, which keep their defaults when
+// a key is absent.
+func (d *decoder) modeOwner(f fields, path string, mode *uint32, uid, gid *int) bool {
+	good := true
+	if mn := f.get("mode"); mn != nil {
+		if mn.Kind != yaml.ScalarNode || mn.ShortTag() != "!!str" || !modeRe.MatchString(mn.Value) {
+			d.errorf(mn, path+".mode", "mode must be a quoted octal string like \"0644\", got %s", describe(mn))
+			good = false
+		} else {
+			m, _ := strconv.ParseUint(mn.Value, 8, 32)
+			*mode = uint32(m)
+		}
+	}
+	if on := f.get("owner"); on != nil {
+		u, g, ok := parseOwner(on)
+		if !ok {
+			d.errorf(on, path+".owner", "owner must be a quoted \"UID:GID\" of non-negative integers like \"0:0\", got %s", describe(on))
+			good = false
+		}
+		*uid, *gid = u, g
+	}
+	return good
 }
 
 func parseOwner(n *yaml.Node) (uid, gid int, ok bool) {
