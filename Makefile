@@ -4,6 +4,11 @@ BIN     := bin/labbake
 LAB     ?= examples/lab
 FUZZTIME ?= 10s
 export PATH := $(PATH):/usr/sbin:/sbin
+# The OCI library (go.podman.io/image) in pure Go: OpenPGP signatures without
+# gpgme, no cgo storage drivers. Every go command of the project needs these.
+TAGS    := containers_image_openpgp,containers_image_storage_stub
+export GOFLAGS := -tags=$(TAGS)
+export CGO_ENABLED := 0
 
 .PHONY: all build deps lab test unit fuzz lint bench clean
 
@@ -37,6 +42,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLab$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/recipe
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyTar$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./builders/tree
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./builders/qcow2
+	$(GO) test -run '^$$' -fuzz '^FuzzImportBundle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/cache
+	$(GO) test -run '^$$' -fuzz '^FuzzParseChecksum$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/source
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi

@@ -11,6 +11,7 @@ declare -A need=(
   [mkfs.vfat]=dosfstools
   [mmdebstrap]=mmdebstrap
   [zstd]=zstd [xz]=xz-utils
+  [docker-registry]=docker-registry
 )
 missing=()
 for tool in "${!need[@]}"; do

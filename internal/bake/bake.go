@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
+	"github.com/labbake/labbake/internal/resolve"
 )
 
 // Options are the settings of a build that are not part of the plan: they
@@ -29,7 +31,10 @@ type Options struct {
 	KeepRaw  bool   // also leave the raw disk as OutDir/ROLE.raw
 	// SourceDateEpoch is the value of $SOURCE_DATE_EPOCH ("" when unset).
 	SourceDateEpoch string
-	Logger          *slog.Logger
+	// Resolver pins and fetches inputs from outside the lab dir (Debian
+	// bases, OCI images, URLs); nil refuses recipes that have such inputs.
+	Resolver *resolve.Resolver
+	Logger   *slog.Logger
 }
 
 // InputError marks a failure caused by the build's inputs (a hostile or
@@ -53,7 +58,7 @@ type Result struct {
 }
 
 // Resolve loads a role's recipe and pins it into a plan.
-func Resolve(lab *recipe.Lab, role, sourceDateEpoch string) (*recipe.Recipe, *plan.Plan, error) {
+func Resolve(ctx context.Context, lab *recipe.Lab, role, sourceDateEpoch string, res *resolve.Resolver) (*recipe.Recipe, *plan.Plan, error) {
 	r, err := lab.Recipe(role)
 	if err != nil {
 		return nil, nil, err
@@ -62,11 +67,28 @@ func Resolve(lab *recipe.Lab, role, sourceDateEpoch string) (*recipe.Recipe, *pl
 	if err != nil {
 		return nil, nil, &InputError{err}
 	}
-	p, err := plan.New(lab, r, epoch, src)
+	p, err := plan.New(ctx, lab, r, epoch, src, planResolver(res))
 	if err != nil {
-		return nil, nil, &InputError{err}
+		return nil, nil, classify(err)
 	}
 	return r, p, nil
+}
+
+// planResolver keeps a nil *Resolver a nil interface.
+func planResolver(res *resolve.Resolver) plan.Resolver {
+	if res == nil {
+		return nil
+	}
+	return res
+}
+
+// classify marks the resolve errors that are the user's to fix (an input
+// missing offline, not locked, not matching its digest) as bad input.
+func classify(err error) error {
+	if resolve.IsInputError(err) {
+		return &InputError{err}
+	}
+	return err
 }
 
 // Build bakes one role into OutDir/ROLE.qcow2 and its manifest. Outputs
@@ -96,9 +118,20 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	}
 	planc := make(chan pinned, 1)
 	go func() {
-		p, err := plan.New(lab, r, epoch, epochSource)
+		p, err := plan.New(ctx, lab, r, epoch, epochSource, planResolver(opts.Resolver))
 		planc <- pinned{p, err}
 	}()
+	var once sync.Once
+	var pr pinned
+	waitPlan := func() (*plan.Plan, error) {
+		once.Do(func() {
+			pr = <-planc
+			if pr.err != nil {
+				pr.err = classify(pr.err)
+			}
+		})
+		return pr.p, pr.err
+	}
 
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output dir: %w", err)
@@ -116,15 +149,15 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	}
 	defer release()
 
-	t, err := assemble(ctx, log, lab, r, time.Unix(epoch, 0).UTC(), work)
+	a := &assembler{lab: lab, r: r, res: opts.Resolver, plan: waitPlan, log: log, work: work}
+	t, err := a.assemble(ctx, time.Unix(epoch, 0).UTC())
 	if err != nil {
 		return nil, err
 	}
-	pr := <-planc
-	if pr.err != nil {
-		return nil, &InputError{pr.err}
+	p, err := waitPlan()
+	if err != nil {
+		return nil, err
 	}
-	p := pr.p
 	log.Info("plan resolved", "digest", p.Digest, "inputs", len(p.Inputs), "epoch", p.Epoch)
 	ids := disk.IDs{
 		DiskGUID:    p.UUID("disk"),
@@ -181,10 +214,22 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	return out, nil
 }
 
-// assemble builds the image's tree: base, layers, overlays, units, files.
-func assemble(ctx context.Context, log *slog.Logger, lab *recipe.Lab, r *recipe.Recipe, epoch time.Time, work string) (*tree.Tree, error) {
+// assembler builds the image's tree: base, layers, artifacts, overlays,
+// units, files. Remote inputs are read from the cache by the digests the
+// plan pins, so it waits for the plan when it meets the first of them.
+type assembler struct {
+	lab  *recipe.Lab
+	r    *recipe.Recipe
+	res  *resolve.Resolver
+	plan func() (*plan.Plan, error)
+	log  *slog.Logger
+	work string
+}
+
+func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, error) {
 	step := time.Now()
-	blobs := filepath.Join(work, "blobs")
+	lab, r, log := a.lab, a.r, a.log
+	blobs := filepath.Join(a.work, "blobs")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, fmt.Errorf("creating work dir: %w", err)
 	}
@@ -202,13 +247,28 @@ func assemble(ctx context.Context, log *slog.Logger, lab *recipe.Lab, r *recipe.
 		if err := t.ApplyDir(r.Base.Dir, "", nil); err != nil {
 			return nil, at(r.Base.Pos, err)
 		}
+	default:
+		if err := a.applyRemote(ctx, t, "base", blobs); err != nil {
+			return nil, at(r.Base.Pos, err)
+		}
 	}
 	for i, l := range r.Layers {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := applyTarFile(t, l.Tar, fmt.Sprintf("layers[%d] %s", i, rel(lab, l.Tar)), blobs); err != nil {
+		var err error
+		if l.Tar != "" {
+			err = applyTarFile(t, l.Tar, fmt.Sprintf("layers[%d] %s", i, rel(lab, l.Tar)), blobs)
+		} else {
+			err = a.applyRemote(ctx, t, fmt.Sprintf("layers[%d]", i), blobs)
+		}
+		if err != nil {
 			return nil, at(l.Pos, err)
+		}
+	}
+	for i, art := range r.Artifacts {
+		if err := a.addArtifact(ctx, t, i, art, blobs); err != nil {
+			return nil, at(art.Pos, err)
 		}
 	}
 	for _, o := range r.Overlays {

@@ -7,13 +7,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labbake/labbake/internal/bake"
+	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
+	"github.com/labbake/labbake/internal/resolve"
 )
 
 type buildOptions struct {
 	all      bool
 	compress bool
 	keepRaw  bool
+	inputs   inputFlags
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
@@ -33,6 +36,8 @@ the same inputs give byte-identical images.`,
 	cmd.Flags().BoolVar(&o.all, "all", false, "build every role named by a node in lab.yaml")
 	cmd.Flags().BoolVar(&o.compress, "compress", false, "write compressed qcow2 clusters (smaller, slower to write)")
 	cmd.Flags().BoolVar(&o.keepRaw, "keep-raw", false, "also keep the raw disk as OUT/ROLE.raw")
+	cmd.Flags().BoolVar(&o.inputs.offline, "offline", false, "open no network connection: every input must be in the cache (labbake fetch, or bundle import)")
+	cmd.Flags().BoolVar(&o.inputs.frozen, "frozen", false, "refuse any input that labbake.lock does not pin, or pins otherwise (for CI)")
 	return cmd
 }
 
@@ -71,6 +76,17 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 	if len(problems) > 0 {
 		return problems
 	}
+	res, err := g.resolver(log, o.inputs)
+	if err != nil {
+		return err
+	}
+	// With several roles, or offline, pin every role's inputs before baking
+	// any, so that a missing input writes nothing and all are listed.
+	if len(names) > 1 || o.inputs.offline {
+		if err := resolveAll(cmd, g, lab, names, res); err != nil {
+			return err
+		}
+	}
 	for _, role := range names {
 		res, err := bake.Build(cmd.Context(), lab, role, bake.Options{
 			OutDir:          g.outDir(),
@@ -79,6 +95,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 			KeepRaw:         o.keepRaw,
 			SourceDateEpoch: g.getenv("SOURCE_DATE_EPOCH"),
 			Logger:          log,
+			Resolver:        res,
 		})
 		if err != nil {
 			return fmt.Errorf("baking %s: %w", role, err)
@@ -90,6 +107,30 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 		}
 	}
 	return nil
+}
+
+// resolveAll pins the inputs of every role and reports all failures.
+func resolveAll(cmd *cobra.Command, g *globals, lab *recipe.Lab, names []string, res *resolve.Resolver) error {
+	var errs []error
+	input := false
+	for _, role := range names {
+		if _, _, err := resolveRole(cmd, g, lab, role, res); err != nil {
+			errs = append(errs, fmt.Errorf("role %s:\n%w", role, err))
+			input = input || bake.IsInputError(err)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	err := errors.Join(errs...)
+	if input {
+		return &bake.InputError{Err: err}
+	}
+	return err
+}
+
+func resolveRole(cmd *cobra.Command, g *globals, lab *recipe.Lab, role string, res *resolve.Resolver) (*recipe.Recipe, *plan.Plan, error) {
+	return bake.Resolve(cmd.Context(), lab, role, g.getenv("SOURCE_DATE_EPOCH"), res)
 }
 
 func humanBytes(n int64) string {

@@ -10,6 +10,7 @@ import (
 
 func newPlanCmd(g *globals) *cobra.Command {
 	var asJSON bool
+	var in inputFlags
 	cmd := &cobra.Command{
 		Use:   "plan ROLE",
 		Short: "Print the resolved plan of a role: every input with its digest",
@@ -25,7 +26,15 @@ equal digests give byte-identical images.`,
 			if err != nil {
 				return err
 			}
-			_, p, err := bake.Resolve(lab, args[0], g.getenv("SOURCE_DATE_EPOCH"))
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			res, err := g.resolver(log, in)
+			if err != nil {
+				return err
+			}
+			_, p, err := bake.Resolve(cmd.Context(), lab, args[0], g.getenv("SOURCE_DATE_EPOCH"), res)
 			if err != nil {
 				return err
 			}
@@ -40,11 +49,16 @@ equal digests give byte-identical images.`,
 			fmt.Fprintf(g.stdout, "role %s of lab %s\nplan   %s\nrecipe %s\nepoch  %d (%s)\ndisk   %s %s, fstab %v\n",
 				p.Role, p.Lab, p.Digest, p.RecipeDigest, p.Epoch, p.EpochSource, humanBytes(p.Disk.Size), p.Disk.Filesystem, p.Disk.FstabOptions)
 			for _, in := range p.Inputs {
-				fmt.Fprintf(g.stdout, "%-10s %-40s %s  (%s)\n", in.Kind, in.Name, in.Digest, in.Pos)
+				fmt.Fprintf(g.stdout, "%-16s %-40s %s  (%s)\n", in.Kind, in.Name, in.Digest, in.Pos)
+				if in.Source != "" && in.Source != in.Name {
+					fmt.Fprintf(g.stdout, "%-16s   from %s\n", "", in.Source)
+				}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&in.offline, "offline", false, "open no network connection: resolve from the cache and labbake.lock only")
+	cmd.Flags().BoolVar(&in.frozen, "frozen", false, "refuse any input that labbake.lock does not pin")
 	return cmd
 }

@@ -23,6 +23,7 @@ type globals struct {
 	cache     string
 	verbose   bool
 	logFormat string
+	mirrors   []string
 	stdout    io.Writer
 	stderr    io.Writer
 	getenv    func(string) string
@@ -84,11 +85,16 @@ Builds are reproducible: the same inputs give the same bytes.`,
 	f.StringVar(&g.cache, "cache", defaultCache(getenv), "cache directory")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "log debug details")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	f.StringArrayVar(&g.mirrors, "mirror", nil, "rewrite a URL prefix, FROM=TO (repeatable; also read from $XDG_CONFIG_HOME/labbake/mirrors)")
 	cmd.AddCommand(
 		newBuildCmd(g),
 		newRenderCmd(g),
 		newPlanCmd(g),
 		newVersionCmd(g),
+		newFetchCmd(g),
+		newLockCmd(g),
+		newCacheCmd(g),
+		newBundleCmd(g),
 	)
 	return cmd
 }

@@ -1,9 +1,11 @@
 package plan
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -43,11 +45,15 @@ type Plan struct {
 
 // Input is one pinned input of a build.
 type Input struct {
-	Kind   string `json:"kind"` // base-tar, base-dir, layer-tar, unit, overlay
-	Name   string `json:"name"` // path relative to the lab dir, or a unit/overlay name
-	Pos    string `json:"pos"`  // where the recipe names it: FILE:LINE:COL
-	Digest string `json:"digest"`
-	Size   int64  `json:"size,omitempty"`
+	Field  string   `json:"field"`            // the recipe field: base, layers[0], artifacts[2], units[1]…
+	Kind   string   `json:"kind"`             // base-tar, base-dir, base-debian, base-oci, layer-tar, layer-oci, artifact-url, artifact-archive, artifact-image, artifact-file, unit, overlay
+	Name   string   `json:"name"`             // path relative to the lab dir, image reference, artifact dest, unit or overlay name
+	Source string   `json:"source,omitempty"` // URL or image reference it comes from
+	Pos    string   `json:"pos"`              // where the recipe names it: FILE:LINE:COL
+	Digest string   `json:"digest"`           // content digest; an image's manifest digest
+	Size   int64    `json:"size,omitempty"`
+	Config string   `json:"config,omitempty"` // an image's config blob
+	Layers []string `json:"layers,omitempty"` // an image's layer blobs, lowest first
 }
 
 // Disk is the shape of the disk to write.
@@ -76,9 +82,19 @@ func Epoch(sourceDateEpoch string, lab *recipe.Lab) (int64, string, error) {
 	return DefaultEpoch, "default", nil
 }
 
-// New resolves a recipe into a plan: it reads every input once to pin its
-// digest. epoch and epochSource come from Epoch.
-func New(lab *recipe.Lab, r *recipe.Recipe, epoch int64, epochSource string) (*Plan, error) {
+// Resolver pins the inputs that live outside the lab dir and makes sure
+// their bytes are in the cache (internal/resolve implements it).
+type Resolver interface {
+	DebianBase(ctx context.Context, d *recipe.Debian, epoch int64) (digest string, size int64, err error)
+	ImageInput(ctx context.Context, ref string) (manifest, config string, layers []string, err error)
+	URL(ctx context.Context, url, sha256, sha256URL string) (digest string, size int64, err error)
+}
+
+// New resolves a recipe into a plan: it reads every local input once to
+// pin its digest and asks res for the others (nil res: recipes with remote
+// inputs are refused). Every input that fails is reported, each with its
+// recipe position, in one joined error.
+func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, epochSource string, res Resolver) (*Plan, error) {
 	p := &Plan{
 		Format:       Format,
 		Lab:          lab.Name,
@@ -92,13 +108,21 @@ func New(lab *recipe.Lab, r *recipe.Recipe, epoch int64, epochSource string) (*P
 			FstabOptions: r.Disk.FstabOptions,
 		},
 	}
-	add := func(kind, name string, pos recipe.Pos, digest func() (string, int64, error)) error {
+	if res == nil {
+		if err := unsupported(r); err != nil {
+			return nil, err
+		}
+	}
+	var errs []error
+	add := func(in Input, pos recipe.Pos, digest func() (string, int64, error)) *Input {
 		d, size, err := digest()
 		if err != nil {
-			return fmt.Errorf("%s: %s %s: %w", posString(pos), kind, name, err)
+			errs = append(errs, fmt.Errorf("%s: %s: %s %s: %w", posString(pos), in.Field, in.Kind, in.Name, err))
+			return nil
 		}
-		p.Inputs = append(p.Inputs, Input{Kind: kind, Name: name, Pos: posString(pos), Digest: d, Size: size})
-		return nil
+		in.Pos, in.Digest, in.Size = posString(pos), d, size
+		p.Inputs = append(p.Inputs, in)
+		return &p.Inputs[len(p.Inputs)-1]
 	}
 	rel := func(path string) string {
 		if r, err := filepath.Rel(lab.Dir, path); err == nil && !strings.HasPrefix(r, "..") {
@@ -106,35 +130,65 @@ func New(lab *recipe.Lab, r *recipe.Recipe, epoch int64, epochSource string) (*P
 		}
 		return path
 	}
-	if err := unsupported(r); err != nil {
-		return nil, err
+	image := func(field, kind, ref string, pos recipe.Pos) {
+		var cfg string
+		var layers []string
+		in := add(Input{Field: field, Kind: kind, Name: ref, Source: ref}, pos, func() (string, int64, error) {
+			m, c, l, err := res.ImageInput(ctx, ref)
+			cfg, layers = c, l
+			return m, 0, err
+		})
+		if in != nil {
+			in.Config, in.Layers = cfg, layers
+		}
 	}
-	var err error
 	switch {
 	case r.Base.Tar != "":
-		err = add("base-tar", rel(r.Base.Tar), r.Base.Pos, func() (string, int64, error) { return digestFile(r.Base.Tar) })
+		add(Input{Field: "base", Kind: "base-tar", Name: rel(r.Base.Tar)}, r.Base.Pos, func() (string, int64, error) { return digestFile(r.Base.Tar) })
 	case r.Base.Dir != "":
-		err = add("base-dir", rel(r.Base.Dir), r.Base.Pos, func() (string, int64, error) { return digestDir(r.Base.Dir, nil) })
+		add(Input{Field: "base", Kind: "base-dir", Name: rel(r.Base.Dir)}, r.Base.Pos, func() (string, int64, error) { return digestDir(r.Base.Dir, nil) })
+	case r.Base.Debian != nil:
+		add(Input{Field: "base", Kind: "base-debian", Name: r.Base.Debian.Suite}, r.Base.Pos, func() (string, int64, error) {
+			return res.DebianBase(ctx, r.Base.Debian, epoch)
+		})
+	case r.Base.OCI != "":
+		image("base", "base-oci", r.Base.OCI, r.Base.Pos)
 	}
-	if err != nil {
-		return nil, err
+	for i, l := range r.Layers {
+		field := fmt.Sprintf("layers[%d]", i)
+		if l.OCI != "" {
+			image(field, "layer-oci", l.OCI, l.Pos)
+			continue
+		}
+		add(Input{Field: field, Kind: "layer-tar", Name: rel(l.Tar)}, l.Pos, func() (string, int64, error) { return digestFile(l.Tar) })
 	}
-	for _, l := range r.Layers {
-		if err := add("layer-tar", rel(l.Tar), l.Pos, func() (string, int64, error) { return digestFile(l.Tar) }); err != nil {
-			return nil, err
+	for i, a := range r.Artifacts {
+		field := fmt.Sprintf("artifacts[%d]", i)
+		switch {
+		case a.URL != "":
+			add(Input{Field: field, Kind: "artifact-url", Name: a.Dest, Source: a.URL}, a.Pos, func() (string, int64, error) {
+				return res.URL(ctx, a.URL, a.SHA256, a.SHA256URL)
+			})
+		case a.Archive != "":
+			add(Input{Field: field, Kind: "artifact-archive", Name: a.Dest, Source: a.Archive}, a.Pos, func() (string, int64, error) {
+				return res.URL(ctx, a.Archive, a.SHA256, a.SHA256URL)
+			})
+		case a.Image != "":
+			image(field, "artifact-image", a.Image, a.Pos)
+		case a.File != "":
+			add(Input{Field: field, Kind: "artifact-file", Name: a.Dest, Source: rel(a.File)}, a.Pos, func() (string, int64, error) { return digestFile(a.File) })
 		}
 	}
-	for _, u := range r.Units {
-		if err := add("unit", u.Name, u.Pos, func() (string, int64, error) {
+	for i, u := range r.Units {
+		add(Input{Field: fmt.Sprintf("units[%d]", i), Kind: "unit", Name: u.Name}, u.Pos, func() (string, int64, error) {
 			return digestBytes(u.Content), int64(len(u.Content)), nil
-		}); err != nil {
-			return nil, err
-		}
+		})
 	}
-	for _, o := range r.Overlays {
-		if err := add("overlay", o.Name, o.Pos, func() (string, int64, error) { return digestDir(o.Dir, o.Templates) }); err != nil {
-			return nil, err
-		}
+	for i, o := range r.Overlays {
+		add(Input{Field: fmt.Sprintf("overlays[%d]", i), Kind: "overlay", Name: o.Name}, o.Pos, func() (string, int64, error) { return digestDir(o.Dir, o.Templates) })
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	d, err := p.digest()
 	if err != nil {
@@ -142,6 +196,16 @@ func New(lab *recipe.Lab, r *recipe.Recipe, epoch int64, epochSource string) (*P
 	}
 	p.Digest = d
 	return p, nil
+}
+
+// Input returns the pinned input of a recipe field ("base", "layers[2]").
+func (p *Plan) Input(field string) (Input, bool) {
+	for _, in := range p.Inputs {
+		if in.Field == field {
+			return in, true
+		}
+	}
+	return Input{}, false
 }
 
 // unsupported refuses the input kinds that the recipe accepts but this

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -31,7 +32,7 @@ func TestPlanGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := New(lab, r, epoch, src)
+			p, err := New(context.Background(), lab, r, epoch, src, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

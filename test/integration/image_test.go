@@ -220,3 +220,7 @@ func lines(s string) []string {
 	}
 	return out
 }
+
+// buildTags are the tags labbake is built with (see the Makefile): the OCI
+// library's pure-Go signature code and no cgo storage drivers.
+const buildTags = "containers_image_openpgp,containers_image_storage_stub"

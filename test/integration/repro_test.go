@@ -48,7 +48,7 @@ func TestKilledBuildKeepsPreviousImage(t *testing.T) {
 		tool(t, name)
 	}
 	bin := filepath.Join(t.TempDir(), "labbake")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/labbake").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", buildTags, "-o", bin, "../../cmd/labbake").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	lab, _ := makeLab(t)
@@ -126,7 +126,7 @@ func TestNonRootBuildIsIdentical(t *testing.T) {
 	}
 	defer os.RemoveAll(top)
 	bin := filepath.Join(top, "labbake")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/labbake").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", buildTags, "-o", bin, "../../cmd/labbake").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	lab, _ := makeLab(t)

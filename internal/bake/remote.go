@@ -1,0 +1,176 @@
+package bake
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/recipe"
+	"github.com/labbake/labbake/internal/source"
+	"github.com/labbake/labbake/internal/source/oci"
+)
+
+// pinned returns the plan's input for a recipe field, waiting for the plan.
+func (a *assembler) pinned(field string) (*resolvedInput, error) {
+	p, err := a.plan()
+	if err != nil {
+		return nil, err
+	}
+	in, ok := p.Input(field)
+	if !ok {
+		return nil, fmt.Errorf("%s: not in the plan", field)
+	}
+	if a.res == nil {
+		return nil, fmt.Errorf("%s: %s needs the fetch stage", field, in.Kind)
+	}
+	return &resolvedInput{kind: in.Kind, source: in.Source, digest: in.Digest, config: in.Config, layers: in.Layers}, nil
+}
+
+type resolvedInput struct {
+	kind, source, digest, config string
+	layers                       []string
+}
+
+func (in *resolvedInput) image() *oci.Resolved {
+	return &oci.Resolved{Ref: in.source, ManifestDigest: in.digest, Config: in.config, Layers: in.layers}
+}
+
+// applyRemote applies a Debian base tarball or every layer of an OCI
+// image, read from the cache.
+func (a *assembler) applyRemote(ctx context.Context, t *tree.Tree, field, blobs string) error {
+	in, err := a.pinned(field)
+	if err != nil {
+		return err
+	}
+	switch in.kind {
+	case "base-debian":
+		p, err := a.res.Cache.Path(in.digest)
+		if err != nil {
+			return err
+		}
+		return applyTarFile(t, p, field+" debian "+in.digest, blobs)
+	case "base-oci", "layer-oci":
+		for i, l := range in.layers {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			rc, err := a.res.OCI.OpenLayer(a.res.Cache, l)
+			if err != nil {
+				return err
+			}
+			err = t.ApplyTar(bufio.NewReaderSize(rc, 1<<20), fmt.Sprintf("%s %s layer %d", field, in.source, i), blobs)
+			rc.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: cannot apply a %s", field, in.kind)
+}
+
+// addArtifact puts an artifact's file(s) at its dest.
+func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art recipe.Artifact, blobs string) error {
+	field := fmt.Sprintf("artifacts[%d]", i)
+	epoch := t.Epoch()
+	file := func(dest string, blob *tree.Blob, mode uint32) error {
+		return t.Add(tree.Entry{Path: dest, Type: tree.Regular, Mode: mode, UID: art.UID, GID: art.GID, ModTime: epoch, Content: blob})
+	}
+	// dest for a member found at name when the recipe asked for root.
+	destFor := func(root, name string) string {
+		root, name = strings.Trim(root, "/"), strings.Trim(name, "/")
+		if !strings.HasSuffix(art.Dest, "/") {
+			return art.Dest
+		}
+		if name == root {
+			return art.Dest + path.Base(name)
+		}
+		return art.Dest + strings.TrimPrefix(strings.TrimPrefix(name, root), "/")
+	}
+	switch {
+	case art.File != "":
+		st, err := os.Stat(art.File)
+		if err != nil {
+			return err
+		}
+		return file(destFor(art.File, art.File), &tree.Blob{Path: art.File, Size: st.Size()}, art.Mode)
+	case art.URL != "":
+		in, err := a.pinned(field)
+		if err != nil {
+			return err
+		}
+		p, err := a.res.Cache.Path(in.digest)
+		if err != nil {
+			return err
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		return file(destFor(art.URL, art.URL), &tree.Blob{Path: p, Size: st.Size()}, art.Mode)
+	case art.Archive != "":
+		in, err := a.pinned(field)
+		if err != nil {
+			return err
+		}
+		return source.Extract(ctx, a.res.Cache, in.digest, art.Extract, a.work, func(m source.Member, r io.Reader) error {
+			root := matchRoot(art.Extract, m.Name)
+			return a.addMember(t, destFor(root, m.Name), m.Type, m.Linkname, r, art, blobs)
+		})
+	case art.Image != "":
+		in, err := a.pinned(field)
+		if err != nil {
+			return err
+		}
+		return a.res.OCI.ExtractPath(ctx, a.res.Cache, in.image(), art.Path, func(h *tar.Header, r io.Reader) error {
+			return a.addMember(t, destFor(art.Path, h.Name), h.Typeflag, h.Linkname, r, art, blobs)
+		})
+	}
+	return fmt.Errorf("%s: no source", field)
+}
+
+// addMember adds one file (or symlink) taken out of an archive or image,
+// with the artifact's mode and owner.
+func (a *assembler) addMember(t *tree.Tree, dest string, typ byte, link string, r io.Reader, art recipe.Artifact, blobs string) error {
+	e := tree.Entry{Path: dest, Mode: art.Mode, UID: art.UID, GID: art.GID, ModTime: t.Epoch()}
+	switch typ {
+	case tar.TypeDir:
+		return nil // directories come with the files in them
+	case tar.TypeSymlink:
+		e.Type, e.Linkname, e.Mode = tree.Symlink, link, 0o777
+	case tar.TypeReg, tar.TypeRegA:
+		f, err := os.CreateTemp(blobs, "artifact-")
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(f, r)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("extracting %s: %w", dest, err)
+		}
+		e.Type, e.Content = tree.Regular, &tree.Blob{Path: f.Name(), Size: n, Owned: true}
+	default:
+		return fmt.Errorf("%s: unsupported member type %q", dest, typ)
+	}
+	return t.Add(e)
+}
+
+// matchRoot returns the extract path that selected member name.
+func matchRoot(paths []string, name string) string {
+	clean := strings.Trim(path.Clean("/"+name), "/")
+	for _, p := range paths {
+		p = strings.Trim(path.Clean("/"+p), "/")
+		if clean == p || strings.HasPrefix(clean, p+"/") {
+			return p
+		}
+	}
+	return clean
+}

@@ -1,0 +1,459 @@
+package cache
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bundleFixture is a source cache with three blobs and two refs.
+type bundleFixture struct {
+	c       *Cache
+	data    map[string][]byte // digest → content
+	digests []string          // exported explicitly
+	refs    map[string]string
+	lock    []byte
+}
+
+func newBundleFixture(t *testing.T) *bundleFixture {
+	t.Helper()
+	f := &bundleFixture{c: openCache(t), data: map[string][]byte{}}
+	var ds []string
+	for i, size := range []int{0, 70 << 10, 3<<20 + 123} {
+		b := content(uint64(40+i), size)
+		d := mustPut(t, f.c, b)
+		f.data[d] = b
+		ds = append(ds, d)
+	}
+	f.digests = ds[:2]
+	// The third blob is in the bundle only because a ref points at it.
+	f.refs = map[string]string{"debian:sha256:" + strings.Repeat("1", 64): ds[2], "layer:x": ds[0]}
+	for k, d := range f.refs {
+		if err := f.c.SetRef(k, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.lock = []byte("# labbake.lock\nversion: 1\n")
+	return f
+}
+
+func (f *bundleFixture) export(t *testing.T, compress bool) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := f.c.ExportBundle(context.Background(), &buf, f.lock, f.refs, f.digests, compress); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func tarNames(t *testing.T, b []byte) []string {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(b))
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Uid != 0 || hdr.Gid != 0 || !hdr.ModTime.Equal(time.Unix(0, 0)) || hdr.Uname != "" {
+			t.Errorf("entry %s: uid %d gid %d mtime %v uname %q", hdr.Name, hdr.Uid, hdr.Gid, hdr.ModTime, hdr.Uname)
+		}
+		names = append(names, hdr.Name)
+	}
+}
+
+func TestBundleRoundTrip(t *testing.T) {
+	f := newBundleFixture(t)
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compress=%v", compress), func(t *testing.T) {
+			b1 := f.export(t, compress)
+			b2 := f.export(t, compress)
+			if !bytes.Equal(b1, b2) {
+				t.Fatal("two exports differ")
+			}
+			if compress {
+				if !bytes.HasPrefix(b1, zstdMagic) {
+					t.Fatal("compressed bundle lacks the zstd magic")
+				}
+				// The bytes must not depend on the number of CPUs.
+				old := runtime.GOMAXPROCS(1)
+				b3 := f.export(t, compress)
+				runtime.GOMAXPROCS(old)
+				if !bytes.Equal(b1, b3) {
+					t.Fatal("export with GOMAXPROCS=1 differs")
+				}
+			} else {
+				var want []string
+				want = append(want, bundleIndexName, bundleLockName)
+				for d := range f.data {
+					want = append(want, "blobs/sha256/"+d[len("sha256:"):])
+				}
+				slices.Sort(want[2:])
+				if got := tarNames(t, b1); !slices.Equal(got, want) {
+					t.Errorf("entries %v, want %v", got, want)
+				}
+			}
+
+			dst := openCache(t)
+			info, err := dst.ImportBundle(context.Background(), bytes.NewReader(b1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(info.Lock, f.lock) {
+				t.Errorf("Lock = %q, want %q", info.Lock, f.lock)
+			}
+			if fmt.Sprint(info.Refs) != fmt.Sprint(f.refs) {
+				t.Errorf("info.Refs = %v, want %v", info.Refs, f.refs)
+			}
+			if len(info.Blobs) != 3 || !slices.IsSorted(info.Blobs) {
+				t.Errorf("info.Blobs = %v", info.Blobs)
+			}
+			assertSameContent(t, f.c, dst)
+			if files := ingestFiles(t, dst); len(files) != 0 {
+				t.Errorf("ingest files left: %v", files)
+			}
+			// Importing again changes nothing and still succeeds.
+			before := snapshot(t, dst.Dir())
+			if _, err := dst.ImportBundle(context.Background(), bytes.NewReader(b1)); err != nil {
+				t.Fatal(err)
+			}
+			if after := snapshot(t, dst.Dir()); !sameBlobsAndRefs(before, after) {
+				t.Error("a second import changed blobs")
+			}
+		})
+	}
+}
+
+// sameBlobsAndRefs compares the blob lines of two snapshots (ref files are
+// rewritten by a second import, with equal content).
+func sameBlobsAndRefs(a, b string) bool {
+	pick := func(s string) []string {
+		var out []string
+		for _, l := range strings.Split(s, "\n") {
+			if strings.HasPrefix(l, "blobs/sha256/") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	return slices.Equal(pick(a), pick(b))
+}
+
+func assertSameContent(t *testing.T, src, dst *Cache) {
+	t.Helper()
+	sb, err := src.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := dst.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip := func(bs []Blob) string {
+		var s []string
+		for _, b := range bs {
+			s = append(s, fmt.Sprintf("%s %d %v", b.Digest, b.Size, b.Refs))
+		}
+		return strings.Join(s, "\n")
+	}
+	if strip(sb) != strip(db) {
+		t.Errorf("blobs differ:\nsource:\n%s\nimported:\n%s", strip(sb), strip(db))
+	}
+	sr, _ := src.Refs()
+	dr, _ := dst.Refs()
+	if fmt.Sprint(sr) != fmt.Sprint(dr) {
+		t.Errorf("refs differ: %v vs %v", sr, dr)
+	}
+	for _, b := range db {
+		if err := dst.Verify(b.Digest); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestExportBundleErrors(t *testing.T) {
+	f := newBundleFixture(t)
+	missing := digestOf([]byte("not stored"))
+	tests := []struct {
+		name    string
+		refs    map[string]string
+		digests []string
+		setup   func(t *testing.T)
+		wantIs  error
+		wantSub string
+	}{
+		{name: "missing blob", digests: []string{f.digests[0], missing}, wantIs: ErrNotFound, wantSub: missing},
+		{name: "ref to missing blob", refs: map[string]string{"k": missing}, wantIs: ErrNotFound, wantSub: missing},
+		{name: "bad digest", digests: []string{"sha256:nope"}, wantSub: "sha256:nope"},
+		{name: "empty ref key", refs: map[string]string{"": f.digests[0]}, wantSub: "empty ref key"},
+		{name: "corrupt blob", digests: []string{f.digests[1]}, wantIs: ErrCorrupt, wantSub: f.digests[1],
+			setup: func(t *testing.T) { flipByte(t, f.c.blobPath(f.digests[1][7:]), 5) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.setup != nil {
+				tt.setup(t)
+			}
+			err := f.c.ExportBundle(context.Background(), io.Discard, nil, tt.refs, tt.digests, false)
+			if err == nil {
+				t.Fatal("ExportBundle succeeded")
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("error %v, want %v", err, tt.wantIs)
+			}
+			if !strings.Contains(err.Error(), tt.wantSub) || !strings.HasPrefix(err.Error(), "cache: ") {
+				t.Errorf("error %q does not name %q", err, tt.wantSub)
+			}
+		})
+	}
+}
+
+func TestExportBundleNoLock(t *testing.T) {
+	f := newBundleFixture(t)
+	var buf bytes.Buffer
+	if err := f.c.ExportBundle(context.Background(), &buf, nil, nil, f.digests[:1], false); err != nil {
+		t.Fatal(err)
+	}
+	names := tarNames(t, buf.Bytes())
+	if len(names) != 2 || names[0] != bundleIndexName || !strings.HasPrefix(names[1], "blobs/") {
+		t.Errorf("entries %v", names)
+	}
+	info, err := openCache(t).ImportBundle(context.Background(), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Lock != nil || len(info.Refs) != 0 || len(info.Blobs) != 1 {
+		t.Errorf("info = %+v", info)
+	}
+}
+
+// craftEntry is one entry of a hand-made bundle.
+type craftEntry struct {
+	name     string
+	data     []byte
+	typeflag byte
+	size     int64 // header size if not len(data)
+}
+
+func craft(t *testing.T, entries []craftEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		hdr := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg}
+		if e.typeflag != 0 {
+			hdr.Typeflag = e.typeflag
+			hdr.Size = 0
+			hdr.Linkname = "/etc/passwd"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(e.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func indexOf(t *testing.T, format int, blobs map[string][]byte, refs map[string]string) []byte {
+	t.Helper()
+	idx := bundleIndex{Format: format, Refs: refs}
+	for d, b := range blobs {
+		idx.Blobs = append(idx.Blobs, bundleBlob{Digest: d, Size: int64(len(b))})
+	}
+	slices.SortFunc(idx.Blobs, func(a, b bundleBlob) int { return strings.Compare(a.Digest, b.Digest) })
+	data, err := json.Marshal(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func blobEntry(d string, b []byte) craftEntry {
+	return craftEntry{name: "blobs/sha256/" + d[len("sha256:"):], data: b}
+}
+
+func flipAt(b []byte, off int) []byte {
+	c := bytes.Clone(b)
+	c[off] ^= 0x01
+	return c
+}
+
+func TestImportBundleRejects(t *testing.T) {
+	f := newBundleFixture(t)
+	plain := f.export(t, false)
+	zst := f.export(t, true)
+
+	// The blob present in the target too, and the big one.
+	var small, big string
+	for d, b := range f.data {
+		switch {
+		case len(b) == 70<<10:
+			small = d
+		case len(b) > 1<<20:
+			big = d
+		}
+	}
+	bigAt := bytes.Index(plain, f.data[big][:64])
+	smallAt := bytes.Index(plain, f.data[small][:64])
+	if bigAt < 0 || smallAt < 0 {
+		t.Fatal("blob data not found in the plain bundle")
+	}
+	a := []byte("blob a")
+	b := []byte("blob b")
+	da, db := digestOf(a), digestOf(b)
+	two := map[string][]byte{da: a, db: b}
+
+	tests := []struct {
+		name    string
+		bundle  []byte
+		wantSub []string // all must appear in the error
+		wantIs  error
+	}{
+		{"empty", nil, []string{"truncated"}, io.ErrUnexpectedEOF},
+		{"garbage", []byte("hello, world"), []string{"truncated"}, nil},
+		{"flipped byte in a new blob", flipAt(plain, bigAt+1000), []string{big, "hashes to"}, ErrDigestMismatch},
+		{"flipped byte in a blob the target has", flipAt(plain, smallAt+10), []string{small}, ErrDigestMismatch},
+		{"flipped byte in zstd", flipAt(zst, len(zst)/2), nil, nil},
+		{"trailing data", append(bytes.Clone(plain), "junk"...), []string{"after the end"}, nil},
+		{"index blob missing from the tar", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 1, two, nil)},
+			blobEntry(da, a),
+		}), []string{db, "missing from the bundle"}, nil},
+		{"blob not in the index", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 1, map[string][]byte{da: a}, nil)},
+			blobEntry(da, a),
+			blobEntry(db, b),
+		}), []string{db, "not in the bundle's index"}, nil},
+		{"blob under a wrong name", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 1, two, nil)},
+			blobEntry(da, b),
+			blobEntry(db, a),
+		}), []string{da}, ErrDigestMismatch},
+		{"size differs from the index", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 1, map[string][]byte{da: []byte("blob a, longer")}, nil)},
+			blobEntry(da, a),
+		}), []string{da, "6 bytes in the tar, 14 in the index"}, nil},
+		{"blob twice", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 1, map[string][]byte{da: a}, nil)},
+			blobEntry(da, a),
+			blobEntry(da, a),
+		}), []string{da, "twice"}, nil},
+		{"ref to a blob nowhere", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 1, map[string][]byte{da: a}, map[string]string{"k": db})},
+			blobEntry(da, a),
+		}), []string{db, `"k"`}, nil},
+		{"index not first", craft(t, []craftEntry{
+			blobEntry(da, a),
+			{name: bundleIndexName, data: indexOf(t, 1, map[string][]byte{da: a}, nil)},
+		}), []string{"not a labbake bundle"}, nil},
+		{"unknown format", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 2, map[string][]byte{da: a}, nil)},
+			blobEntry(da, a),
+		}), []string{"format 2"}, nil},
+		{"unknown index field", craft(t, []craftEntry{
+			{name: bundleIndexName, data: []byte(`{"format":1,"blobs":[],"refs":{},"extra":1}`)},
+		}), []string{"extra"}, nil},
+		{"bad digest in the index", craft(t, []craftEntry{
+			{name: bundleIndexName, data: []byte(`{"format":1,"blobs":[{"digest":"sha256:../x","size":1}]}`)},
+		}), []string{"blobs[0]"}, nil},
+		{"path traversal", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 1, nil, nil)},
+			{name: "blobs/sha256/../../../evil", data: a},
+		}), []string{"not a blob name"}, nil},
+		{"unknown entry", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 1, nil, nil)},
+			{name: "etc/passwd", data: a},
+		}), []string{"unexpected in a bundle"}, nil},
+		{"symlink", craft(t, []craftEntry{
+			{name: bundleIndexName, data: indexOf(t, 1, map[string][]byte{da: a}, nil)},
+			{name: "blobs/sha256/" + da[7:], typeflag: tar.TypeSymlink},
+		}), []string{"only regular files"}, nil},
+	}
+	// Truncations of both forms, at many offsets.
+	cuts := []int{1, 100, 511, 512, 513, 1024, 1536, smallAt, smallAt + 100, bigAt + 1<<20,
+		len(plain) - 1024, len(plain) - 1023, len(plain) - 512, len(plain) - 1}
+	for _, n := range cuts {
+		tests = append(tests, struct {
+			name    string
+			bundle  []byte
+			wantSub []string
+			wantIs  error
+		}{fmt.Sprintf("plain cut at %d of %d", n, len(plain)), plain[:n], []string{"truncated"}, io.ErrUnexpectedEOF})
+	}
+	for _, n := range []int{1, 3, 4, 10, 100, len(zst) / 3, len(zst) / 2, len(zst) - 100, len(zst) - 4, len(zst) - 1} {
+		tests = append(tests, struct {
+			name    string
+			bundle  []byte
+			wantSub []string
+			wantIs  error
+		}{fmt.Sprintf("zstd cut at %d of %d", n, len(zst)), zst[:n], nil, nil})
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := openCache(t)
+			// The target holds a blob that is also in the bundle, another blob
+			// and refs, to show that nothing changes.
+			mustPut(t, dst, f.data[small])
+			other := mustPut(t, dst, []byte("unrelated"))
+			if err := dst.SetRef("layer:x", other); err != nil {
+				t.Fatal(err)
+			}
+			if err := dst.SetRef("mine", other); err != nil {
+				t.Fatal(err)
+			}
+			before := snapshot(t, dst.Dir())
+			info, err := dst.ImportBundle(context.Background(), bytes.NewReader(tt.bundle))
+			if err == nil {
+				t.Fatalf("ImportBundle succeeded: %+v", info)
+			}
+			t.Log(err)
+			if !strings.HasPrefix(err.Error(), "cache: import bundle: ") {
+				t.Errorf("error %q lacks the prefix", err)
+			}
+			for _, s := range tt.wantSub {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("error %v is not %v", err, tt.wantIs)
+			}
+			if after := snapshot(t, dst.Dir()); after != before {
+				t.Errorf("cache changed by a failed import:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+func TestImportBundleCancelled(t *testing.T) {
+	f := newBundleFixture(t)
+	plain := f.export(t, false)
+	dst := openCache(t)
+	before := snapshot(t, dst.Dir())
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &cancelReader{r: bytes.NewReader(plain), after: len(plain) / 2, cancel: cancel}
+	if _, err := dst.ImportBundle(ctx, r); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ImportBundle with ctx cancelled: %v", err)
+	}
+	if after := snapshot(t, dst.Dir()); after != before {
+		t.Errorf("cache changed:\n%s\n%s", before, after)
+	}
+}

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labbake/labbake/internal/cache"
+)
+
+func newCacheCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cache",
+		Short: "List, verify and prune the content-addressed cache",
+		Example: `  labbake cache ls
+  labbake cache verify
+  labbake cache prune`,
+	}
+	cmd.AddCommand(
+		&cobra.Command{
+			Use:     "ls",
+			Short:   "List the cached blobs with their sizes and names",
+			Example: `  labbake cache ls`,
+			Args:    exactArgs(0),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := cache.Open(g.cache, nil)
+				if err != nil {
+					return err
+				}
+				blobs, err := c.List()
+				if err != nil {
+					return err
+				}
+				var total int64
+				for _, b := range blobs {
+					total += b.Size
+					fmt.Fprintf(g.stdout, "%s\t%10s\t%s\n", b.Digest, humanBytes(b.Size), joinRefs(b.Refs))
+				}
+				fmt.Fprintf(g.stdout, "%d blobs, %s in %s\n", len(blobs), humanBytes(total), c.Dir())
+				return nil
+			},
+		},
+		&cobra.Command{
+			Use:     "verify",
+			Short:   "Re-hash every cached blob and report the corrupt ones",
+			Example: `  labbake cache verify`,
+			Args:    exactArgs(0),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := cache.Open(g.cache, nil)
+				if err != nil {
+					return err
+				}
+				problems, err := c.VerifyAll(cmd.Context())
+				if err != nil {
+					return err
+				}
+				for _, p := range problems {
+					fmt.Fprintf(g.stdout, "%s\t%s\t%v\n", p.Digest, p.Path, p.Err)
+				}
+				if len(problems) > 0 {
+					return fmt.Errorf("cache verify: %d problems (remove a corrupt blob with labbake cache prune, then fetch again)", len(problems))
+				}
+				fmt.Fprintln(g.stdout, "cache verified: no problems")
+				return nil
+			},
+		},
+		&cobra.Command{
+			Use:   "prune",
+			Short: "Remove the blobs the lab's roles no longer need",
+			Long: `Prune removes every cached blob that no role of the lab in --dir needs (as
+resolved from the cache and labbake.lock, offline) and that no named reference
+points to, and corrupt blobs.`,
+			Example: `  labbake -C examples/lab cache prune`,
+			Args:    exactArgs(0),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				plans, err := planRoles(cmd, g, nil, true, inputFlags{offline: true})
+				if err != nil {
+					return fmt.Errorf("cache prune: the lab's inputs must resolve from the cache first: %w", err)
+				}
+				keep := map[string]bool{}
+				for _, p := range plans {
+					for _, d := range planDigests(p) {
+						keep[d] = true
+					}
+				}
+				c, err := cache.Open(g.cache, nil)
+				if err != nil {
+					return err
+				}
+				problems, err := c.VerifyAll(cmd.Context())
+				if err != nil {
+					return err
+				}
+				bad := map[string]bool{}
+				for _, p := range problems {
+					bad[p.Digest] = true
+				}
+				n, freed, err := c.Prune(func(d string) bool { return keep[d] && !bad[d] })
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "removed %d blobs, freed %s\n", n, humanBytes(freed))
+				return nil
+			},
+		},
+	)
+	return cmd
+}
+
+func joinRefs(refs []string) string {
+	if len(refs) == 0 {
+		return "-"
+	}
+	out := refs[0]
+	for _, r := range refs[1:] {
+		out += ", " + r
+	}
+	return out
+}

@@ -1,0 +1,176 @@
+package resolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"sync"
+
+	"github.com/labbake/labbake/internal/cache"
+	"github.com/labbake/labbake/internal/recipe"
+	"github.com/labbake/labbake/internal/source"
+	"github.com/labbake/labbake/internal/source/debian"
+	"github.com/labbake/labbake/internal/source/oci"
+)
+
+// ErrFrozen is wrapped by the error for an input that --frozen refuses:
+// missing from labbake.lock, or resolving to something else.
+var ErrFrozen = errors.New("frozen")
+
+// Resolver pins inputs and fetches their bytes into the cache. It is safe
+// for concurrent use by the builds of several roles.
+type Resolver struct {
+	Cache   *cache.Cache
+	Fetcher *source.Fetcher
+	Debian  *debian.Builder
+	OCI     *oci.Source
+	Lock    *Lock // never nil: LoadLock gives an empty one
+	// Frozen refuses any input the lock does not pin, or pins otherwise.
+	Frozen bool
+	Log    *slog.Logger
+
+	mu   sync.Mutex
+	used map[string]bool
+}
+
+// Offline reports whether the network is off limits.
+func (r *Resolver) Offline() bool { return r.Fetcher.Offline }
+
+func (r *Resolver) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Used returns the lock keys the resolver has looked up, so that
+// `labbake lock` can drop entries no recipe needs.
+func (r *Resolver) Used() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]bool, len(r.used))
+	for k := range r.used {
+		out[k] = true
+	}
+	return out
+}
+
+// locked looks key up in the lock, noting its use; frozen without an
+// entry is an error.
+func (r *Resolver) locked(key string) (string, bool, error) {
+	r.mu.Lock()
+	if r.used == nil {
+		r.used = map[string]bool{}
+	}
+	r.used[key] = true
+	r.mu.Unlock()
+	v, ok := r.Lock.Get(key)
+	if !ok && r.Frozen {
+		return "", false, fmt.Errorf("%s is not in %s: %w (run labbake lock)", key, LockFile, ErrFrozen)
+	}
+	return v, ok, nil
+}
+
+// DebianBase returns the digest and size of the base tarball for d: from
+// the cache when the lock or an earlier build pins it, else built once with
+// mmdebstrap.
+func (r *Resolver) DebianBase(ctx context.Context, d *recipe.Debian, epoch int64) (string, int64, error) {
+	spec := debian.Spec{
+		Suite: d.Suite, Mirror: d.Mirror, Components: d.Components, Variant: d.Variant,
+		Packages: d.Packages, Snapshot: d.Snapshot, Extra: d.Extra,
+	}
+	key := "debian " + spec.Normalize().Key(epoch)
+	pinned, ok, err := r.locked(key)
+	if err != nil {
+		return "", 0, err
+	}
+	digest := pinned
+	if !ok || !r.Cache.Has(pinned) {
+		digest, err = r.Debian.Build(ctx, r.Cache, spec, epoch, r.Offline())
+		if err != nil {
+			return "", 0, err
+		}
+	}
+	if ok && digest != pinned {
+		if r.Frozen {
+			return "", 0, fmt.Errorf("debian base %s built as %s, but %s pins %s (a snapshot: mirror makes mmdebstrap reproducible): %w", spec.Name(), digest, LockFile, pinned, ErrFrozen)
+		}
+		r.log().Warn("debian base differs from the lock; the lock is updated by labbake lock", "base", spec.Name(), "built", digest, "locked", pinned)
+	}
+	r.Lock.Set(key, digest)
+	size, err := r.size(digest)
+	return digest, size, err
+}
+
+// Image pins an OCI image by manifest digest and stores its blobs.
+func (r *Resolver) Image(ctx context.Context, ref string) (*oci.Resolved, error) {
+	key := "oci " + ref
+	pinned, _, err := r.locked(key)
+	if err != nil {
+		return nil, err
+	}
+	img, err := r.OCI.Pull(ctx, r.Cache, ref, pinned)
+	if err != nil {
+		return nil, err
+	}
+	r.Lock.Set(key, img.ManifestDigest)
+	return img, nil
+}
+
+// ImageInput is Image in the plan's terms.
+func (r *Resolver) ImageInput(ctx context.Context, ref string) (manifest, config string, layers []string, err error) {
+	img, err := r.Image(ctx, ref)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return img.ManifestDigest, img.Config, img.Layers, nil
+}
+
+// URL fetches url into the cache. Its digest is sha when the recipe pins
+// it, else the one the checksum file at shaURL gives for the file's name
+// (read once, then pinned by the lock).
+func (r *Resolver) URL(ctx context.Context, url, sha, shaURL string) (string, int64, error) {
+	want := sha
+	if want == "" {
+		key := "checksum " + shaURL + " " + path.Base(url)
+		v, ok, err := r.locked(key)
+		if err != nil {
+			return "", 0, err
+		}
+		if !ok {
+			if v, err = r.Fetcher.Checksum(ctx, shaURL, path.Base(url)); err != nil {
+				return "", 0, err
+			}
+		}
+		r.Lock.Set(key, v)
+		want = v
+	}
+	return r.Fetcher.Fetch(ctx, r.Cache, url, want)
+}
+
+// size tells a cached blob's size.
+func (r *Resolver) size(digest string) (int64, error) {
+	p, err := r.Cache.Path(digest)
+	if err != nil {
+		return 0, err
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0, fmt.Errorf("cache: %w", err)
+	}
+	return st.Size(), nil
+}
+
+// IsInputError reports whether err is the user's to fix: an input missing
+// offline, refused by --frozen, or not matching its pinned digest.
+func IsInputError(err error) bool {
+	for _, target := range []error{source.ErrOffline, source.ErrMismatch, debian.ErrOffline, oci.ErrOffline, oci.ErrDigestMismatch, oci.ErrPolicyRejected, ErrFrozen} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,239 @@
+package debian
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrOffline is wrapped by Build's error when the base is not in the cache
+// and building it would need the network.
+var ErrOffline = errors.New("debian base not cached and offline")
+
+// Store is the part of the content-addressed cache Build needs.
+// internal/cache satisfies it.
+type Store interface {
+	// Has reports whether the blob digest is present.
+	Has(digest string) bool
+	// Put stores r's bytes, checking them against want unless want is "",
+	// and returns their digest and size.
+	Put(ctx context.Context, r io.Reader, want string) (digest string, size int64, err error)
+	// Ref resolves a named reference to a digest.
+	Ref(key string) (digest string, ok bool, err error)
+	// SetRef points the named reference key at digest.
+	SetRef(key, digest string) error
+	// Lock takes a cross-process lock called name.
+	Lock(ctx context.Context, name string) (unlock func(), err error)
+}
+
+// tailLines is how many lines of mmdebstrap's output a failure reports.
+const tailLines = 40
+
+// Builder builds Debian bases with mmdebstrap. The zero value is usable.
+type Builder struct {
+	// Mmdebstrap is the program to run; "" looks up "mmdebstrap" on PATH.
+	Mmdebstrap string
+	// TempDir receives the tarball (and mmdebstrap's TMPDIR) before it goes
+	// into the store; "" means os.TempDir().
+	TempDir string
+	// Mode is mmdebstrap's --mode; "" means "root" when running as root,
+	// else "unshare".
+	Mode string
+	// Log receives progress and decisions; nil discards them.
+	Log *slog.Logger
+	// Progress, if set, receives mmdebstrap's own output line by line.
+	// Either way the last 40 lines end up in the error when it fails.
+	Progress io.Writer
+	// KillGrace is how long mmdebstrap may take to clean up (unmount, remove
+	// its chroot) after SIGTERM when ctx is cancelled, before its process
+	// group is killed; 0 means 10s.
+	KillGrace time.Duration
+}
+
+func (b *Builder) log() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Build returns the digest of the base tarball for spec built with
+// SOURCE_DATE_EPOCH=epoch. When store has spec.Key(epoch) and its blob,
+// that digest is returned and mmdebstrap is not run. Otherwise, unless
+// offline, mmdebstrap runs once under store.Lock(key) — concurrent builds of
+// the same spec, in this process or others, wait and then take the result
+// from the cache — and the tarball is stored with Put and SetRef.
+//
+// offline with nothing cached returns an error wrapping ErrOffline.
+// Cancelling ctx terminates mmdebstrap's whole process group and removes
+// the temporary files.
+func (b *Builder) Build(ctx context.Context, store Store, spec Spec, epoch int64, offline bool) (string, error) {
+	if err := spec.Validate(); err != nil {
+		return "", fmt.Errorf("debian: invalid spec: %w", err)
+	}
+	spec = spec.Normalize()
+	key := spec.Key(epoch)
+	log := b.log().With("base", spec.Name(), "key", key)
+
+	if d, ok, err := cached(store, key); err != nil || ok {
+		if ok {
+			log.Debug("debian base from cache", "digest", d)
+		}
+		return d, err
+	}
+	if offline {
+		return "", fmt.Errorf("debian: base %s (%s) is not in the cache: %w; run labbake fetch on a connected machine, or import a bundle",
+			spec.Name(), key, ErrOffline)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("debian: building %s: %w", spec.Name(), err)
+	}
+
+	unlock, err := store.Lock(ctx, key)
+	if err != nil {
+		return "", fmt.Errorf("debian: locking %s: %w", key, err)
+	}
+	defer unlock()
+	// Another build may have made it while we waited for the lock.
+	if d, ok, err := cached(store, key); err != nil || ok {
+		if ok {
+			log.Debug("debian base built by a concurrent build", "digest", d)
+		}
+		return d, err
+	}
+
+	start := time.Now()
+	d, size, err := b.run(ctx, store, spec, epoch, log)
+	if err != nil {
+		return "", err
+	}
+	if err := store.SetRef(key, d); err != nil {
+		return "", fmt.Errorf("debian: recording %s: %w", key, err)
+	}
+	log.Info("debian base built", "digest", d, "size", size, "took", time.Since(start).Round(time.Millisecond))
+	return d, nil
+}
+
+// cached looks key up in store; ok only when the ref exists and its blob is
+// present.
+func cached(store Store, key string) (string, bool, error) {
+	d, ok, err := store.Ref(key)
+	if err != nil {
+		return "", false, fmt.Errorf("debian: looking up %s: %w", key, err)
+	}
+	if !ok || d == "" || !store.Has(d) {
+		return "", false, nil
+	}
+	return d, true, nil
+}
+
+// run runs mmdebstrap into a private temporary directory and puts the
+// tarball into store. The directory is removed whatever happens.
+func (b *Builder) run(ctx context.Context, store Store, spec Spec, epoch int64, log *slog.Logger) (digest string, size int64, err error) {
+	prog := b.Mmdebstrap
+	if prog == "" {
+		prog = "mmdebstrap"
+	}
+	path, err := exec.LookPath(prog)
+	if err != nil {
+		return "", 0, fmt.Errorf("debian: mmdebstrap is needed to build %s: %w (install the mmdebstrap package)", spec.Name(), err)
+	}
+
+	tmpRoot := b.TempDir
+	if tmpRoot == "" {
+		tmpRoot = os.TempDir()
+	}
+	work, err := os.MkdirTemp(tmpRoot, "labbake-debian-")
+	if err != nil {
+		return "", 0, fmt.Errorf("debian: %w", err)
+	}
+	defer func() {
+		if rerr := removeWork(work); rerr != nil {
+			log.Error("debian: cannot remove temporary directory", "dir", work, "err", rerr)
+			if err == nil {
+				err = fmt.Errorf("debian: removing %s: %w", work, rerr)
+			}
+		}
+	}()
+	// mmdebstrap builds the chroot in TMPDIR: keep it inside work so that
+	// whatever a killed mmdebstrap leaves behind is removed with it. apt's
+	// download sandbox user (_apt) must be able to reach into it; nothing
+	// in it is secret.
+	mmTmp := filepath.Join(work, "tmp")
+	if err := os.Mkdir(mmTmp, 0o755); err != nil {
+		return "", 0, fmt.Errorf("debian: %w", err)
+	}
+	if err := os.Chmod(work, 0o755); err != nil {
+		return "", 0, fmt.Errorf("debian: %w", err)
+	}
+	out := filepath.Join(work, "base.tar")
+
+	argv := b.Args(spec, out)
+	log.Info("debian base: running mmdebstrap", "args", argv[1:])
+
+	tail := newTailWriter(tailLines, b.Progress)
+	cmd := exec.Command(path, argv[1:]...)
+	cmd.Env = append(withoutEnv(os.Environ(), "SOURCE_DATE_EPOCH", "TMPDIR"),
+		"SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10),
+		"TMPDIR="+mmTmp)
+	cmd.Stdin = nil
+	cmd.Stdout = tail
+	cmd.Stderr = tail
+	cmd.Dir = work
+	grace := b.KillGrace
+	if grace <= 0 {
+		grace = 10 * time.Second
+	}
+	runErr := runGroup(ctx, cmd, grace)
+	tail.Flush()
+	if runErr != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return "", 0, fmt.Errorf("debian: building %s: mmdebstrap stopped: %w", spec.Name(), ctxErr)
+		}
+		return "", 0, fmt.Errorf("debian: building %s: mmdebstrap failed (%s); last lines of its output:\n%s",
+			spec.Name(), describe(runErr), tail.String())
+	}
+
+	f, err := os.Open(out)
+	if err != nil {
+		return "", 0, fmt.Errorf("debian: building %s: mmdebstrap made no tarball: %w", spec.Name(), err)
+	}
+	defer f.Close()
+	digest, size, err = store.Put(ctx, f, "")
+	if err != nil {
+		return "", 0, fmt.Errorf("debian: storing %s: %w", spec.Name(), err)
+	}
+	return digest, size, nil
+}
+
+// describe renders how the command ended: "exit status 1", "signal: killed".
+func describe(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ProcessState.String()
+	}
+	return err.Error()
+}
+
+// withoutEnv drops the named variables from env.
+func withoutEnv(env []string, names ...string) []string {
+	out := make([]string, 0, len(env))
+next:
+	for _, kv := range env {
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
