@@ -236,6 +236,10 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 	t := tree.New(epoch)
 	t.SetLogger(log)
 	at := func(pos recipe.Pos, err error) error {
+		var pe *planError
+		if errors.As(err, &pe) {
+			return pe.err
+		}
 		return &InputError{fmt.Errorf("%s:%d:%d: %w", pos.File, pos.Line, pos.Col, err)}
 	}
 	switch {

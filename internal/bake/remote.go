@@ -20,7 +20,7 @@ import (
 func (a *assembler) pinned(field string) (*resolvedInput, error) {
 	p, err := a.plan()
 	if err != nil {
-		return nil, err
+		return nil, &planError{err}
 	}
 	in, ok := p.Input(field)
 	if !ok {
@@ -31,6 +31,13 @@ func (a *assembler) pinned(field string) (*resolvedInput, error) {
 	}
 	return &resolvedInput{kind: in.Kind, source: in.Source, digest: in.Digest, config: in.Config, layers: in.Layers}, nil
 }
+
+// planError carries the plan's own error (already naming positions) out
+// of the assembly untouched.
+type planError struct{ err error }
+
+func (e *planError) Error() string { return e.err.Error() }
+func (e *planError) Unwrap() error { return e.err }
 
 type resolvedInput struct {
 	kind, source, digest, config string

@@ -91,15 +91,19 @@ points to, and corrupt blobs.`,
 				if err != nil {
 					return err
 				}
-				bad := map[string]bool{}
+				// Corrupt blobs go even when a reference names them: the
+				// next fetch stores them anew.
+				removed := 0
 				for _, p := range problems {
-					bad[p.Digest] = true
+					if p.Digest != "" && c.Remove(p.Digest) == nil {
+						removed++
+					}
 				}
-				n, freed, err := c.Prune(func(d string) bool { return keep[d] && !bad[d] })
+				n, freed, err := c.Prune(func(d string) bool { return keep[d] })
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(g.stdout, "removed %d blobs, freed %s\n", n, humanBytes(freed))
+				fmt.Fprintf(g.stdout, "removed %d blobs (%d corrupt), freed %s\n", n+removed, removed, humanBytes(freed))
 				return nil
 			},
 		},

@@ -71,7 +71,25 @@ func (r *Resolver) locked(key string) (string, bool, error) {
 	if !ok && r.Frozen {
 		return "", false, fmt.Errorf("%s is not in %s: %w (run labbake lock)", key, LockFile, ErrFrozen)
 	}
+	if !ok && r.Offline() {
+		// What an earlier fetch resolved, remembered in the cache.
+		d, found, err := r.Cache.Ref(key)
+		if err != nil {
+			return "", false, err
+		}
+		return d, found, nil
+	}
 	return v, ok, nil
+}
+
+// pin records what key resolved to, in the lock (written by labbake lock)
+// and in the cache, so that a later offline build without a lock finds it.
+func (r *Resolver) pin(key, digest string) error {
+	r.Lock.Set(key, digest)
+	if d, ok, err := r.Cache.Ref(key); err == nil && ok && d == digest {
+		return nil
+	}
+	return r.Cache.SetRef(key, digest)
 }
 
 // DebianBase returns the digest and size of the base tarball for d: from
@@ -100,7 +118,19 @@ func (r *Resolver) DebianBase(ctx context.Context, d *recipe.Debian, epoch int64
 		}
 		r.log().Warn("debian base differs from the lock; the lock is updated by labbake lock", "base", spec.Name(), "built", digest, "locked", pinned)
 	}
-	r.Lock.Set(key, digest)
+	rebuild := func() error {
+		d, err := r.Debian.Build(ctx, r.Cache, spec, epoch, r.Offline())
+		if err == nil && d != digest {
+			err = fmt.Errorf("debian base %s rebuilt as %s, not %s", spec.Name(), d, digest)
+		}
+		return err
+	}
+	if err := r.verified(digest, rebuild); err != nil {
+		return "", 0, err
+	}
+	if err := r.pin(key, digest); err != nil {
+		return "", 0, err
+	}
 	size, err := r.size(digest)
 	return digest, size, err
 }
@@ -116,7 +146,18 @@ func (r *Resolver) Image(ctx context.Context, ref string) (*oci.Resolved, error)
 	if err != nil {
 		return nil, err
 	}
-	r.Lock.Set(key, img.ManifestDigest)
+	repull := func() error {
+		_, err := r.OCI.Pull(ctx, r.Cache, ref, img.ManifestDigest)
+		return err
+	}
+	for _, d := range append([]string{img.ManifestDigest, img.Config}, img.Layers...) {
+		if err := r.verified(d, repull); err != nil {
+			return nil, fmt.Errorf("image %s: %w", ref, err)
+		}
+	}
+	if err := r.pin(key, img.ManifestDigest); err != nil {
+		return nil, err
+	}
 	return img, nil
 }
 
@@ -145,10 +186,60 @@ func (r *Resolver) URL(ctx context.Context, url, sha, shaURL string) (string, in
 				return "", 0, err
 			}
 		}
-		r.Lock.Set(key, v)
+		if err := r.pin(key, v); err != nil {
+			return "", 0, err
+		}
 		want = v
 	}
-	return r.Fetcher.Fetch(ctx, r.Cache, url, want)
+	var size int64
+	fetch := func() error {
+		d, n, err := r.Fetcher.Fetch(ctx, r.Cache, url, want)
+		if err != nil {
+			return err
+		}
+		size = n
+		_, err = r.Cache.Path(d)
+		return err
+	}
+	if err := r.repair(want, fetch); err != nil {
+		return "", 0, err
+	}
+	return want, size, nil
+}
+
+// repair runs op, which reads the blob digest from the cache (verifying
+// it; the cache remembers that for the rest of the process, so the build
+// reads it without hashing it again). Online, when op finds the blob
+// corrupt, the blob is removed and op runs again to fetch it anew; offline
+// the corruption is the error.
+func (r *Resolver) repair(digest string, op func() error) error {
+	err := op()
+	if err == nil || !errors.Is(err, cache.ErrCorrupt) || r.Offline() {
+		return err
+	}
+	r.log().Warn("cached blob is corrupt; fetching it again", "digest", digest)
+	if err := r.Cache.Remove(digest); err != nil && !errors.Is(err, cache.ErrNotFound) {
+		return err
+	}
+	return op()
+}
+
+// verified checks a blob that an earlier step stored, with refetch to
+// store it again when it is corrupt.
+func (r *Resolver) verified(digest string, refetch func() error) error {
+	return r.repair(digest, func() error {
+		if _, err := r.Cache.Path(digest); err != nil {
+			if errors.Is(err, cache.ErrCorrupt) {
+				return err
+			}
+			if rerr := refetch(); rerr != nil {
+				return rerr
+			}
+			_, err = r.Cache.Path(digest)
+			return err
+		}
+		return nil
+	})
 }
 
 // size tells a cached blob's size.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -240,5 +241,102 @@ disk: {size: 300MiB}
 	}
 	if stdout, _, code := labbake(t, nil, "-C", lab, "--cache", cache2, "cache", "verify"); code == 0 || !strings.Contains(stdout, sum(archive)) {
 		t.Errorf("cache verify: exit %d, want it to name %s:\n%s", code, sum(archive), stdout)
+	}
+	// Back to the locked recipe, whose inputs the server still has.
+	mkfile(t, lab, "recipes/master.yaml", recipe)
+	corruptedCacheTail(t, lab, cache2, sum(archive))
+}
+
+// corruptedCacheTail continues TestRemoteInputs' corrupted cache: offline
+// the build reports the blob; online it fetches it again and succeeds.
+func corruptedCacheTail(t *testing.T, lab, cache, digest string) {
+	t.Helper()
+	_, stderr, code := labbake(t, nil, "-C", lab, "--cache", cache, "--out", t.TempDir(), "build", "--offline", "master")
+	if code == 0 || !strings.Contains(stderr, digest) || !strings.Contains(stderr, "corrupt") {
+		t.Errorf("offline build on a corrupt blob: exit %d, want an error naming %s:\n%s", code, digest, stderr)
+	}
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--cache", cache, "--out", t.TempDir(), "build", "master"); code != 0 {
+		t.Errorf("online build on a corrupt blob: exit %d, want it fetched again:\n%s", code, stderr)
+	}
+	if stdout, _, code := labbake(t, nil, "-C", lab, "--cache", cache, "cache", "verify"); code != 0 {
+		t.Errorf("cache verify after the refetch: exit %d\n%s", code, stdout)
+	}
+}
+
+// buildBinary builds labbake for tests that need real processes.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "labbake")
+	if out, err := exec.Command("go", "build", "-tags", buildTags, "-o", bin, "../../cmd/labbake").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestConcurrentRoles builds four roles at once, as four processes sharing
+// one cache, and wants the same images as serial builds and a clean cache.
+// With unshare available, the concurrent builds run with no network at all.
+func TestConcurrentRoles(t *testing.T) {
+	for _, name := range []string{"mke2fs", "debugfs"} {
+		tool(t, name)
+	}
+	bin := buildBinary(t)
+	archive := tarGz(t, []tarEntry{regEntry("pkg/bin/x", "x\n", 0o755)})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(archive) }))
+	defer srv.Close()
+	lab := t.TempDir()
+	writeOCILayout(t, filepath.Join(lab, "image"), "v1", tarGz(t, []tarEntry{regEntry("etc/base", "base\n", 0o644)}))
+	roles := []string{"alpha", "beta", "gamma", "delta"}
+	var nodes strings.Builder
+	for i, r := range roles {
+		fmt.Fprintf(&nodes, "  - {name: %s, role: %s, ip: 172.18.0.%d}\n", r, r, 10+i)
+		mkfile(t, lab, "recipes/"+r+".yaml", fmt.Sprintf(`base: {oci: "oci:%s:v1"}
+artifacts:
+  - {archive: %s/pkg.tar.gz, sha256: "%s", extract: [pkg/bin/x], dest: /usr/local/bin/x}
+files:
+  - {path: /etc/role, content: "{{ .role }}\n"}
+disk: {size: 300MiB}
+`, filepath.Join(lab, "image"), srv.URL, sum(archive)))
+	}
+	mkfile(t, lab, "lab.yaml", "name: four\nepoch: 1700000000\nnodes:\n"+nodes.String())
+
+	serialCache, serialOut := t.TempDir(), t.TempDir()
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--cache", serialCache, "--out", serialOut, "build", "--all"); code != 0 {
+		t.Fatalf("serial build: exit %d\n%s", code, stderr)
+	}
+	cache, out := t.TempDir(), t.TempDir()
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--cache", cache, "fetch", "--all"); code != 0 {
+		t.Fatalf("fetch: exit %d\n%s", code, stderr)
+	}
+	// Cut the network for the builds when unshare can (root here).
+	prefix := []string{}
+	if p, err := exec.LookPath("unshare"); err == nil && os.Geteuid() == 0 {
+		prefix = []string{p, "-n", "--"}
+	}
+	errs := make(chan error, len(roles))
+	for _, r := range roles {
+		args := append(append([]string{}, prefix...), bin, "-C", lab, "--cache", cache, "--out", out, "build", "--offline", r)
+		cmd := exec.Command(args[0], args[1:]...)
+		go func() {
+			b, err := cmd.CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("%v: %v\n%s", args, err, b)
+			}
+			errs <- err
+		}()
+	}
+	for range roles {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, r := range roles {
+		a, b := sha256File(t, filepath.Join(serialOut, r+".qcow2")), sha256File(t, filepath.Join(out, r+".qcow2"))
+		if a != b {
+			t.Errorf("%s: concurrent build %s differs from the serial one %s", r, b, a)
+		}
+	}
+	if stdout, _, code := labbake(t, nil, "-C", lab, "--cache", cache, "cache", "verify"); code != 0 {
+		t.Errorf("cache verify after concurrent builds: exit %d\n%s", code, stdout)
 	}
 }
