@@ -340,3 +340,56 @@ disk: {size: 300MiB}
 		t.Errorf("cache verify after concurrent builds: exit %d\n%s", code, stdout)
 	}
 }
+
+// TestDebianBase bakes a role from a debian: base made by the real
+// mmdebstrap, then bakes again: the second build takes the base from the
+// cache (mmdebstrap must not run) and gives the same image.
+func TestDebianBase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs mmdebstrap (about a minute)")
+	}
+	for _, name := range []string{"mke2fs", "debugfs", "mmdebstrap"} {
+		tool(t, name)
+	}
+	real, _ := exec.LookPath("mmdebstrap")
+	wrap := t.TempDir()
+	count := filepath.Join(wrap, "runs")
+	mkfile(t, wrap, "mmdebstrap", fmt.Sprintf("#!/bin/sh\necho run >> %s\nexec %s \"$@\"\n", count, real))
+	os.Chmod(filepath.Join(wrap, "mmdebstrap"), 0o755)
+	t.Setenv("PATH", wrap+":"+os.Getenv("PATH"))
+
+	lab := t.TempDir()
+	mkfile(t, lab, "lab.yaml", "name: deb\nepoch: 1700000000\nnodes:\n  - {name: master, role: master, ip: 172.18.0.10}\n")
+	mkfile(t, lab, "recipes/master.yaml", `base:
+  debian: {suite: bookworm, variant: minbase, packages: [less, netbase]}
+disk: {size: 1GiB}
+`)
+	cache := t.TempDir()
+	var sums []string
+	for i := range 2 {
+		out := t.TempDir()
+		if _, stderr, code := labbake(t, nil, "-C", lab, "--cache", cache, "--out", out, "build", "master", "--keep-raw"); code != 0 {
+			t.Fatalf("build %d: exit %d\n%s", i+1, code, stderr)
+		}
+		sums = append(sums, sha256File(t, filepath.Join(out, "master.qcow2")))
+		if i == 0 {
+			m := readManifest(t, filepath.Join(out, "master.manifest.json"))
+			got := readImage(t, filepath.Join(out, "master.raw"), m.Partitions[2].Offset)
+			if got["usr/bin/less"] == nil || got["etc/services"] == nil {
+				t.Error("the packages are not in the image")
+			}
+			for p := range got {
+				if strings.HasPrefix(p, "etc/ssh/ssh_host_") {
+					t.Errorf("%s baked into the image", p)
+				}
+			}
+		}
+	}
+	runs, _ := os.ReadFile(count)
+	if n := strings.Count(string(runs), "run"); n != 1 {
+		t.Errorf("mmdebstrap ran %d times, want once", n)
+	}
+	if sums[0] != sums[1] {
+		t.Errorf("second build %s differs from the first %s", sums[1], sums[0])
+	}
+}
