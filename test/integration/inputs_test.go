@@ -138,8 +138,9 @@ artifacts:
   - {url: %s/bin/tool, sha256: {url: %s/bin/tool.sha256}, dest: /usr/local/bin/tool}
   - {archive: %s/etcd.tar.gz, sha256: "%s", extract: [etcd-v1/etcd, etcd-v1/etcdctl], dest: /usr/local/bin/}
   - {file: tools/hello, dest: /usr/local/share/hello, mode: "0644"}
+  - {image: "oci:%s:v1", path: /etc/os-release, dest: /etc/copied-os-release, mode: "0600"}
 disk: {size: 300MiB}
-`, filepath.Join(lab, "image"), srv.URL, srv.URL, srv.URL, sum(archive))
+`, filepath.Join(lab, "image"), srv.URL, srv.URL, srv.URL, sum(archive), filepath.Join(lab, "image"))
 	mkfile(t, lab, "recipes/master.yaml", recipe)
 	cache := t.TempDir()
 	run := func(args ...string) (string, string, int) {
@@ -160,6 +161,22 @@ disk: {size: 300MiB}
 		}
 	}
 	t.Logf("lock:\n%s", lockText)
+	// A digest that does not match: exit 2 naming the input, nothing cached or written.
+	mkfile(t, lab, "recipes/master.yaml", strings.Replace(recipe, sum(archive), sum([]byte("not it")), 1))
+	blobsBefore, _ := os.ReadDir(filepath.Join(cache, "blobs", "sha256"))
+	badOut := t.TempDir()
+	_, stderr, code := run("--out", badOut, "build", "master")
+	if code != 2 || !strings.Contains(stderr, "recipes/master.yaml:4:5: artifacts[1]") || !strings.Contains(stderr, "digest mismatch") {
+		t.Errorf("build with a wrong sha256: exit %d, want 2 naming artifacts[1] and the mismatch:\n%s", code, stderr)
+	}
+	if entries, _ := os.ReadDir(badOut); len(entries) > 1 { // only the role's lock file may be there
+		t.Errorf("a failed build wrote %d entries to its output dir", len(entries))
+	}
+	if blobsAfter, _ := os.ReadDir(filepath.Join(cache, "blobs", "sha256")); len(blobsAfter) != len(blobsBefore) {
+		t.Errorf("the failed build added %d blobs to the cache", len(blobsAfter)-len(blobsBefore))
+	}
+	mkfile(t, lab, "recipes/master.yaml", recipe)
+
 	if _, stderr, code := run("fetch", "--all"); code != 0 {
 		t.Fatalf("fetch: exit %d\n%s", code, stderr)
 	}
@@ -178,7 +195,7 @@ disk: {size: 300MiB}
 	got := readImage(t, filepath.Join(out, "master.raw"), m.Partitions[2].Offset)
 	for p, mode := range map[string]uint32{
 		"etc/os-release": 0o100644, "usr/local/bin/tool": 0o100755, "usr/local/bin/etcd": 0o100755,
-		"usr/local/bin/etcdctl": 0o100755, "usr/local/share/hello": 0o100644,
+		"usr/local/bin/etcdctl": 0o100755, "usr/local/share/hello": 0o100644, "etc/copied-os-release": 0o100600,
 	} {
 		if got[p] == nil || got[p].Mode != mode {
 			t.Errorf("%s: %+v, want mode %o", p, got[p], mode)
@@ -215,7 +232,7 @@ disk: {size: 300MiB}
 	if err := os.Remove(toolBlob); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, code := run("--out", t.TempDir(), "build", "--offline", "master")
+	_, stderr, code = run("--out", t.TempDir(), "build", "--offline", "master")
 	if code != 2 || !strings.Contains(stderr, "recipes/master.yaml:3:5: artifacts[0]") || strings.Contains(stderr, "artifacts[1]") {
 		t.Errorf("offline build with a missing blob: exit %d, want 2 naming only artifacts[0]:\n%s", code, stderr)
 	}
