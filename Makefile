@@ -20,15 +20,14 @@ build:
 deps:
 	./scripts/install-deps.sh
 
-# The example lab's base: a Debian minbase root filesystem made once with
-# mmdebstrap (about 4 minutes) and kept as a tarball.
-$(LAB)/base/rootfs.tar:
-	mkdir -p $(LAB)/base
-	mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,kmod,iproute2 \
+# The benchmark's root filesystem: Debian with a kernel, made once.
+bench/out/rootfs.tar:
+	mkdir -p bench/out
+	mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,linux-image-amd64 \
 	  bookworm $@.tmp
 	mv $@.tmp $@
 
-lab: deps build $(LAB)/base/rootfs.tar
+lab: deps build
 	$(BIN) -C $(LAB) build --all
 
 test: deps lint unit fuzz
@@ -49,8 +48,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: deps build
-	./bench/bake.sh
+bench: deps build bench/out/rootfs.tar
+	./bench/bake.sh bench/out/rootfs.tar
 
 clean:
-	rm -rf bin $(LAB)/output
+	rm -rf bin $(LAB)/output bench/out

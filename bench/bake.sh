@@ -5,7 +5,7 @@
 # labbake does before renaming it into place), in one run, uncompressed and
 # compressed, and prints the time of each and their ratio.
 #
-#   bench/bake.sh [BASE_TAR]      (default: examples/lab/base/rootfs.tar)
+#   bench/bake.sh [BASE_TAR]      (default: bench/out/rootfs.tar, made by make)
 #
 # The plain pipeline extracts the tarball as root to keep owners and device
 # nodes, so run this as root. Each side runs RUNS times (default 3),
@@ -13,12 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
-base=${1:-examples/lab/base/rootfs.tar}
+base=${1:-bench/out/rootfs.tar}
 runs=${RUNS:-3}
 size_mib=4096
 [ -f "$base" ] || make "$base"
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (the plain pipeline extracts the tarball with owners and devices)" >&2; exit 1; }
-go build -trimpath -o bin/labbake ./cmd/labbake
+make build
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/labbake-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
