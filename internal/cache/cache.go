@@ -146,6 +146,19 @@ func (c *Cache) Has(digest string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// Size returns the size of a stored blob without reading it.
+func (c *Cache) Size(digest string) (int64, error) {
+	h, err := ParseDigest(digest)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(c.blobPath(h))
+	if err != nil {
+		return 0, c.openErr(digest, err)
+	}
+	return fi.Size(), nil
+}
+
 // ingestFile is a temp file in DIR/ingest, held under an exclusive flock for
 // as long as it is open so that Open's cleanup leaves it alone.
 type ingestFile struct {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -56,12 +57,21 @@ func (g *globals) resolver(log *slog.Logger, f inputFlags) (*resolve.Resolver, e
 		Fetcher: &source.Fetcher{
 			Mirrors: mirrors, Offline: f.offline, Log: log, Progress: g.stderr, Terminal: terminal,
 		},
-		Debian: &debian.Builder{TempDir: tmp, Log: log},
+		Debian: &debian.Builder{TempDir: tmp, Log: log, Progress: g.progress()},
 		OCI:    &oci.Source{Offline: f.offline, Log: log},
 		Lock:   lock,
 		Frozen: f.frozen,
 		Log:    log,
 	}, nil
+}
+
+// progress is where mmdebstrap's own output goes while it builds a base:
+// stderr with -v, else nowhere (its last lines still end up in an error).
+func (g *globals) progress() io.Writer {
+	if g.verbose {
+		return g.stderr
+	}
+	return nil
 }
 
 // mirrorList is --mirror plus the lines of the user's mirrors file

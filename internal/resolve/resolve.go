@@ -109,7 +109,7 @@ func (r *Resolver) DebianBase(ctx context.Context, d *recipe.Debian, epoch int64
 	if !ok || !r.Cache.Has(pinned) {
 		digest, err = r.Debian.Build(ctx, r.Cache, spec, epoch, r.Offline())
 		if err != nil {
-			return "", 0, err
+			return "", 0, offlineHint(err)
 		}
 	}
 	if ok && digest != pinned {
@@ -144,7 +144,7 @@ func (r *Resolver) Image(ctx context.Context, ref string) (*oci.Resolved, error)
 	}
 	img, err := r.OCI.Pull(ctx, r.Cache, ref, pinned)
 	if err != nil {
-		return nil, err
+		return nil, offlineHint(err)
 	}
 	repull := func() error {
 		_, err := r.OCI.Pull(ctx, r.Cache, ref, img.ManifestDigest)
@@ -183,7 +183,7 @@ func (r *Resolver) URL(ctx context.Context, url, sha, shaURL string) (string, in
 		}
 		if !ok {
 			if v, err = r.Fetcher.Checksum(ctx, shaURL, path.Base(url)); err != nil {
-				return "", 0, err
+				return "", 0, offlineHint(err)
 			}
 		}
 		if err := r.pin(key, v); err != nil {
@@ -202,7 +202,7 @@ func (r *Resolver) URL(ctx context.Context, url, sha, shaURL string) (string, in
 		return err
 	}
 	if err := r.repair(want, fetch); err != nil {
-		return "", 0, err
+		return "", 0, offlineHint(err)
 	}
 	return want, size, nil
 }
@@ -253,6 +253,14 @@ func (r *Resolver) size(digest string) (int64, error) {
 		return 0, fmt.Errorf("cache: %w", err)
 	}
 	return st.Size(), nil
+}
+
+// offlineHint tells how to provide an input that is missing offline.
+func offlineHint(err error) error {
+	if err != nil && (errors.Is(err, source.ErrOffline) || errors.Is(err, debian.ErrOffline) || errors.Is(err, oci.ErrOffline)) {
+		return fmt.Errorf("%w; provide it with labbake fetch on a connected machine, or labbake bundle export there and bundle import here", err)
+	}
+	return err
 }
 
 // IsInputError reports whether err is the user's to fix: an input missing
