@@ -57,7 +57,7 @@ func (g *globals) resolver(log *slog.Logger, f inputFlags) (*resolve.Resolver, e
 		Fetcher: &source.Fetcher{
 			Mirrors: mirrors, Offline: f.offline, Log: log, Progress: g.stderr, Terminal: terminal,
 		},
-		Debian: &debian.Builder{TempDir: tmp, Log: log, Progress: g.progress()},
+		Debian: &debian.Builder{TempDir: tmp, Log: log, Progress: g.progress(), Status: g.status(), Terminal: terminal},
 		OCI:    &oci.Source{Offline: f.offline, Log: log},
 		Lock:   lock,
 		Frozen: f.frozen,
@@ -72,6 +72,15 @@ func (g *globals) progress() io.Writer {
 		return g.stderr
 	}
 	return nil
+}
+
+// status is where a base build shows its size growing: stderr, unless
+// mmdebstrap's own output goes there (-v).
+func (g *globals) status() io.Writer {
+	if g.verbose {
+		return nil
+	}
+	return g.stderr
 }
 
 // mirrorList is --mirror plus the lines of the user's mirrors file

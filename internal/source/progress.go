@@ -21,6 +21,7 @@ const (
 // terminal, plain lines elsewhere. A nil *progress shows nothing. It is
 // used by one goroutine at a time (the one reading the body).
 type progress struct {
+	verb  [2]string // "fetching", "fetched"
 	w     io.Writer
 	term  bool
 	name  string // the bar's label: the file's name
@@ -39,7 +40,7 @@ func newProgress(w io.Writer, term bool, name, where string, total int64, attemp
 		return nil
 	}
 	t := now()
-	p := &progress{w: w, term: term, name: name, where: where, total: total, now: now, start: t, last: t}
+	p := &progress{verb: [2]string{"fetching", "fetched"}, w: w, term: term, name: name, where: where, total: total, now: now, start: t, last: t}
 	if term {
 		p.draw(t)
 		return p
@@ -52,7 +53,7 @@ func newProgress(w io.Writer, term bool, name, where string, total int64, attemp
 	if attempt > 1 {
 		note = fmt.Sprintf(", attempt %d", attempt)
 	}
-	p.printf("fetching %s (%s%s)\n", where, size, note)
+	p.printf("%s %s (%s%s)\n", p.verb[0], where, size, note)
 	return p
 }
 
@@ -69,7 +70,7 @@ func (p *progress) add(n int64) {
 		p.draw(t)
 	case !p.term && t.Sub(p.last) >= logEvery:
 		p.last = t
-		p.printf("fetching %s: %s\n", p.name, p.status(t, ", ", " / "))
+		p.printf("%s %s: %s\n", p.verb[0], p.name, p.status(t, ", ", " / "))
 	}
 }
 
@@ -83,7 +84,7 @@ func (p *progress) done() {
 		return
 	}
 	d := p.now().Sub(p.start)
-	p.printf("fetched %s: %s in %s (%s/s)\n", p.where, humanBytes(p.n), roundDuration(d), humanBytes(int64(rate(p.n, d))))
+	p.printf("%s %s: %s in %s (%s/s)\n", p.verb[1], p.where, humanBytes(p.n), roundDuration(d), humanBytes(int64(rate(p.n, d))))
 }
 
 // abort ends the display of a failed download; the error tells the rest.
@@ -178,3 +179,34 @@ func roundDuration(d time.Duration) time.Duration {
 	}
 	return d.Round(time.Second)
 }
+
+// Progress shows the bytes of some other long job (a Debian base being
+// built): a line redrawn in place on a terminal, plain lines every 10 s
+// elsewhere. total is -1 when unknown (then no ETA is shown). Nil-safe.
+type Progress struct{ p *progress }
+
+// NewProgress starts showing a job; verb and past word the plain lines
+// ("building", "built"). A nil w shows nothing.
+func NewProgress(w io.Writer, terminal bool, name, verb, past string, total int64) *Progress {
+	if w == nil {
+		return &Progress{}
+	}
+	// Announce with the caller's words, then draw with the shared code.
+	p := &progress{verb: [2]string{verb, past}, w: w, term: terminal, name: name, where: name, total: total, now: time.Now}
+	p.start, p.last = p.now(), p.now()
+	if terminal {
+		p.draw(p.start)
+	} else {
+		p.printf("%s %s\n", verb, name)
+	}
+	return &Progress{p}
+}
+
+// Add counts n more bytes.
+func (p *Progress) Add(n int64) { p.p.add(n) }
+
+// Done ends the display of a finished job.
+func (p *Progress) Done() { p.p.done() }
+
+// Abort ends the display of a failed job.
+func (p *Progress) Abort() { p.p.abort() }

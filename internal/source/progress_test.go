@@ -162,3 +162,22 @@ func TestFetchProgress(t *testing.T) {
 		t.Errorf("%d draws, want the first, one per piece and the clearing: %q", n, out)
 	}
 }
+
+func TestExportedProgress(t *testing.T) {
+	var plain, term bytes.Buffer
+	p := NewProgress(&plain, false, "debian bookworm", "building", "built", -1)
+	p.Add(5 << 20)
+	p.Done()
+	if got := plain.String(); !strings.HasPrefix(got, "building debian bookworm\n") || !strings.Contains(got, "built debian bookworm: 5.0 MiB") {
+		t.Errorf("plain lines:\n%q", got)
+	}
+	q := NewProgress(&term, true, "debian bookworm", "building", "built", -1)
+	q.Add(1 << 20)
+	q.Done()
+	if got := term.String(); !strings.HasPrefix(got, "\rdebian bookworm") || !strings.HasSuffix(got, clearLine) {
+		t.Errorf("terminal line:\n%q", got)
+	}
+	var nilp *Progress = NewProgress(nil, true, "x", "a", "b", -1)
+	nilp.Add(1)
+	nilp.Done()
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/labbake/labbake/internal/source"
 )
 
 // ErrOffline is wrapped by Build's error when the base is not in the cache
@@ -49,6 +52,11 @@ type Builder struct {
 	Mode string
 	// Log receives progress and decisions; nil discards them.
 	Log *slog.Logger
+	// Status, if set, shows how many bytes the base has grown to while
+	// mmdebstrap runs, with the rate: a redrawn line when Terminal, plain
+	// lines every 10 s otherwise.
+	Status   io.Writer
+	Terminal bool
 	// Progress, if set, receives mmdebstrap's own output line by line.
 	// Either way the last 40 lines end up in the error when it fails.
 	Progress io.Writer
@@ -192,7 +200,9 @@ func (b *Builder) run(ctx context.Context, store Store, spec Spec, epoch int64, 
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
+	stop := b.watch(spec, work)
 	runErr := runGroup(ctx, cmd, grace)
+	stop(runErr == nil)
 	tail.Flush()
 	if runErr != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -236,4 +246,61 @@ next:
 		out = append(out, kv)
 	}
 	return out
+}
+
+// watch shows the size of mmdebstrap's work dir (the chroot, then the
+// tarball) growing, until the returned stop is called.
+func (b *Builder) watch(spec Spec, dir string) (stop func(ok bool)) {
+	if b.Status == nil {
+		return func(bool) {}
+	}
+	p := source.NewProgress(b.Status, b.Terminal, "debian "+spec.Name(), "building", "built", -1)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		every := time.Second
+		if b.Terminal {
+			every = 200 * time.Millisecond
+		}
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				n := dirSize(dir)
+				if n > last {
+					p.Add(n - last)
+					last = n
+				}
+			}
+		}
+	}()
+	return func(ok bool) {
+		close(done)
+		<-finished
+		if ok {
+			p.Done()
+		} else {
+			p.Abort()
+		}
+	}
+}
+
+// dirSize adds up the sizes of the regular files below dir; files that
+// vanish while it walks are skipped.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
