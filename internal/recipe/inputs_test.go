@@ -144,3 +144,39 @@ artifacts:
 		})
 	}
 }
+
+func TestChecks(t *testing.T) {
+	dir := t.TempDir()
+	writeLab(t, dir, map[string]string{"lab.yaml": miniLab, "recipes/master.yaml": `base: {oci: "oci:x:y"}
+checks:
+  units_active: [etcd.service, multi-user.target]
+  files: [/etc/etcd/etcd.conf]
+  commands:
+    - {run: "etcdctl endpoint health", expect: "is healthy"}
+    - {run: "true"}
+`, "recipes/bad.yaml": `base: {oci: "oci:x:y"}
+checks:
+  units_active: [etcd]
+  files: [relative]
+  commands: [{expect: x}, {run: "", expect: y}]
+  extra: 1
+`})
+	lab, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := lab.Recipe("master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Checks
+	if len(c.UnitsActive) != 2 || len(c.Files) != 1 || len(c.Commands) != 2 || c.Commands[0].Expect != "is healthy" || c.Empty() {
+		t.Errorf("checks = %+v", c)
+	}
+	_, err = lab.Recipe("bad")
+	for _, want := range []string{"checks.units_active[0]: \"etcd\" is not a systemd unit name", "checks.files[0]: path \"relative\" must be absolute", "checks.commands[0].run: run is required", "checks.commands[1].run: run must be one non-empty line", "checks.extra: unknown key"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("no error %q in:\n%v", want, err)
+		}
+	}
+}

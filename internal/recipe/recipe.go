@@ -29,6 +29,7 @@ type Recipe struct {
 	Units     []Unit
 	Overlays  []Overlay
 	Disk      Disk
+	Checks    Checks
 }
 
 // Source is one recipe file and its rendered text.
@@ -292,7 +293,7 @@ func (d *decoder) merge(parent, child *yaml.Node, top bool) *yaml.Node {
 }
 
 func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
-	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "disk")
+	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "disk", "checks")
 	if !ok {
 		return
 	}
@@ -303,6 +304,7 @@ func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
 	rec.Units = d.decodeUnits(l, f.get("units"), rec.Role)
 	rec.Overlays = d.decodeOverlays(l, f.get("overlays"), rec.Role)
 	rec.Disk = d.decodeDisk(f)
+	rec.Checks = d.decodeChecks(f.get("checks"))
 }
 
 // hostPath resolves a path of the recipe: relative ones are relative to
