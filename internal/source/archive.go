@@ -18,6 +18,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/labbake/labbake/builders/tree"
 )
 
 // Member is an archive member as Extract hands it over.
@@ -233,7 +235,7 @@ func extractZip(ctx context.Context, r io.Reader, tmpDir string, m *matcher, fn 
 // zipMember hands one zip member to fn.
 func zipMember(zf *zip.File, name string, fn func(Member, io.Reader) error) error {
 	mode := zf.Mode()
-	mem := Member{Name: name, Mode: unixMode(mode), Type: tar.TypeReg, Size: int64(zf.UncompressedSize64)}
+	mem := Member{Name: name, Mode: int64(tree.PermBits(mode)), Type: tar.TypeReg, Size: int64(zf.UncompressedSize64)}
 	var content io.Reader = strings.NewReader("")
 	switch {
 	case mode.IsDir() || strings.HasSuffix(zf.Name, "/"):
@@ -263,22 +265,6 @@ func zipMember(zf *zip.File, name string, fn func(Member, io.Reader) error) erro
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
-}
-
-// unixMode turns an fs.FileMode's permissions and special bits into the
-// Unix bits of a tar header.
-func unixMode(m fs.FileMode) int64 {
-	u := int64(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		u |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		u |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		u |= 0o1000
-	}
-	return u
 }
 
 // cleanMember cleans an archive member's name: leading slashes and "./"
