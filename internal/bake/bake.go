@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/labbake/labbake/builders/boot"
 	"github.com/labbake/labbake/builders/disk"
 	"github.com/labbake/labbake/builders/qcow2"
 	"github.com/labbake/labbake/builders/tree"
@@ -170,11 +171,16 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	if err := t.AddFiles([]tree.File{{Path: "/etc/fstab", Content: disk.Fstab(ids.RootFSUUID, p.Disk.FstabOptions), Mode: 0o644}}, filepath.Join(work, "blobs")); err != nil {
 		return nil, fmt.Errorf("writing fstab: %w", err)
 	}
+	bootFiles, err := boot.Prepare(t, boot.Options{RootFSUUID: ids.RootFSUUID, Logger: log})
+	if err != nil {
+		return nil, &InputError{err}
+	}
 
 	rawPath := filepath.Join(work, "disk.raw")
 	step := time.Now()
 	res, err := disk.Build(ctx, t, rawPath, disk.Options{
 		Size: p.Disk.Size, IDs: ids, Epoch: p.EpochTime(), WorkDir: filepath.Join(work, "disk"), Logger: log,
+		ESPFiles: bootFiles.ESPFiles,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("writing disk: %w", err)
