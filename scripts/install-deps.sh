@@ -12,11 +12,13 @@ declare -A need=(
   [mmdebstrap]=mmdebstrap
   [zstd]=zstd [xz]=xz-utils
   [docker-registry]=docker-registry
+  [qemu-system-x86_64]=qemu-system-x86
 )
 missing=()
 for tool in "${!need[@]}"; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${need[$tool]}")
 done
+[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -eq 0 ]; then sudo=""
