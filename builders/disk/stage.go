@@ -49,13 +49,21 @@ func stage(ctx context.Context, entries []tree.Entry, dir, xattrDir string) (scr
 				return nil, fmt.Errorf("staging %s: %w", e.Path, err)
 			}
 		case tree.Hardlink:
-			target := filepath.Join(dir, filepath.FromSlash(e.Linkname))
-			if err := os.Link(target, host); err != nil {
-				return nil, fmt.Errorf("staging hardlink %s: %w", e.Path, err)
-			}
+			// Linked below, once every target exists: a link may sort
+			// before its target (usr/bin/perlbug → usr/bin/perlthanks).
 		case tree.CharDev, tree.BlockDev, tree.FIFO:
 		default:
 			return nil, fmt.Errorf("staging %s: unsupported type %s", e.Path, e.Type)
+		}
+	}
+	for _, e := range entries {
+		if e.Type != tree.Hardlink {
+			continue
+		}
+		host := filepath.Join(dir, filepath.FromSlash(e.Path))
+		target := filepath.Join(dir, filepath.FromSlash(e.Linkname))
+		if err := os.Link(target, host); err != nil {
+			return nil, fmt.Errorf("staging hardlink %s: %w", e.Path, err)
 		}
 	}
 	// Children before parents, so that setting a directory's times is not

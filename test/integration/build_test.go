@@ -18,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labbake/labbake/builders/checks"
 	"github.com/labbake/labbake/internal/cli"
+	"github.com/labbake/labbake/internal/recipe"
 )
 
 // want is what one path of the baked image must be.
@@ -78,6 +80,11 @@ func makeLab(t *testing.T) (string, map[string]want) {
 	w["etc/long"] = want{mode: 0o120777, target: long}
 	add(fileHdr("usr/bin/a", 0o755, "same inode\n"), "same inode\n")
 	add(&tar.Header{Typeflag: tar.TypeLink, Name: "usr/bin/b", Linkname: "usr/bin/a", ModTime: time.Unix(epoch-100, 0)}, "")
+	// A link that sorts before its target, as GNU tar writes some.
+	add(fileHdr("etc/zz-target", 0o644, "linked\n"), "linked\n")
+	add(&tar.Header{Typeflag: tar.TypeLink, Name: "etc/aa-link", Linkname: "etc/zz-target", ModTime: time.Unix(epoch-100, 0)}, "")
+	w["etc/zz-target"] = want{mode: 0o100644, content: "linked\n", links: 2}
+	w["etc/aa-link"] = want{mode: 0o100644, content: "linked\n", links: 2}
 	w["usr/bin/a"] = want{mode: 0o100755, content: "same inode\n", links: 2}
 	w["usr/bin/b"] = want{mode: 0o100755, content: "same inode\n", links: 2}
 	add(&tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3, ModTime: time.Unix(epoch-100, 0)}, "")
@@ -308,6 +315,19 @@ func TestBuildImage(t *testing.T) {
 		t.Errorf("fstab:\n%s", fstab)
 	}
 	wants["etc/fstab"] = want{mode: 0o100644, content: string(fstab)}
+	// Every image carries the in-guest half of labbake test (builders/checks).
+	for p, w := range map[string]want{
+		"usr/lib":                               {mode: 0o040755},
+		"usr/lib/labbake":                       {mode: 0o040755},
+		"usr/lib/labbake/checks":                {mode: 0o100755, content: checks.Script},
+		"usr/lib/labbake/checks.list":           {mode: 0o100644, content: string(checks.List(recipe.Checks{}))},
+		"etc/systemd/system/" + checks.UnitName: {mode: 0o100644, content: checks.Unit},
+		"etc/systemd/system/multi-user.target.wants/" + checks.UnitName: {mode: 0o120777, target: "/etc/systemd/system/" + checks.UnitName},
+	} {
+		if _, ok := wants[p]; !ok {
+			wants[p] = w
+		}
+	}
 
 	var missing, extra []string
 	for p := range wants {
