@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labbake/labbake/builders/boot"
+	"github.com/labbake/labbake/builders/checks"
 	"github.com/labbake/labbake/builders/disk"
 	"github.com/labbake/labbake/builders/qcow2"
 	"github.com/labbake/labbake/builders/tree"
@@ -307,6 +308,9 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 	}
 	if err := t.AddFiles(files, blobs); err != nil {
 		return nil, &InputError{fmt.Errorf("files: %w", err)}
+	}
+	if err := checks.Install(t, r.Checks, blobs); err != nil {
+		return nil, err
 	}
 	log.Info("tree assembled", "entries", t.Len(), "took", since(step))
 	return t, nil

@@ -95,6 +95,7 @@ Builds are reproducible: the same inputs give the same bytes.`,
 		newLockCmd(g),
 		newCacheCmd(g),
 		newBundleCmd(g),
+		newTestCmd(g),
 	)
 	return cmd
 }
