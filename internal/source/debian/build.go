@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/labbake/labbake/internal/source"
 )
 
@@ -290,12 +292,28 @@ func (b *Builder) watch(spec Spec, dir string) (stop func(ok bool)) {
 	}
 }
 
-// dirSize adds up the sizes of the regular files below dir; files that
-// vanish while it walks are skipped.
+// dirSize adds up the sizes of the regular files below dir, staying on
+// dir's filesystem: mmdebstrap mounts /proc, /sys and /dev in its chroot,
+// and an open directory there would keep it from unmounting them. Files
+// that vanish while it walks are skipped.
 func dirSize(dir string) int64 {
+	var root unix.Stat_t
+	if err := unix.Lstat(dir, &root); err != nil {
+		return 0
+	}
 	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() && p != dir {
+			var st unix.Stat_t
+			if unix.Lstat(p, &st) != nil || st.Dev != root.Dev {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() {
 			if info, err := d.Info(); err == nil {
 				n += info.Size()
 			}
