@@ -91,6 +91,10 @@ func (p *parser) line(at time.Duration, s string) event {
 	}
 	if n, ok := checks.ParseStart(s); ok {
 		p.expected = n
+		// The check unit starts once multi-user.target is reached: with
+		// the serial console not the last console=, systemd's own status
+		// lines go to tty0 and this is the first sign of it on ttyS0.
+		mark(MultiUser)
 	}
 	if sum, ok := checks.ParseSummary(s); ok {
 		p.summary = &sum

@@ -53,14 +53,14 @@ func TestParser(t *testing.T) {
 			console: "LABBAKE-CHECKS start n=3\n" +
 				"LABBAKE-CHECK ok files \"/a\" \"exists\"\n" +
 				"LABBAKE-CHECKS done ok=1 fail=0\n",
-			milestones: []string{Firmware, Checks},
+			milestones: []string{Firmware, MultiUser, Checks},
 			checks:     1, done: true,
 		},
 		{
 			name: "no checks in the image",
 			console: "[    0.000000] Linux version 6.1.0\n" +
 				"LABBAKE-CHECKS start n=0\nLABBAKE-CHECKS done ok=0 fail=0\n",
-			milestones: []string{Firmware, Kernel, Checks},
+			milestones: []string{Firmware, Kernel, MultiUser, Checks},
 			done:       true, passed: true,
 		},
 		{
