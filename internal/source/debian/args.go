@@ -27,7 +27,9 @@ const (
 //     skipped.
 //   - /etc/hostname, which mmdebstrap copies from the build host, becomes
 //     "localhost"; /etc/resolv.conf, also copied from the build host, is
-//     removed unless a package made it a symlink (systemd-resolved).
+//     removed unless a package made it a symlink (systemd-resolved);
+//   - /etc/hosts, which nothing in a minbase creates, gets localhost
+//     (without it, lookups of localhost go to DNS and fail offline).
 //
 // The hooks are part of FormatVersion: change them, bump it.
 func Hooks() []string {
@@ -37,6 +39,7 @@ func Hooks() []string {
 		`rm -f "$1"/var/lib/dbus/machine-id`,
 		`printf 'localhost\n' > "$1"/etc/hostname && chmod 0644 "$1"/etc/hostname`,
 		`if [ ! -L "$1"/etc/resolv.conf ]; then rm -f "$1"/etc/resolv.conf; fi`,
+		`if [ ! -e "$1"/etc/hosts ]; then printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$1"/etc/hosts; fi`,
 	}
 }
 

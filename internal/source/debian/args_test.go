@@ -24,6 +24,7 @@ func TestArgsGolden(t *testing.T) {
 		`--customize-hook=rm -f "$1"/var/lib/dbus/machine-id`,
 		`--customize-hook=printf 'localhost\n' > "$1"/etc/hostname && chmod 0644 "$1"/etc/hostname`,
 		`--customize-hook=if [ ! -L "$1"/etc/resolv.conf ]; then rm -f "$1"/etc/resolv.conf; fi`,
+		`--customize-hook=if [ ! -e "$1"/etc/hosts ]; then printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$1"/etc/hosts; fi`,
 		"--",
 		"bookworm",
 		"/tmp/x/base.tar",

@@ -16,7 +16,7 @@ import (
 // FormatVersion is mixed into every Key. Bump it whenever the bytes a Spec
 // produces change for reasons the Spec does not show (new hooks, new
 // mmdebstrap options), so that stale bases in the cache are not reused.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Defaults filled in by Normalize.
 const (
