@@ -33,7 +33,7 @@ const (
 // (mmdebstrap takes about a minute); by default the cache is temporary.
 func TestBootUEFI(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs mmdebstrap and boots a VM (about 2 minutes)")
+		t.Skip("runs mmdebstrap and boots three VMs (about 5 minutes)")
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
@@ -49,13 +49,20 @@ func TestBootUEFI(t *testing.T) {
 	}
 
 	lab := t.TempDir()
-	write(t, lab, "lab.yaml", "name: e2e\nepoch: 1735689600\nnodes:\n  - {name: master, role: master, ip: 172.18.0.10}\n")
-	write(t, lab, "recipes/master.yaml", `base:
+	write(t, lab, "lab.yaml", "name: e2e\nepoch: 1735689600\nnodes:\n  - {name: master, role: master, ip: 172.18.0.10}\n  - {name: broken, role: broken, ip: 172.18.0.11}\n")
+	write(t, lab, "recipes/common.yaml", `base:
   debian:
     suite: trixie
-    packages: [linux-image-amd64, systemd-sysv, udev, systemd-boot-efi]
+    packages: [linux-image-amd64, systemd-sysv, udev, systemd-boot-efi, etcd-server, etcd-client]
 disk: {size: 2GiB}
+checks:
+  units_active: [etcd.service]
+  commands:
+    - {run: "etcdctl endpoint health", expect: "is healthy"}
 `)
+	write(t, lab, "recipes/master.yaml", "extends: common\n")
+	// The negative case: a check that must fail.
+	write(t, lab, "recipes/broken.yaml", "extends: common\nchecks:\n  units_active: [does-not-exist.service]\n")
 	cache := os.Getenv("LABBAKE_E2E_CACHE")
 	if cache == "" {
 		cache = t.TempDir()
@@ -63,7 +70,7 @@ disk: {size: 2GiB}
 	out := t.TempDir()
 	start := time.Now()
 	var stdout, stderr bytes.Buffer
-	err = cli.Run(context.Background(), []string{"-C", lab, "--cache", cache, "--out", out, "build", "master"}, &stdout, &stderr, os.Getenv)
+	err = cli.Run(context.Background(), []string{"-C", lab, "--cache", cache, "--out", out, "build", "--all"}, &stdout, &stderr, os.Getenv)
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, tail(stderr.String(), 40))
 	}
@@ -91,6 +98,29 @@ disk: {size: 2GiB}
 	}
 	if !strings.Contains(console, "EFI v") {
 		t.Error("the kernel was not started by UEFI firmware")
+	}
+
+	// labbake test: the baked checks run in the guest; etcd must be up.
+	test := func(role string) (string, string, error) {
+		var so, se bytes.Buffer
+		err := cli.Run(context.Background(), []string{"-C", lab, "--cache", cache, "--out", out, "test", role, "--firmware", "uefi", "--accel", "tcg", "--timeout", "400s"}, &so, &se, os.Getenv)
+		return so.String(), se.String(), err
+	}
+	so, se, err := test("master")
+	if err != nil || !strings.Contains(so, "etcd.service") || !strings.Contains(so, "etcdctl endpoint health") {
+		t.Errorf("labbake test master: %v\nstdout:\n%s\nstderr:\n%s", err, so, tail(se, 20))
+	}
+	for _, m := range []string{"kernel", "multi-user", "checks"} {
+		if !strings.Contains(se, m) {
+			t.Errorf("labbake test printed no %s milestone:\n%s", m, se)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "test", "master.log")); err != nil {
+		t.Errorf("no console log: %v", err)
+	}
+	so, se, err = test("broken")
+	if err == nil || cli.ExitCode(err) == 0 || !strings.Contains(err.Error()+so, "does-not-exist.service") {
+		t.Errorf("labbake test with a failing check: %v, want a non-zero exit naming does-not-exist.service\nstdout:\n%s", err, so)
 	}
 }
 
