@@ -324,25 +324,45 @@ const (
 	fatEOC        = 0x0FFFFFF8
 )
 
+// fatBoot is what the fix-ups need from a FAT32 boot sector.
+type fatBoot struct {
+	bps, spc, reserved, nfats, total, fatSectors, fsinfo, backup int64
+	rootCluster                                                  uint32
+}
+
+func readFATBoot(f *os.File, offset int64) (fatBoot, error) {
+	bs := make([]byte, 512)
+	if _, err := f.ReadAt(bs, offset); err != nil {
+		return fatBoot{}, fmt.Errorf("reading the FAT boot sector: %w", err)
+	}
+	b := fatBoot{
+		bps:         int64(binary.LittleEndian.Uint16(bs[11:])),
+		spc:         int64(bs[13]),
+		reserved:    int64(binary.LittleEndian.Uint16(bs[14:])),
+		nfats:       int64(bs[16]),
+		total:       int64(binary.LittleEndian.Uint32(bs[32:])),
+		fatSectors:  int64(binary.LittleEndian.Uint32(bs[36:])),
+		rootCluster: binary.LittleEndian.Uint32(bs[44:]),
+		fsinfo:      int64(binary.LittleEndian.Uint16(bs[48:])),
+		backup:      int64(binary.LittleEndian.Uint16(bs[50:])),
+	}
+	if b.bps == 0 || b.spc == 0 {
+		return fatBoot{}, errors.New("FAT boot sector: zero sector or cluster size")
+	}
+	return b, nil
+}
+
 // fixFATDirs walks every directory of the FAT32 filesystem at offset and
 // sets the times of every short entry, "." and ".." included, to the epoch
 // (go-diskfs gives ".." of a top-level directory the zero time), and points
 // ".." of a top-level directory at cluster 0, as the FAT specification
 // wants for the root (go-diskfs writes the root's cluster number).
 func fixFATDirs(f *os.File, offset int64, epoch time.Time) error {
-	bs := make([]byte, 512)
-	if _, err := f.ReadAt(bs, offset); err != nil {
-		return fmt.Errorf("reading the FAT boot sector: %w", err)
+	b, err := readFATBoot(f, offset)
+	if err != nil {
+		return err
 	}
-	bps := int64(binary.LittleEndian.Uint16(bs[11:]))
-	spc := int64(bs[13])
-	reserved := int64(binary.LittleEndian.Uint16(bs[14:]))
-	nfats := int64(bs[16])
-	fatSectors := int64(binary.LittleEndian.Uint32(bs[36:]))
-	rootCluster := binary.LittleEndian.Uint32(bs[44:])
-	if bps == 0 || spc == 0 {
-		return errors.New("FAT boot sector: zero sector or cluster size")
-	}
+	bps, spc, reserved, nfats, fatSectors, rootCluster := b.bps, b.spc, b.reserved, b.nfats, b.fatSectors, b.rootCluster
 	clusterBytes := bps * spc
 	fatOff := offset + reserved*bps
 	dataOff := offset + (reserved+nfats*fatSectors)*bps
@@ -437,21 +457,11 @@ func fixFATDirs(f *os.File, offset int64, epoch time.Time) error {
 // its backup, where go-diskfs leaves "unknown" (fsck.fat reports that as
 // an uninitialized free cluster summary).
 func fixFSInfo(f *os.File, offset int64) error {
-	bs := make([]byte, 512)
-	if _, err := f.ReadAt(bs, offset); err != nil {
-		return fmt.Errorf("reading the FAT boot sector: %w", err)
+	boot, err := readFATBoot(f, offset)
+	if err != nil {
+		return err
 	}
-	bps := int64(binary.LittleEndian.Uint16(bs[11:]))
-	spc := int64(bs[13])
-	reserved := int64(binary.LittleEndian.Uint16(bs[14:]))
-	nfats := int64(bs[16])
-	total := int64(binary.LittleEndian.Uint32(bs[32:]))
-	fatSectors := int64(binary.LittleEndian.Uint32(bs[36:]))
-	fsinfo := int64(binary.LittleEndian.Uint16(bs[48:]))
-	backup := int64(binary.LittleEndian.Uint16(bs[50:]))
-	if bps == 0 || spc == 0 {
-		return errors.New("FAT boot sector: zero sector or cluster size")
-	}
+	bps, spc, reserved, nfats, total, fatSectors, fsinfo, backup := boot.bps, boot.spc, boot.reserved, boot.nfats, boot.total, boot.fatSectors, boot.fsinfo, boot.backup
 	clusters := (total - reserved - nfats*fatSectors) / spc
 	fat := make([]byte, (clusters+2)*4)
 	if _, err := f.ReadAt(fat, offset+reserved*bps); err != nil {
