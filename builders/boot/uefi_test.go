@@ -32,14 +32,14 @@ func bootableFiles() map[string]string {
 }
 
 func TestPrepare(t *testing.T) {
-	res, err := Prepare(newTree(t, bootableFiles()), Options{RootFSUUID: rootUUID, Cmdline: []string{"quiet", "net.ifnames=0"}})
+	res, err := Prepare(context.Background(), newTree(t, bootableFiles()), Options{Methods: []string{UEFI}, RootFSUUID: rootUUID, Cmdline: " console=ttyS0,115200  quiet net.ifnames=0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Loader != "systemd-boot" || res.Kernel.Version != "6.12.38+deb13-amd64" {
-		t.Errorf("loader %q kernel %q", res.Loader, res.Kernel.Version)
+	if !slices.Equal(res.Loaders, []string{"uefi: systemd-boot"}) || res.Kernel.Version != "6.12.38+deb13-amd64" || res.BIOS != nil || len(res.TreeFiles) != 0 {
+		t.Errorf("loaders %q kernel %q BIOS %v tree files %v", res.Loaders, res.Kernel.Version, res.BIOS, res.TreeFiles)
 	}
-	wantCmdline := "root=UUID=" + rootUUID + " ro console=ttyS0,115200 console=tty0 quiet net.ifnames=0"
+	wantCmdline := "root=UUID=" + rootUUID + " ro console=ttyS0,115200 quiet net.ifnames=0"
 	if res.Cmdline != wantCmdline {
 		t.Errorf("cmdline %q, want %q", res.Cmdline, wantCmdline)
 	}
@@ -78,27 +78,56 @@ func TestPrepare(t *testing.T) {
 	}
 }
 
-func TestPrepareWithoutLoader(t *testing.T) {
-	files := bootableFiles()
-	delete(files, "/"+SystemdBoot)
-	res, err := Prepare(newTree(t, files), Options{RootFSUUID: rootUUID})
-	if err != nil {
-		t.Fatal(err)
+func TestPrepareErrors(t *testing.T) {
+	noLoader := bootableFiles()
+	delete(noLoader, "/"+SystemdBoot)
+	noInitrd := bootableFiles()
+	delete(noInitrd, "/boot/initrd.img-6.12.38+deb13-amd64")
+	bare := map[string]string{"/etc/hostname": "x"}
+	cases := []struct {
+		name    string
+		files   map[string]string
+		opts    Options
+		want    error
+		wantMsg string
+	}{
+		{"uefi without systemd-boot", noLoader, Options{Methods: []string{UEFI}}, ErrNoUEFILoader, "install systemd-boot-efi"},
+		{"bios without grub", bootableFiles(), Options{Methods: []string{BIOS}, WorkDir: t.TempDir()}, ErrNoGrubPC, "install grub-pc-bin"},
+		{"bios without grub-mkimage", map[string]string{
+			"/boot/vmlinuz-6.12.38+deb13-amd64": "k", "/boot/initrd.img-6.12.38+deb13-amd64": "i", "/" + GrubPCDir + "/boot.img": "b",
+		}, Options{Methods: []string{BIOS}, WorkDir: t.TempDir()}, ErrNoGrubMkimage, "install grub-common"},
+		{"no kernel", bare, Options{Methods: []string{UEFI, BIOS}}, ErrNoKernel, "install linux-image-amd64"},
+		{"loader without kernel", map[string]string{"/" + SystemdBoot: "sd"}, Options{Methods: []string{UEFI}}, ErrNoKernel, ""},
+		{"no initramfs", noInitrd, Options{Methods: []string{UEFI}}, ErrNoInitramfs, ""},
+		{"pinned kernel missing", bootableFiles(), Options{Methods: []string{UEFI}, Pin: "6.1.0-9-amd64"}, ErrPinnedKernel, "6.12.38+deb13-amd64"},
+		{"unknown method", bootableFiles(), Options{Methods: []string{"pxe"}}, nil, `unknown boot method "pxe"`},
 	}
-	if res.Loader != "" || len(res.ESPFiles) != 0 || res.Kernel.Version == "" {
-		t.Errorf("without systemd-boot: loader %q, %d ESP files, kernel %q; want UEFI skipped, kernel found", res.Loader, len(res.ESPFiles), res.Kernel.Version)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.RootFSUUID = rootUUID
+			_, err := Prepare(context.Background(), newTree(t, tc.files), tc.opts)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+			if tc.want != nil && !IsImageError(err) {
+				t.Errorf("IsImageError(%v) = false", err)
+			}
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Errorf("err = %v, want it to say %q", err, tc.wantMsg)
+			}
+		})
 	}
+}
 
-	// A bare rootfs (no kernel, no loader) is not an error yet.
-	res, err = Prepare(newTree(t, map[string]string{"/etc/hostname": "x"}), Options{RootFSUUID: rootUUID})
-	if err != nil || len(res.ESPFiles) != 0 {
-		t.Errorf("bare rootfs: %v, %d ESP files", err, len(res.ESPFiles))
-	}
-
-	// A boot loader without a kernel is.
-	_, err = Prepare(newTree(t, map[string]string{"/" + SystemdBoot: "sd"}), Options{RootFSUUID: rootUUID})
-	if !errors.Is(err, ErrNoKernel) {
-		t.Errorf("loader without kernel: err = %v, want ErrNoKernel", err)
+// TestPrepareNoMethods: an image that is not meant to boot needs neither a
+// kernel nor a boot loader and gets nothing.
+func TestPrepareNoMethods(t *testing.T) {
+	res, err := Prepare(context.Background(), newTree(t, map[string]string{"/etc/hostname": "x"}), Options{RootFSUUID: rootUUID})
+	if err != nil || len(res.ESPFiles) != 0 || res.BIOS != nil || len(res.Loaders) != 0 {
+		t.Errorf("bare rootfs without methods: %v, %+v", err, res)
 	}
 }
 
@@ -119,7 +148,7 @@ func TestESP(t *testing.T) {
 	}
 	files["/boot/vmlinuz-6.12.38+deb13-amd64"] = string(big)
 	tr := newTree(t, files)
-	res, err := Prepare(tr, Options{RootFSUUID: rootUUID})
+	res, err := Prepare(context.Background(), tr, Options{Methods: []string{UEFI}, RootFSUUID: rootUUID, Cmdline: "console=ttyS0,115200 console=tty0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,12 @@ type Options struct {
 	// ESPFiles are written into the EFI system partition (boot loader,
 	// its configuration, kernel, initramfs); none leaves it empty.
 	ESPFiles []ESPFile
+	// MBRCode is boot code for the first bytes of the protective MBR
+	// (at most 440: the disk signature and partition table stay), and
+	// BIOSCore what goes into the BIOS boot partition (GRUB's boot.img
+	// and core.img); none leaves both empty.
+	MBRCode  []byte
+	BIOSCore []byte
 	Logger   *slog.Logger
 }
 
@@ -47,8 +53,9 @@ type Result struct {
 }
 
 // Build writes the raw GPT disk image rawPath (created, must not exist):
-// a BIOS boot partition (left empty), a FAT32 ESP and an ext4 root made from
-// the tree with mke2fs -d and fixed up with debugfs. Equal inputs give equal
+// a BIOS boot partition with opts.BIOSCore, a FAT32 ESP with opts.ESPFiles
+// and an ext4 root made from the tree with mke2fs -d and fixed up with
+// debugfs, and opts.MBRCode in the protective MBR. Equal inputs give equal
 // bytes.
 func Build(ctx context.Context, t *tree.Tree, rawPath string, opts Options) (*Result, error) {
 	log := opts.Logger
@@ -58,6 +65,12 @@ func Build(ctx context.Context, t *tree.Tree, rawPath string, opts Options) (*Re
 	layout, err := NewLayout(opts.Size, opts.IDs)
 	if err != nil {
 		return nil, err
+	}
+	if len(opts.MBRCode) > mbrCodeMax {
+		return nil, fmt.Errorf("MBR boot code is %d bytes, more than %d", len(opts.MBRCode), mbrCodeMax)
+	}
+	if int64(len(opts.BIOSCore)) > layout.BIOS.Size {
+		return nil, fmt.Errorf("BIOS boot code is %d bytes, more than the %d-byte BIOS boot partition", len(opts.BIOSCore), layout.BIOS.Size)
 	}
 	f, err := os.OpenFile(rawPath, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err != nil {
@@ -81,6 +94,16 @@ func Build(ctx context.Context, t *tree.Tree, rawPath string, opts Options) (*Re
 	log.Debug("ESP written", "files", len(opts.ESPFiles), "took", time.Since(step).Round(time.Millisecond))
 	if err := writeGPT(f, layout); err != nil {
 		return nil, err
+	}
+	if len(opts.BIOSCore) > 0 {
+		if _, err := f.WriteAt(opts.BIOSCore, layout.BIOS.Offset); err != nil {
+			return nil, fmt.Errorf("writing the BIOS boot partition: %w", err)
+		}
+	}
+	if len(opts.MBRCode) > 0 {
+		if _, err := f.WriteAt(opts.MBRCode, 0); err != nil {
+			return nil, fmt.Errorf("writing the MBR boot code: %w", err)
+		}
 	}
 	return &Result{Layout: layout, Files: len(entries)}, nil
 }
@@ -225,6 +248,10 @@ func debugfsErrors(out []byte) string {
 	}
 	return ""
 }
+
+// mbrCodeMax is the room for boot code in an MBR, before the disk
+// signature at 440.
+const mbrCodeMax = 440
 
 // espEnvMu guards SOURCE_DATE_EPOCH, which go-diskfs reads for the times
 // of the FAT entries it writes.

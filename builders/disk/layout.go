@@ -7,12 +7,15 @@ import (
 
 // Sizes of the fixed partitions. Everything is aligned to 1 MiB.
 const (
-	MiB      = int64(1) << 20
-	biosSize = 1 * MiB
-	espSize  = 200 * MiB
+	MiB     = int64(1) << 20
+	espSize = 200 * MiB
+	// BIOSOffset and BIOSSize place the BIOS boot partition, where a
+	// BIOS boot loader's core image goes (GRUB's core.img).
+	BIOSOffset = 1 * MiB
+	BIOSSize   = 1 * MiB
 	// MinSize is the smallest disk labbake writes: the fixed partitions,
 	// the GPT backup and a root filesystem of at least 32 MiB.
-	MinSize = 1*MiB + biosSize + espSize + 32*MiB + 1*MiB
+	MinSize = BIOSOffset + BIOSSize + espSize + 32*MiB + 1*MiB
 )
 
 // Partition is one GPT partition of the layout, in bytes.
@@ -54,7 +57,7 @@ func NewLayout(size int64, ids IDs) (Layout, error) {
 	if size < MinSize {
 		return Layout{}, fmt.Errorf("disk size %d MiB is below the minimum of %d MiB", size/MiB, MinSize/MiB)
 	}
-	bios := Partition{Number: 1, Name: "bios", Type: "21686148-6449-6E6F-744E-656564454649", GUID: ids.BIOSGUID, Offset: 1 * MiB, Size: biosSize}
+	bios := Partition{Number: 1, Name: "bios", Type: "21686148-6449-6E6F-744E-656564454649", GUID: ids.BIOSGUID, Offset: BIOSOffset, Size: BIOSSize}
 	esp := Partition{Number: 2, Name: "esp", Type: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", GUID: ids.ESPGUID, Offset: bios.Offset + bios.Size, Size: espSize}
 	rootOff := esp.Offset + esp.Size
 	// The last MiB holds the backup GPT (33 sectors) and keeps the root aligned.

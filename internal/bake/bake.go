@@ -86,6 +86,24 @@ func planResolver(res *resolve.Resolver) plan.Resolver {
 
 // classify marks the resolve errors that are the user's to fix (an input
 // missing offline, not locked, not matching its digest) as bad input.
+// bootError places an error of boot.Prepare: what the image lacks is the
+// recipe's problem, named at kernel.version or disk.boot (exit 2);
+// anything else (grub-mkimage failing to run) is the host's.
+func bootError(r *recipe.Recipe, err error) error {
+	if !boot.IsImageError(err) {
+		return fmt.Errorf("preparing the boot loaders: %w", err)
+	}
+	if errors.Is(err, boot.ErrPinnedKernel) {
+		pos := r.Kernel.Pos
+		return &InputError{fmt.Errorf("%s:%d:%d: kernel.version: %w", pos.File, pos.Line, pos.Col, err)}
+	}
+	pos, hint := r.Disk.BootPos, ""
+	if !r.Disk.BootSet {
+		hint = " (disk.boot is [uefi, bios] unless the recipe says otherwise; disk.boot: [] makes an image that is not meant to boot)"
+	}
+	return &InputError{fmt.Errorf("%s:%d:%d: disk.boot: %w%s", pos.File, pos.Line, pos.Col, err, hint)}
+}
+
 func classify(err error) error {
 	if resolve.IsInputError(err) {
 		return &InputError{err}
@@ -172,17 +190,31 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	if err := t.AddFiles([]tree.File{{Path: "/etc/fstab", Content: disk.Fstab(ids.RootFSUUID, p.Disk.FstabOptions), Mode: 0o644}}, filepath.Join(work, "blobs")); err != nil {
 		return nil, fmt.Errorf("writing fstab: %w", err)
 	}
-	bootFiles, err := boot.Prepare(t, boot.Options{RootFSUUID: ids.RootFSUUID, Logger: log})
+	step := time.Now()
+	bootRes, err := boot.Prepare(ctx, t, boot.Options{
+		Methods: p.Disk.Boot, RootFSUUID: ids.RootFSUUID, Cmdline: p.Kernel.Cmdline, Pin: p.Kernel.Version,
+		WorkDir: filepath.Join(work, "boot"), Logger: log,
+	})
 	if err != nil {
-		return nil, &InputError{err}
+		return nil, bootError(r, err)
+	}
+	if err := t.AddFiles(bootRes.TreeFiles, filepath.Join(work, "blobs")); err != nil {
+		return nil, fmt.Errorf("writing the boot loader's files: %w", err)
+	}
+	if len(bootRes.Loaders) > 0 {
+		log.Info("boot loaders laid out", "kernel", bootRes.Kernel.Version, "loaders", strings.Join(bootRes.Loaders, ", "), "took", since(step))
 	}
 
 	rawPath := filepath.Join(work, "disk.raw")
-	step := time.Now()
-	res, err := disk.Build(ctx, t, rawPath, disk.Options{
+	step = time.Now()
+	dopts := disk.Options{
 		Size: p.Disk.Size, IDs: ids, Epoch: p.EpochTime(), WorkDir: filepath.Join(work, "disk"), Logger: log,
-		ESPFiles: bootFiles.ESPFiles,
-	})
+		ESPFiles: bootRes.ESPFiles,
+	}
+	if bootRes.BIOS != nil {
+		dopts.MBRCode, dopts.BIOSCore = bootRes.BIOS.MBRCode, bootRes.BIOS.Core
+	}
+	res, err := disk.Build(ctx, t, rawPath, dopts)
 	if err != nil {
 		return nil, fmt.Errorf("writing disk: %w", err)
 	}
@@ -199,7 +231,7 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 
 	out := &Result{Role: role, Image: image, Plan: p, SHA256: sum, Size: size, Files: res.Files}
 	out.Manifest = filepath.Join(opts.OutDir, role+".manifest.json")
-	tmpManifest, err := writeTemp(out.Manifest, newManifest(p, out, opts.Compress, res.Layout))
+	tmpManifest, err := writeTemp(out.Manifest, newManifest(p, out, opts.Compress, res.Layout, bootRes))
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/labbake/labbake/builders/boot"
 	"github.com/labbake/labbake/builders/disk"
 	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/plan"
@@ -23,6 +24,17 @@ type Manifest struct {
 	Output       ManifestOutput   `json:"output"`
 	Root         ManifestRoot     `json:"root"`
 	Partitions   []disk.Partition `json:"partitions"`
+	Boot         ManifestBoot     `json:"boot"`
+}
+
+// ManifestBoot describes how the image boots.
+type ManifestBoot struct {
+	Methods []string `json:"methods"`           // uefi, bios; none: not meant to boot
+	Kernel  string   `json:"kernel,omitempty"`  // the kernel release booted
+	Linux   string   `json:"linux,omitempty"`   // its path in the image
+	Initrd  string   `json:"initrd,omitempty"`  // the initramfs's path in the image
+	Loaders []string `json:"loaders,omitempty"` // "uefi: systemd-boot", "bios: grub i386-pc"
+	Cmdline string   `json:"cmdline,omitempty"` // the full kernel command line
 }
 
 // ManifestOutput describes the image file.
@@ -42,7 +54,7 @@ type ManifestRoot struct {
 	Files      int    `json:"files"`
 }
 
-func newManifest(p *plan.Plan, r *Result, compressed bool, l disk.Layout) *Manifest {
+func newManifest(p *plan.Plan, r *Result, compressed bool, l disk.Layout, b *boot.Result) *Manifest {
 	inputs := p.Inputs
 	if inputs == nil {
 		inputs = []plan.Input{}
@@ -65,7 +77,23 @@ func newManifest(p *plan.Plan, r *Result, compressed bool, l disk.Layout) *Manif
 		},
 		Root:       ManifestRoot{Filesystem: p.Disk.Filesystem, UUID: p.UUID("root-fs"), Files: r.Files},
 		Partitions: []disk.Partition{l.BIOS, l.ESP, l.Root},
+		Boot: ManifestBoot{
+			Methods: append([]string{}, p.Disk.Boot...),
+			Kernel:  b.Kernel.Version,
+			Linux:   slashed(b.Kernel.Linux),
+			Initrd:  slashed(b.Kernel.Initrd),
+			Loaders: b.Loaders,
+			Cmdline: b.Cmdline,
+		},
 	}
+}
+
+// slashed makes a tree path absolute; "" stays "".
+func slashed(p string) string {
+	if p == "" {
+		return ""
+	}
+	return "/" + p
 }
 
 func sortFiles(files []tree.File) {

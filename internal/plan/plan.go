@@ -22,7 +22,7 @@ import (
 // Format is the version of the plan's shape and of the way labbake turns a
 // plan into bytes. Changing what a build writes for the same inputs means
 // bumping it, so that digests and derived UUIDs change too.
-const Format = 1
+const Format = 2
 
 // DefaultEpoch is the time written into images when neither
 // SOURCE_DATE_EPOCH nor lab.yaml's epoch is set: 2025-01-01T00:00:00Z.
@@ -39,6 +39,7 @@ type Plan struct {
 	RecipeDigest string  `json:"recipe_digest"`
 	Inputs       []Input `json:"inputs"`
 	Disk         Disk    `json:"disk"`
+	Kernel       Kernel  `json:"kernel"`
 	// Digest is the sha256 of the plan's JSON with Digest empty.
 	Digest string `json:"digest"`
 }
@@ -61,6 +62,13 @@ type Disk struct {
 	Size         int64    `json:"size"`
 	Filesystem   string   `json:"filesystem"`
 	FstabOptions []string `json:"fstab_options"`
+	Boot         []string `json:"boot"` // boot methods: uefi, bios
+}
+
+// Kernel is the kernel to boot and its command line after the root.
+type Kernel struct {
+	Version string `json:"version,omitempty"` // pinned; "" takes the highest in the image
+	Cmdline string `json:"cmdline"`
 }
 
 // EpochTime is the plan's epoch as a time.
@@ -106,7 +114,9 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 			Size:         r.Disk.Size,
 			Filesystem:   r.Disk.Filesystem,
 			FstabOptions: r.Disk.FstabOptions,
+			Boot:         r.Disk.Boot,
 		},
+		Kernel: Kernel{Version: r.Kernel.Version, Cmdline: r.Kernel.Cmdline},
 	}
 	if res == nil {
 		if err := unsupported(r); err != nil {

@@ -29,6 +29,7 @@ type Recipe struct {
 	Units     []Unit
 	Overlays  []Overlay
 	Disk      Disk
+	Kernel    Kernel
 	Checks    Checks
 }
 
@@ -103,7 +104,35 @@ type Disk struct {
 	Size         int64    // bytes; default 8GiB
 	Filesystem   string   // only "ext4"
 	FstabOptions []string // root mount options; default discard, noatime
-	Pos          Pos
+	// Boot are the boot methods installed ("uefi", "bios"), in that
+	// order, without repeats; default both. Empty: the image is not meant
+	// to boot and needs no kernel.
+	Boot    []string
+	BootPos Pos  // of disk.boot, or of the recipe when it is not set
+	BootSet bool // the recipe sets disk.boot
+	Pos     Pos
+}
+
+// Boot methods.
+const (
+	BootUEFI = "uefi"
+	BootBIOS = "bios"
+)
+
+// DefaultCmdline is the kernel command line after the root when a recipe
+// sets none: the serial console (what QEMU -nographic and `labbake test`
+// read) and the screen.
+const DefaultCmdline = "console=ttyS0,115200 console=tty0"
+
+// Kernel picks the kernel to boot and its command line.
+type Kernel struct {
+	// Version pins the kernel release to boot ("6.12.57+deb13-amd64");
+	// "" takes the highest in the image.
+	Version string
+	// Cmdline follows root=UUID=… ro on the kernel command line;
+	// default DefaultCmdline.
+	Cmdline string
+	Pos     Pos // of kernel, or of the recipe when it is not set
 }
 
 // Disk size bounds.
@@ -293,7 +322,7 @@ func (d *decoder) merge(parent, child *yaml.Node, top bool) *yaml.Node {
 }
 
 func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
-	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "disk", "checks")
+	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "disk", "kernel", "checks")
 	if !ok {
 		return
 	}
@@ -304,6 +333,7 @@ func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
 	rec.Units = d.decodeUnits(l, f.get("units"), rec.Role)
 	rec.Overlays = d.decodeOverlays(l, f.get("overlays"), rec.Role)
 	rec.Disk = d.decodeDisk(f)
+	rec.Kernel = d.decodeKernel(f)
 	rec.Checks = d.decodeChecks(f.get("checks"))
 }
 
@@ -769,16 +799,44 @@ func (d *decoder) overlayTemplates(l *Lab, item *yaml.Node, field, rel string, o
 }
 
 func (d *decoder) decodeDisk(top fields) Disk {
-	disk := Disk{Size: 8 * GiB, Filesystem: "ext4", FstabOptions: []string{"discard", "noatime"}}
+	disk := Disk{Size: 8 * GiB, Filesystem: "ext4", FstabOptions: []string{"discard", "noatime"},
+		Boot: []string{BootUEFI, BootBIOS}, BootPos: d.pos(top.node)}
 	n := top.get("disk")
 	if n == nil {
 		disk.Pos = d.pos(top.node)
 		return disk
 	}
 	disk.Pos = d.pos(n)
-	f, ok := d.mapping(n, "disk", "size", "filesystem", "fstab")
+	f, ok := d.mapping(n, "disk", "size", "filesystem", "fstab", "boot")
 	if !ok {
 		return disk
+	}
+	if bn := f.get("boot"); bn != nil {
+		disk.BootPos, disk.BootSet = d.pos(bn), true
+		if isNull(bn) {
+			disk.Boot = []string{}
+		} else if items, ok := d.sequence(bn, "disk.boot"); ok {
+			seen := map[string]bool{}
+			for i, item := range items {
+				path := indexPath("disk.boot", i)
+				if s, ok := d.str(item, path); ok {
+					switch s {
+					case BootUEFI, BootBIOS:
+						seen[s] = true
+					default:
+						d.errorf(item, path, "unknown boot method %q: use %s or %s", s, BootUEFI, BootBIOS)
+					}
+				}
+			}
+			// In a fixed order: extends appends lists, and the order
+			// written does not matter.
+			disk.Boot = []string{}
+			for _, m := range []string{BootUEFI, BootBIOS} {
+				if seen[m] {
+					disk.Boot = append(disk.Boot, m)
+				}
+			}
+		}
 	}
 	if sn := f.get("size"); sn != nil {
 		var s string
@@ -840,6 +898,40 @@ func (d *decoder) decodeDisk(top fields) Disk {
 		}
 	}
 	return disk
+}
+
+func (d *decoder) decodeKernel(top fields) Kernel {
+	k := Kernel{Cmdline: DefaultCmdline, Pos: d.pos(top.node)}
+	n := top.get("kernel")
+	if n == nil {
+		return k
+	}
+	k.Pos = d.pos(n)
+	f, ok := d.mapping(n, "kernel", "version", "cmdline")
+	if !ok {
+		return k
+	}
+	if vn := f.get("version"); vn != nil && !isNull(vn) {
+		if s, ok := d.str(vn, "kernel.version"); ok {
+			if s == "" || strings.ContainsAny(s, "/ \t\n\x00") || s == "." || s == ".." {
+				d.errorf(vn, "kernel.version", "kernel version %q must be a kernel release such as 6.12.57+deb13-amd64", s)
+			} else {
+				k.Version = s
+			}
+		}
+	}
+	if cn := f.get("cmdline"); cn != nil {
+		if isNull(cn) {
+			k.Cmdline = ""
+		} else if s, ok := d.str(cn, "kernel.cmdline"); ok {
+			if strings.ContainsAny(s, "\n\r\x00") {
+				d.errorf(cn, "kernel.cmdline", "the kernel command line must be one line")
+			} else {
+				k.Cmdline = strings.Join(strings.Fields(s), " ")
+			}
+		}
+	}
+	return k
 }
 
 // encodeYAML prints a merged recipe: block or flow style as written, with

@@ -81,7 +81,9 @@ func jsonable(v any) any {
 			"Base":   map[string]any{"Tar": v.Base.Tar, "Dir": v.Base.Dir, "Pos": v.Base.Pos.String()},
 			"Layers": layers, "Files": files, "Units": units, "Overlays": overlays,
 			"Disk": map[string]any{"Size": v.Disk.Size, "Filesystem": v.Disk.Filesystem,
-				"FstabOptions": v.Disk.FstabOptions, "Pos": v.Disk.Pos.String()},
+				"FstabOptions": v.Disk.FstabOptions, "Boot": v.Disk.Boot, "BootPos": v.Disk.BootPos.String(),
+				"Pos": v.Disk.Pos.String()},
+			"Kernel": map[string]any{"Version": v.Kernel.Version, "Cmdline": v.Kernel.Cmdline, "Pos": v.Kernel.Pos.String()},
 		}
 	case *Lab:
 		nodes := make([]map[string]any, len(v.Nodes))

@@ -64,7 +64,7 @@ func bootTest(t *testing.T, appendFmt string) (*vmtest.Result, string) {
 	}
 	write(filepath.Join(lab, "lab.yaml"), "name: boot\nnodes: [{name: m, role: master, ip: 172.18.0.2}]\n")
 	write(filepath.Join(lab, "recipes/master.yaml"), `base: {tar: `+rootfs+`}
-disk: {size: 3GiB}
+disk: {size: 3GiB, boot: []}
 checks:
   units_active: [systemd-journald.service, does-not-exist.service]
   files: [/etc/fstab, /etc/nonexistent]

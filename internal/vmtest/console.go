@@ -32,7 +32,7 @@ type CheckResult = checks.Result
 func milestoneRules() []milestoneRule {
 	return []milestoneRule{
 		{Kernel, []string{"Linux version "}},
-		{Initramfs, []string{"Run /init as init process", "Loading initial ramdisk", "Begin: Loading essential drivers"}},
+		{Initramfs, []string{"Run /init as init process", "Begin: Loading essential drivers"}},
 		{MultiUser, []string{"Reached target multi-user.target", "Reached target Multi-User System"}},
 		{Checks, []string{checks.DoneMarker}},
 	}

@@ -40,12 +40,15 @@ func TestParser(t *testing.T) {
 				"Loading Linux 6.12.0-1-amd64 ...\r\n" +
 				"Loading initial ramdisk ...\r\n" +
 				"[    0.000000] Linux version 6.12.0-1-amd64\r\n" +
+				"Begin: Loading essential drivers ... done.\r\n" +
 				"[  OK  ] Reached target Multi-User System.\r\n" +
 				"LABBAKE-CHECKS start n=2\r\n" +
 				"LABBAKE-CHECK ok units_active \"etcd.service\" \"active\"\r\n" +
 				"LABBAKE-CHECK fail units_active \"does-not-exist.service\" \"unit not-found\"\r\n" +
 				"LABBAKE-CHECKS done ok=1 fail=1\r\n",
-			milestones: []string{Firmware, Initramfs, Kernel, MultiUser, Checks},
+			// GRUB's "Loading initial ramdisk" is the boot loader reading
+			// it, not the initramfs running.
+			milestones: []string{Firmware, Kernel, Initramfs, MultiUser, Checks},
 			checks:     2, done: true,
 		},
 		{

@@ -129,7 +129,7 @@ nodes:
 `)
 	mkfile(t, dir, "recipes/common.yaml", `base: {tar: base.tar}
 layers: [{tar: layer.tar}]
-disk: {size: 300MiB}
+disk: {size: 300MiB, boot: []}
 `)
 	mkfile(t, dir, "recipes/master.yaml", `extends: common
 files:

@@ -139,7 +139,7 @@ artifacts:
   - {archive: %s/etcd.tar.gz, sha256: "%s", extract: [etcd-v1/etcd, etcd-v1/etcdctl], dest: /usr/local/bin/}
   - {file: tools/hello, dest: /usr/local/share/hello, mode: "0644"}
   - {image: "oci:%s:v1", path: /etc/os-release, dest: /etc/copied-os-release, mode: "0600"}
-disk: {size: 300MiB}
+disk: {size: 300MiB, boot: []}
 `, filepath.Join(lab, "image"), srv.URL, srv.URL, srv.URL, sum(archive), filepath.Join(lab, "image"))
 	mkfile(t, lab, "recipes/master.yaml", recipe)
 	cache := t.TempDir()
@@ -312,7 +312,7 @@ artifacts:
   - {archive: %s/pkg.tar.gz, sha256: "%s", extract: [pkg/bin/x], dest: /usr/local/bin/x}
 files:
   - {path: /etc/role, content: "{{ .role }}\n"}
-disk: {size: 300MiB}
+disk: {size: 300MiB, boot: []}
 `, filepath.Join(lab, "image"), srv.URL, sum(archive)))
 	}
 	mkfile(t, lab, "lab.yaml", "name: four\nepoch: 1700000000\nnodes:\n"+nodes.String())
@@ -379,7 +379,7 @@ func TestDebianBase(t *testing.T) {
 	mkfile(t, lab, "lab.yaml", "name: deb\nepoch: 1700000000\nnodes:\n  - {name: master, role: master, ip: 172.18.0.10}\n")
 	mkfile(t, lab, "recipes/master.yaml", `base:
   debian: {suite: bookworm, variant: minbase, packages: [less, netbase]}
-disk: {size: 1GiB}
+disk: {size: 1GiB, boot: []}
 `)
 	cache := t.TempDir()
 	var sums []string
