@@ -1,10 +1,10 @@
 // Package boot makes a Tree bootable: Tree → kernel, initramfs and boot
-// loader files for the EFI system partition (UEFI); builders/disk writes
-// them.
+// loaders for UEFI (files of the EFI system partition) and BIOS (GRUB's
+// MBR code and core.img); builders/disk writes them.
 //
 // Where it sits in the pipeline:
 //
-//	builders/tree (Tree) → boot (ESP files) → builders/disk (raw GPT disk)
+//	builders/tree (Tree) → boot (ESP files, MBR code, core.img, grub.cfg) → builders/disk (raw GPT disk)
 //
 // [FindKernel] finds the kernel and its initramfs in the tree, in the Debian
 // layout (/boot/vmlinuz-VERSION with /boot/initrd.img-VERSION, and the
@@ -13,13 +13,20 @@
 // Several kernels: the highest version wins (dpkg's version order) unless
 // the caller pins one.
 //
-// [Prepare] takes the boot loader from the tree too — systemd-boot from
-// Debian's systemd-boot-efi, installed as EFI/BOOT/BOOTX64.EFI — and lays
-// out loader.conf, one boot entry, the kernel and the initramfs as
-// [disk.ESPFile] values. Nothing is written here and nothing on the host is
-// run: builders/disk writes the files as bytes into the FAT32 ESP. The
-// output depends only on the tree and the options, so equal inputs give
-// equal ESPs.
+// [Prepare] takes the boot loaders from the tree too, for the methods asked:
 //
-// BIOS boot (GRUB i386-pc) is not done yet.
+//   - [UEFI]: systemd-boot from Debian's systemd-boot-efi, installed as
+//     EFI/BOOT/BOOTX64.EFI with loader.conf, one entry, the kernel and the
+//     initramfs, as [disk.ESPFile] values.
+//   - [BIOS]: GRUB i386-pc from grub-pc-bin. The image's own grub-mkimage
+//     is copied out with its ELF interpreter and libraries and run on the
+//     host (so core.img always matches the image's GRUB modules and the
+//     host needs no GRUB), building a core.img that finds the root file
+//     system by UUID and reads /boot/grub/grub.cfg; boot.img and core.img
+//     then get the sector pointers grub-setup would write for core.img at
+//     the start of the BIOS boot partition.
+//
+// Nothing is written to a disk here and nothing is mounted: builders/disk
+// writes the bytes. The output depends only on the tree and the options, so
+// equal inputs give equal bytes.
 package boot

@@ -18,28 +18,31 @@ import (
 
 const (
 	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 	// bootTimeout bounds one boot; under TCG a Debian minbase reaches
 	// login: in about 30 s.
 	bootTimeout = 300 * time.Second
 )
 
-// TestBootUEFI bakes a Debian trixie base with a kernel and systemd-boot
-// through the CLI, boots the image with OVMF under QEMU (TCG, no -kernel:
-// the firmware loads systemd-boot from the ESP) and waits for systemd to
-// reach the multi-user target on the serial console.
+// TestBoot bakes a Debian trixie base with a kernel, systemd-boot, GRUB
+// i386-pc and etcd through the CLI; boots the image with the original lab's
+// QEMU command line (SeaBIOS, machine pc, virtio-scsi disk with
+// discard=unmap,cache=writeback, no -kernel: GRUB from the MBR loads the
+// kernel) until systemd reaches the multi-user target; then runs
+// `labbake test` under UEFI (OVMF, systemd-boot from the ESP) and under
+// BIOS, both of which must report etcd.service active and etcd healthy,
+// and once with a check that must fail.
 //
 // LABBAKE_E2E_CACHE names a cache dir to keep the Debian base between runs
 // (mmdebstrap takes about a minute); by default the cache is temporary.
-func TestBootUEFI(t *testing.T) {
+func TestBoot(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs mmdebstrap and boots three VMs (about 5 minutes)")
+		t.Skip("runs mmdebstrap and boots four VMs (about 5 minutes)")
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Skip("qemu-system-x86_64 not installed")
 	}
-	for _, f := range []string{ovmfCode, ovmfVars} {
+	for _, f := range []string{ovmfCode} {
 		if _, err := os.Stat(f); err != nil {
 			t.Skipf("%s missing (Debian package ovmf)", f)
 		}
@@ -53,7 +56,7 @@ func TestBootUEFI(t *testing.T) {
 	write(t, lab, "recipes/common.yaml", `base:
   debian:
     suite: trixie
-    packages: [linux-image-amd64, systemd-sysv, udev, systemd-boot-efi, etcd-server, etcd-client]
+    packages: [linux-image-amd64, systemd-sysv, udev, systemd-boot-efi, grub-pc-bin, etcd-server, etcd-client]
 disk: {size: 2GiB}
 checks:
   units_active: [etcd.service]
@@ -76,49 +79,56 @@ checks:
 	}
 	t.Logf("baked in %s: %s", time.Since(start).Round(time.Second), strings.TrimSpace(stdout.String()))
 
-	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
-	b, err := os.ReadFile(ovmfVars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(vars, b, 0o644); err != nil {
-		t.Fatal(err)
+	// The original set-up's run-qemu.sh: an overlay of the image on a
+	// virtio-scsi disk, SeaBIOS.
+	overlay := filepath.Join(t.TempDir(), "master-overlay.qcow2")
+	if o, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", filepath.Join(out, "master.qcow2"), overlay).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v\n%s", err, o)
 	}
 	serial := filepath.Join(t.TempDir(), "serial.log")
 	console := boot(t, qemu, serial,
-		"-machine", "q35", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-monitor", "none",
-		"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
-		"-drive", "if=pflash,format=raw,file="+vars,
-		"-drive", "file="+filepath.Join(out, "master.qcow2")+",if=virtio,format=qcow2,snapshot=on",
+		"-machine", "type=pc", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-monitor", "none",
+		"-device", "virtio-scsi-pci,id=scsi0",
+		"-drive", "file="+overlay+",format=qcow2,if=none,id=disk0,discard=unmap,cache=writeback",
+		"-device", "scsi-hd,drive=disk0,bus=scsi0.0",
 		"-serial", "file:"+serial,
 	)
 	cmdline := regexp.MustCompile(`Command line: (.*)`).FindStringSubmatch(console)
 	if cmdline == nil || !strings.Contains(cmdline[1], "root=UUID=") || !strings.Contains(cmdline[1], "console=ttyS0,115200") {
 		t.Errorf("kernel command line %q lacks the root by UUID or the serial console", cmdline)
 	}
-	if !strings.Contains(console, "EFI v") {
-		t.Error("the kernel was not started by UEFI firmware")
+	if !strings.Contains(console, "GRUB loading") || strings.Contains(console, "EFI v") {
+		t.Error("the kernel was not started by GRUB from the MBR under BIOS")
 	}
 
-	// labbake test: the baked checks run in the guest; etcd must be up.
-	test := func(role string) (string, string, error) {
+	// labbake test: the baked checks run in the guest; etcd must be up,
+	// under either firmware.
+	test := func(role, firmware string) (string, string, error) {
 		var so, se bytes.Buffer
-		err := cli.Run(context.Background(), []string{"-C", lab, "--cache", cache, "--out", out, "test", role, "--firmware", "uefi", "--accel", "tcg", "--timeout", "400s"}, &so, &se, os.Getenv)
+		err := cli.Run(context.Background(), []string{"-C", lab, "--cache", cache, "--out", out, "test", role, "--firmware", firmware, "--accel", "tcg", "--timeout", "400s"}, &so, &se, os.Getenv)
 		return so.String(), se.String(), err
 	}
-	so, se, err := test("master")
-	if err != nil || !strings.Contains(so, "etcd.service") || !strings.Contains(so, "etcdctl endpoint health") {
-		t.Errorf("labbake test master: %v\nstdout:\n%s\nstderr:\n%s", err, so, tail(se, 20))
-	}
-	for _, m := range []string{"kernel", "multi-user", "checks"} {
-		if !strings.Contains(se, m) {
-			t.Errorf("labbake test printed no %s milestone:\n%s", m, se)
+	for _, fw := range []string{"uefi", "bios"} {
+		start := time.Now()
+		so, se, err := test("master", fw)
+		if err != nil || !strings.Contains(so, "etcd.service") || !strings.Contains(so, "etcdctl endpoint health") {
+			t.Errorf("labbake test master --firmware %s: %v\nstdout:\n%s\nstderr:\n%s", fw, err, so, tail(se, 20))
 		}
+		for _, m := range []string{"kernel", "multi-user", "checks"} {
+			if !strings.Contains(se, m) {
+				t.Errorf("labbake test --firmware %s printed no %s milestone:\n%s", fw, m, se)
+			}
+		}
+		log, err := os.ReadFile(filepath.Join(out, "test", "master.log"))
+		if err != nil {
+			t.Errorf("no console log: %v", err)
+		}
+		if want := map[string]string{"uefi": "EFI v", "bios": "GRUB loading"}[fw]; !strings.Contains(string(log), want) {
+			t.Errorf("--firmware %s: the console log lacks %q", fw, want)
+		}
+		t.Logf("labbake test --firmware %s: %s\n%s", fw, time.Since(start).Round(time.Second), strings.TrimSpace(so))
 	}
-	if _, err := os.Stat(filepath.Join(out, "test", "master.log")); err != nil {
-		t.Errorf("no console log: %v", err)
-	}
-	so, se, err = test("broken")
+	so, _, err := test("broken", "bios")
 	if err == nil || cli.ExitCode(err) == 0 || !strings.Contains(err.Error()+so, "does-not-exist.service") {
 		t.Errorf("labbake test with a failing check: %v, want a non-zero exit naming does-not-exist.service\nstdout:\n%s", err, so)
 	}
