@@ -20,6 +20,7 @@ for tool in "${!need[@]}"; do
 done
 [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
 [ -f /usr/lib/grub/i386-pc/boot.img ] || missing+=(grub-pc-bin)
+[ -f /usr/lib/grub/x86_64-efi/kernel.img ] || missing+=(grub-efi-amd64-bin)
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -eq 0 ]; then sudo=""

@@ -67,32 +67,7 @@ func prepareBIOS(ctx context.Context, t *tree.Tree, rootUUID, workDir string) (*
 	if err != nil {
 		return nil, fmt.Errorf("%w (looked for /%s/boot.img: %v)", ErrNoGrubPC, GrubPCDir, err)
 	}
-	mkimage, err := firstRegular(t, grubMkimages)
-	if err != nil {
-		return nil, fmt.Errorf("%w (looked for /%s)", ErrNoGrubMkimage, strings.Join(grubMkimages, ", /"))
-	}
-	dir := filepath.Join(workDir, "grub-i386-pc")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("bios: %w", err)
-	}
-	mods, err := linkDir(t, GrubPCDir, filepath.Join(dir, "i386-pc"))
-	if err != nil {
-		return nil, fmt.Errorf("bios: %w", err)
-	}
-	prog, err := copyProgram(t, mkimage, filepath.Join(dir, "bin"))
-	if err != nil {
-		return nil, fmt.Errorf("bios: %w", err)
-	}
-	early := filepath.Join(dir, "early.cfg")
-	if err := os.WriteFile(early, earlyConfig(rootUUID), 0o644); err != nil {
-		return nil, fmt.Errorf("bios: %w", err)
-	}
-	coreImg := filepath.Join(dir, "core.img")
-	args := append([]string{"-O", "i386-pc", "-d", mods, "-o", coreImg, "-c", early, "-p", "/boot/grub", "biosdisk"}, grubModules...)
-	if err := prog.run(ctx, "grub-mkimage", args...); err != nil {
-		return nil, fmt.Errorf("bios: %w", err)
-	}
-	core, err := os.ReadFile(coreImg)
+	core, err := grubImage(ctx, t, "i386-pc", GrubPCDir, rootUUID, filepath.Join(workDir, "grub-i386-pc"), "biosdisk")
 	if err != nil {
 		return nil, fmt.Errorf("bios: %w", err)
 	}
@@ -103,13 +78,45 @@ func prepareBIOS(ctx context.Context, t *tree.Tree, rootUUID, workDir string) (*
 	return patchGRUB(boot, core, uint64(disk.BIOSOffset/sectorSize), disk.BIOSSize)
 }
 
+// grubImage runs the image's grub-mkimage in dir to build a GRUB image for
+// target (i386-pc, x86_64-efi) from the tree's modules in modDir: the
+// modules above plus extra, and an early configuration that finds the root
+// by UUID and sets the prefix to its /boot/grub.
+func grubImage(ctx context.Context, t *tree.Tree, target, modDir, rootUUID, dir string, extra ...string) ([]byte, error) {
+	mkimage, err := firstRegular(t, grubMkimages)
+	if err != nil {
+		return nil, fmt.Errorf("%w (looked for /%s)", ErrNoGrubMkimage, strings.Join(grubMkimages, ", /"))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	mods, err := linkDir(t, modDir, filepath.Join(dir, target))
+	if err != nil {
+		return nil, err
+	}
+	prog, err := copyProgram(t, mkimage, filepath.Join(dir, "bin"))
+	if err != nil {
+		return nil, err
+	}
+	early := filepath.Join(dir, "early.cfg")
+	if err := os.WriteFile(early, earlyConfig(rootUUID), 0o644); err != nil {
+		return nil, err
+	}
+	img := filepath.Join(dir, "grub.img")
+	args := append([]string{"-O", target, "-d", mods, "-o", img, "-c", early, "-p", "/boot/grub"}, extra...)
+	if err := prog.run(ctx, "grub-mkimage", append(args, grubModules...)...); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(img)
+}
+
 // Sentinel errors of BIOS boot.
 var (
 	// ErrNoGrubPC reports an image without GRUB's i386-pc files.
 	ErrNoGrubPC = errors.New("bios: no GRUB for BIOS in the image: install grub-pc-bin")
 	// ErrNoGrubMkimage reports an image with GRUB's modules but not the
 	// tool that assembles them.
-	ErrNoGrubMkimage = errors.New("bios: no grub-mkimage in the image: install grub-common")
+	ErrNoGrubMkimage = errors.New("no grub-mkimage in the image: install grub-common")
 )
 
 // earlyConfig is built into core.img: it finds the root file system by

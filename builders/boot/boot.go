@@ -96,30 +96,48 @@ func Prepare(ctx context.Context, t *tree.Tree, opts Options) (*Result, error) {
 	}
 	res := &Result{Kernel: k, Cmdline: cmdline}
 	title := osName(t)
+	grubCfg := false
 	if slices.Contains(opts.Methods, UEFI) {
-		files, err := systemdBootFiles(t, title, k, cmdline)
-		if err != nil {
-			return nil, err
+		switch {
+		case exists(t, SystemdBoot):
+			files, err := systemdBootFiles(t, title, k, cmdline)
+			if err != nil {
+				return nil, err
+			}
+			res.ESPFiles = files
+			res.Loaders = append(res.Loaders, UEFI+": systemd-boot")
+		case exists(t, GrubEFIDir+"/kernel.img"):
+			if opts.WorkDir == "" {
+				return nil, errors.New("boot: no work dir for GRUB")
+			}
+			files, err := grubEFIFiles(ctx, t, opts.RootFSUUID, opts.WorkDir)
+			if err != nil {
+				return nil, err
+			}
+			res.ESPFiles, grubCfg = files, true
+			res.Loaders = append(res.Loaders, UEFI+": grub x86_64-efi")
+		default:
+			return nil, fmt.Errorf("%w (looked for /%s and /%s/kernel.img)", ErrNoUEFILoader, SystemdBoot, GrubEFIDir)
 		}
-		res.ESPFiles = files
-		res.Loaders = append(res.Loaders, UEFI+": systemd-boot")
-		log.Debug("boot: UEFI with systemd-boot", "kernel", k.Version, "cmdline", cmdline)
+		log.Debug("boot: UEFI", "loader", res.Loaders[len(res.Loaders)-1], "kernel", k.Version, "cmdline", cmdline)
 	}
 	if slices.Contains(opts.Methods, BIOS) {
 		if opts.WorkDir == "" {
-			return nil, errors.New("boot: no work dir for BIOS boot")
+			return nil, errors.New("boot: no work dir for GRUB")
 		}
 		code, err := prepareBIOS(ctx, t, opts.RootFSUUID, opts.WorkDir)
 		if err != nil {
 			return nil, err
 		}
-		res.BIOS = code
+		res.BIOS, grubCfg = code, true
+		res.Loaders = append(res.Loaders, BIOS+": grub i386-pc")
+		log.Debug("boot: BIOS with GRUB", "kernel", k.Version, "core_img", len(code.Core))
+	}
+	if grubCfg {
 		if _, ok := t.Get(GrubCfg); ok {
 			log.Debug("boot: replacing the image's GRUB configuration", "path", "/"+GrubCfg)
 		}
 		res.TreeFiles = append(res.TreeFiles, tree.File{Path: "/" + GrubCfg, Content: grubConfig(title, opts.RootFSUUID, k, cmdline), Mode: 0o644})
-		res.Loaders = append(res.Loaders, BIOS+": grub i386-pc")
-		log.Debug("boot: BIOS with GRUB", "kernel", k.Version, "core_img", len(code.Core))
 	}
 	return res, nil
 }
@@ -134,6 +152,12 @@ func IsImageError(err error) bool {
 		}
 	}
 	return false
+}
+
+// exists reports whether p is a regular file in the tree, symlinks followed.
+func exists(t *tree.Tree, p string) bool {
+	_, err := follow(t, p)
+	return err == nil
 }
 
 // osName returns PRETTY_NAME from the tree's os-release, or "Linux".

@@ -17,7 +17,9 @@
 //
 //   - [UEFI]: systemd-boot from Debian's systemd-boot-efi, installed as
 //     EFI/BOOT/BOOTX64.EFI with loader.conf, one entry, the kernel and the
-//     initramfs, as [disk.ESPFile] values.
+//     initramfs, as [disk.ESPFile] values; without systemd-boot, GRUB from
+//     grub-efi-amd64-bin, built like core.img below into
+//     EFI/BOOT/BOOTX64.EFI, reading the same grub.cfg.
 //   - [BIOS]: GRUB i386-pc from grub-pc-bin. The image's own grub-mkimage
 //     is copied out with its ELF interpreter and libraries and run on the
 //     host (so core.img always matches the image's GRUB modules and the

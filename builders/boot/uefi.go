@@ -2,8 +2,10 @@ package boot
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/labbake/labbake/builders/disk"
 	"github.com/labbake/labbake/builders/tree"
@@ -13,8 +15,12 @@ import (
 // systemd-boot image.
 const SystemdBoot = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 
+// GrubEFIDir is where Debian's grub-efi-amd64-bin puts GRUB's x86-64 UEFI
+// modules: the UEFI boot loader when the image has no systemd-boot.
+const GrubEFIDir = "usr/lib/grub/x86_64-efi"
+
 // ErrNoUEFILoader reports an image without a UEFI boot loader.
-var ErrNoUEFILoader = errors.New("uefi: no UEFI boot loader in the image: install systemd-boot-efi")
+var ErrNoUEFILoader = errors.New("uefi: no UEFI boot loader in the image: install systemd-boot-efi (or grub-efi-amd64-bin)")
 
 // ESP paths. The kernel and initramfs go under labbake/VERSION/ so that a
 // later image with another kernel never mixes files of two versions.
@@ -35,7 +41,7 @@ const (
 func systemdBootFiles(t *tree.Tree, title string, k Kernel, cmdline string) ([]disk.ESPFile, error) {
 	loader, err := follow(t, SystemdBoot)
 	if err != nil {
-		return nil, fmt.Errorf("%w (looked for /%s: %v)", ErrNoUEFILoader, SystemdBoot, err)
+		return nil, err
 	}
 	dir := "labbake/" + k.Version
 	return []disk.ESPFile{
@@ -46,6 +52,18 @@ func systemdBootFiles(t *tree.Tree, title string, k Kernel, cmdline string) ([]d
 		{Path: dir + "/linux", Source: k.LinuxBlob},
 		{Path: dir + "/initrd", Source: k.InitrdBlob},
 	}, nil
+}
+
+// grubEFIFiles returns the ESP file that boots with GRUB from the tree
+// under UEFI: EFI/BOOT/BOOTX64.EFI made by the image's grub-mkimage, which
+// finds the root by UUID and reads /boot/grub/grub.cfg there (the same
+// file BIOS boot reads), and loads the kernel from the root file system.
+func grubEFIFiles(ctx context.Context, t *tree.Tree, rootUUID, workDir string) ([]disk.ESPFile, error) {
+	img, err := grubImage(ctx, t, "x86_64-efi", GrubEFIDir, rootUUID, filepath.Join(workDir, "grub-x86_64-efi"))
+	if err != nil {
+		return nil, fmt.Errorf("uefi: %w", err)
+	}
+	return []disk.ESPFile{{Path: espFallback, Data: img}}, nil
 }
 
 // entry renders a Boot Loader Specification type #1 entry.

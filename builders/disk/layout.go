@@ -20,12 +20,12 @@ const (
 
 // Partition is one GPT partition of the layout, in bytes.
 type Partition struct {
-	Number int
-	Name   string
-	Type   string // GPT partition type GUID
-	GUID   string
-	Offset int64
-	Size   int64
+	Number int    `json:"number"`
+	Name   string `json:"name"`
+	Type   string `json:"type"` // GPT partition type GUID
+	GUID   string `json:"guid"`
+	Offset int64  `json:"offset"`
+	Size   int64  `json:"size"`
 }
 
 // Layout is the partition table of a baked disk: a 1 MiB BIOS boot

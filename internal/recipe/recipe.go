@@ -924,9 +924,14 @@ func (d *decoder) decodeKernel(top fields) Kernel {
 		if isNull(cn) {
 			k.Cmdline = ""
 		} else if s, ok := d.str(cn, "kernel.cmdline"); ok {
-			if strings.ContainsAny(s, "\n\r\x00") {
+			switch {
+			case strings.ContainsAny(s, "\n\r\x00"):
 				d.errorf(cn, "kernel.cmdline", "the kernel command line must be one line")
-			} else {
+			case strings.ContainsAny(s, "'\"\\"):
+				// Boot loaders treat quotes differently (GRUB escapes
+				// them): options are words separated by spaces.
+				d.errorf(cn, "kernel.cmdline", "quotes and backslashes are not supported: options are words separated by spaces")
+			default:
 				k.Cmdline = strings.Join(strings.Fields(s), " ")
 			}
 		}

@@ -222,9 +222,9 @@ type manifest struct {
 		Files int    `json:"files"`
 	} `json:"root"`
 	Partitions []struct {
-		Name   string `json:"Name"`
-		Offset int64  `json:"Offset"`
-		Size   int64  `json:"Size"`
+		Name   string `json:"name"`
+		Offset int64  `json:"offset"`
+		Size   int64  `json:"size"`
 	} `json:"partitions"`
 	Inputs []struct {
 		Kind   string `json:"kind"`
