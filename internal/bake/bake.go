@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -36,6 +37,10 @@ type Options struct {
 	// Resolver pins and fetches inputs from outside the lab dir (Debian
 	// bases, OCI images, URLs); nil refuses recipes that have such inputs.
 	Resolver *resolve.Resolver
+	// Progress, if set, shows the image being written (the raw disk
+	// filling up, then the qcow2) as a bar redrawn in place: set it to a
+	// terminal only.
+	Progress io.Writer
 	Logger   *slog.Logger
 }
 
@@ -214,7 +219,21 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	if bootRes.BIOS != nil {
 		dopts.MBRCode, dopts.BIOSCore = bootRes.BIOS.MBRCode, bootRes.BIOS.Core
 	}
+	var espBytes int64
+	for _, f := range bootRes.ESPFiles {
+		espBytes += int64(len(f.Data))
+		if fi, err := os.Stat(f.Source); f.Source != "" && err == nil {
+			espBytes += fi.Size()
+		}
+	}
+	layout, err := disk.NewLayout(p.Disk.Size, ids)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	estimate := contentBytes(t) + espBytes + ext4Overhead(layout.Root.Size)
+	stopWatch := watch(opts.Progress, role+" disk", estimate, func() int64 { return allocated(rawPath) })
 	res, err := disk.Build(ctx, t, rawPath, dopts)
+	stopWatch()
 	if err != nil {
 		return nil, fmt.Errorf("writing disk: %w", err)
 	}
@@ -222,7 +241,7 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 
 	step = time.Now()
 	image := filepath.Join(opts.OutDir, role+".qcow2")
-	tmpImage, sum, size, err := writeQcow2(ctx, rawPath, image, p.Disk.Size, opts.Compress)
+	tmpImage, sum, size, err := writeQcow2(ctx, rawPath, image, p.Disk.Size, opts.Compress, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +394,7 @@ func applyTarFile(t *tree.Tree, path, name, blobs string) error {
 
 // writeQcow2 converts the raw disk into a temporary file next to dst and
 // returns its name, sha256 and size; the caller renames it.
-func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress bool) (string, string, int64, error) {
+func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress bool, progress io.Writer) (string, string, int64, error) {
 	raw, err := os.Open(rawPath)
 	if err != nil {
 		return "", "", 0, fmt.Errorf("opening raw disk: %w", err)
@@ -392,7 +411,13 @@ func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress b
 	}
 	iw := newImageWriter(tmp)
 	bw := bufio.NewWriterSize(iw, 4<<20)
+	total := allocated(rawPath) // what an uncompressed image holds, about
+	if compress {
+		total = -1
+	}
+	stopWatch := watch(progress, filepath.Base(dst), total, iw.written.Load)
 	err = qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: compress, TempDir: filepath.Dir(rawPath)})
+	stopWatch()
 	if err == nil {
 		err = bw.Flush()
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,7 +16,8 @@ import (
 type imageWriter struct {
 	f       *os.File
 	n       int64
-	flushed int64 // bytes already handed to writeback
+	written atomic.Int64 // n, for a progress display
+	flushed int64        // bytes already handed to writeback
 	blocks  chan []byte
 	sum     chan string
 }
@@ -40,6 +42,7 @@ func (w *imageWriter) Write(p []byte) (int, error) {
 	if n > 0 {
 		w.blocks <- append([]byte(nil), p[:n]...)
 		w.n += int64(n)
+		w.written.Store(w.n)
 		if w.n-w.flushed >= writebackChunk {
 			// Only a hint: errors show up in the final fsync.
 			_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, w.n-w.flushed, unix.SYNC_FILE_RANGE_WRITE)

@@ -96,6 +96,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 			SourceDateEpoch: g.getenv("SOURCE_DATE_EPOCH"),
 			Logger:          log,
 			Resolver:        res,
+			Progress:        g.imageProgress(),
 		})
 		if err != nil {
 			return fmt.Errorf("baking %s: %w", role, err)

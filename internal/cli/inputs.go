@@ -74,6 +74,15 @@ func (g *globals) progress() io.Writer {
 	return nil
 }
 
+// imageProgress is where a build shows the image being written: stderr
+// when it is a terminal and no debug logs interleave with the bar.
+func (g *globals) imageProgress() io.Writer {
+	if f, ok := g.stderr.(*os.File); ok && !g.verbose && term.IsTerminal(int(f.Fd())) {
+		return g.stderr
+	}
+	return nil
+}
+
 // status is where a base build shows its size growing: stderr, unless
 // mmdebstrap's own output goes there (-v).
 func (g *globals) status() io.Writer {

@@ -1,0 +1,97 @@
+package bake
+
+import (
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/source"
+)
+
+// pollEvery is how often a watched job's size is read.
+const pollEvery = 200 * time.Millisecond
+
+// watch shows the bytes of a job growing as a bar redrawn on a terminal:
+// current is polled every pollEvery; total is -1 when unknown. The
+// returned func ends the display (cleared either way: the log line after
+// it tells the result). A nil w shows nothing.
+func watch(w io.Writer, name string, total int64, current func() int64) func() {
+	if w == nil {
+		return func() {}
+	}
+	p := source.NewProgress(w, true, name, "writing", "wrote", total)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(pollEvery)
+		defer tick.Stop()
+		var last int64
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if n := current(); n > last {
+				p.Add(n - last)
+				last = n
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-stopped
+		p.Abort()
+	}
+}
+
+// allocated returns the bytes a file occupies on disk (a sparse raw disk
+// grows by what was written to it), 0 when it cannot be read.
+func allocated(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
+}
+
+// ext4Overhead estimates what mke2fs writes besides file contents into a
+// root of size bytes: the inode tables (one 256-byte inode per 16 KiB,
+// written in full) and the journal (e2fsprogs' default size).
+func ext4Overhead(size int64) int64 {
+	blocks := size / 4096
+	journal := int64(1024)
+	switch {
+	case blocks >= 8<<20:
+		journal = 65536
+	case blocks >= 4<<20:
+		journal = 32768
+	case blocks >= 512<<10:
+		journal = 16384
+	case blocks >= 256<<10:
+		journal = 8192
+	case blocks >= 32<<10:
+		journal = 4096
+	}
+	return size/16384*256 + journal*4096
+}
+
+// contentBytes is what the tree's files and directories occupy in 4 KiB
+// blocks: about what the root file system's writer copies.
+func contentBytes(t *tree.Tree) int64 {
+	var n int64
+	for _, e := range t.Entries() {
+		switch {
+		case e.Type == tree.Regular && e.Content != nil:
+			n += (e.Content.Size + 4095) &^ 4095
+		case e.Type == tree.Dir:
+			n += 4096
+		}
+	}
+	return n
+}
