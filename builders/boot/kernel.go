@@ -13,7 +13,7 @@ import (
 // Sentinel errors; match them with errors.Is.
 var (
 	// ErrNoKernel reports a tree without any kernel image.
-	ErrNoKernel = errors.New("boot: no kernel in the image: install linux-image-amd64 or another kernel package " +
+	ErrNoKernel = errors.New("no kernel in the image: install linux-image-amd64 or another kernel package " +
 		"(looked for /boot/vmlinuz-VERSION and /usr/lib/modules/VERSION/vmlinuz)")
 	// ErrNoInitramfs reports a kernel without an initramfs; the root is
 	// found by UUID, which needs one.
@@ -68,7 +68,7 @@ func FindKernel(t *tree.Tree, pin string) (Kernel, error) {
 	if pin != "" {
 		i := slices.IndexFunc(cands, func(c candidate) bool { return c.version == pin })
 		if i < 0 {
-			return Kernel{}, fmt.Errorf("boot: kernel %q: %w (found %s)", pin, ErrPinnedKernel, versions(cands))
+			return Kernel{}, fmt.Errorf("kernel %q: %w (found %s)", pin, ErrPinnedKernel, versions(cands))
 		}
 		c = cands[i]
 	} else {
@@ -83,7 +83,7 @@ func FindKernel(t *tree.Tree, pin string) (Kernel, error) {
 		k.Initrd, k.InitrdBlob = e.Path, e.Content.Path
 		return k, nil
 	}
-	return Kernel{}, fmt.Errorf("boot: kernel %s (/%s): %w (looked for /%s): install initramfs-tools or dracut",
+	return Kernel{}, fmt.Errorf("kernel %s (/%s): %w (looked for /%s): install initramfs-tools or dracut",
 		c.version, c.linux.Path, ErrNoInitramfs, strings.Join(c.initrds, ", /"))
 }
 

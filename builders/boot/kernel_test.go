@@ -153,14 +153,14 @@ func TestFindKernel(t *testing.T) {
 				"/usr/lib/modules/6.1.0-13-amd64/modules.dep": "",
 				"/vmlinuz": "->boot/vmlinuz-6.1.0-13-amd64", // dangling
 			},
-			err: ErrNoKernel, errText: "boot: no kernel in the image: install linux-image-amd64",
+			err: ErrNoKernel, errText: "no kernel in the image: install linux-image-amd64",
 		},
 		{
 			name: "no initramfs",
 			files: map[string]string{
 				"/boot/vmlinuz-6.1.0-13-amd64": "k13",
 			},
-			err: ErrNoInitramfs, errText: "boot: kernel 6.1.0-13-amd64 (/boot/vmlinuz-6.1.0-13-amd64): no initramfs (looked for /boot/initrd.img-6.1.0-13-amd64, /usr/lib/modules/6.1.0-13-amd64/initramfs.img): install initramfs-tools or dracut",
+			err: ErrNoInitramfs, errText: "kernel 6.1.0-13-amd64 (/boot/vmlinuz-6.1.0-13-amd64): no initramfs (looked for /boot/initrd.img-6.1.0-13-amd64, /usr/lib/modules/6.1.0-13-amd64/initramfs.img): install initramfs-tools or dracut",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

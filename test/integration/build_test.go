@@ -230,6 +230,14 @@ type manifest struct {
 		Kind   string `json:"kind"`
 		Digest string `json:"digest"`
 	} `json:"inputs"`
+	Boot struct {
+		Methods []string `json:"methods"`
+		Kernel  string   `json:"kernel"`
+		Linux   string   `json:"linux"`
+		Initrd  string   `json:"initrd"`
+		Loaders []string `json:"loaders"`
+		Cmdline string   `json:"cmdline"`
+	} `json:"boot"`
 }
 
 func readManifest(t *testing.T, path string) manifest {
