@@ -78,6 +78,14 @@ func TestBootMethods(t *testing.T) {
 				}
 				return
 			}
+			// Another cache and another day give the same bytes.
+			out2 := filepath.Join(t.TempDir(), "out")
+			if _, stderr, code := labbake(t, nil, "-C", lab, "--out", out2, "--cache", t.TempDir(), "build", "master"); code != 0 {
+				t.Fatalf("second build: exit %d:\n%s", code, stderr)
+			}
+			if a, b := sha256File(t, filepath.Join(out, "master.qcow2")), sha256File(t, filepath.Join(out2, "master.qcow2")); a != b {
+				t.Errorf("two builds differ: %s, %s", a, b)
+			}
 			want := "root=UUID=" + m.Root.UUID + " ro console=ttyS0 quiet"
 			if !slices.Equal(m.Boot.Methods, []string{"uefi"}) || m.Boot.Kernel != kernel || m.Boot.Linux != "/boot/vmlinuz-"+kernel ||
 				m.Boot.Initrd != "/boot/initrd.img-"+kernel || !slices.Equal(m.Boot.Loaders, []string{"uefi: systemd-boot"}) || m.Boot.Cmdline != want {
