@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/labbake/labbake/internal/bake"
 	"github.com/labbake/labbake/internal/vmtest"
 )
 
@@ -44,6 +47,9 @@ when every check passed, 1 when one failed (named in the error) or the boot
 did not finish within --timeout (QEMU is killed; the error shows the last
 40 console lines).
 
+--firmware defaults to the image's first boot method (disk.boot: uefi, then
+bios); asking for one the image was not baked with is an error.
+
 labbake test --node NAME (a node's seed ISO attached) comes with the seeds.`,
 		Example: `  labbake build master && labbake test master
   labbake test master --firmware bios --timeout 300s
@@ -51,14 +57,14 @@ labbake test --node NAME (a node's seed ISO attached) comes with the seeds.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runTest(cmd, g, o, args[0]) },
 	}
-	cmd.Flags().StringVar(&o.firmware, "firmware", vmtest.UEFI, "firmware: uefi (OVMF, q35) or bios (SeaBIOS, pc)")
+	cmd.Flags().StringVar(&o.firmware, "firmware", "", "firmware: uefi (OVMF, q35) or bios (SeaBIOS, pc); default: the image's first boot method")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", vmtest.DefaultTimeout, "give up (and kill QEMU) when the checks are not done by then")
 	cmd.Flags().StringVar(&o.accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
 	return cmd
 }
 
 func runTest(cmd *cobra.Command, g *globals, o *testOptions, role string) error {
-	if o.firmware != vmtest.UEFI && o.firmware != vmtest.BIOS {
+	if o.firmware != "" && o.firmware != vmtest.UEFI && o.firmware != vmtest.BIOS {
 		return &UsageError{fmt.Errorf("--firmware %q: want uefi or bios", o.firmware)}
 	}
 	accel := o.accel
@@ -86,10 +92,14 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions, role string) error 
 		}
 		return fmt.Errorf("testing %s: %w", role, err)
 	}
+	firmware, err := pickFirmware(filepath.Join(g.outDir(), role+".manifest.json"), o.firmware)
+	if err != nil {
+		return fmt.Errorf("testing %s: %w", role, err)
+	}
 	logPath := filepath.Join(g.outDir(), "test", role+".log")
 	res, err := vmtest.Run(cmd.Context(), vmtest.Options{
 		Image:    image,
-		Firmware: o.firmware,
+		Firmware: firmware,
 		LogPath:  logPath,
 		Timeout:  o.timeout,
 		Accel:    accel,
@@ -123,4 +133,31 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions, role string) error 
 	}
 	fmt.Fprintf(g.stdout, "%s: all %d checks passed\n", role, len(res.Checks))
 	return nil
+}
+
+// pickFirmware checks the firmware asked for against the boot methods the
+// image was baked with (its manifest), or picks the first of them when none
+// was asked for. An image without a manifest is taken at its word.
+func pickFirmware(manifest, asked string) (string, error) {
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		if asked == "" {
+			return vmtest.UEFI, nil
+		}
+		return asked, nil
+	}
+	var m bake.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", fmt.Errorf("reading %s: %w", manifest, err)
+	}
+	methods := m.Boot.Methods
+	switch {
+	case len(methods) == 0:
+		return "", &UsageError{fmt.Errorf("the image was baked with disk.boot: [] and has no boot loader (%s)", manifest)}
+	case asked == "":
+		return methods[0], nil
+	case !slices.Contains(methods, asked):
+		return "", &UsageError{fmt.Errorf("--firmware %s: the image boots only with %s (disk.boot in its recipe)", asked, strings.Join(methods, ", "))}
+	}
+	return asked, nil
 }
