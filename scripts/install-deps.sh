@@ -8,7 +8,7 @@ declare -A need=(
   [mke2fs]=e2fsprogs [debugfs]=e2fsprogs [e2fsck]=e2fsprogs
   [qemu-img]=qemu-utils
   [sgdisk]=gdisk
-  [mkfs.vfat]=dosfstools
+  [mkfs.vfat]=dosfstools [mcopy]=mtools
   [mmdebstrap]=mmdebstrap
   [zstd]=zstd [xz]=xz-utils
   [docker-registry]=docker-registry

@@ -1,28 +1,21 @@
 package disk
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/labbake/labbake/builders/tree"
@@ -253,10 +246,6 @@ func debugfsErrors(out []byte) string {
 // signature at 440.
 const mbrCodeMax = 440
 
-// espEnvMu guards SOURCE_DATE_EPOCH, which go-diskfs reads for the times
-// of the FAT entries it writes.
-var espEnvMu sync.Mutex
-
 // ESPFile is one file of the EFI system partition: its bytes come from
 // Source (a host file, e.g. a tree blob) or, when Source is "", from Data.
 type ESPFile struct {
@@ -265,247 +254,11 @@ type ESPFile struct {
 	Data   []byte
 }
 
-// writeESP formats the EFI system partition as FAT32 with 512-byte
-// clusters (larger ones leave a 200 MiB FAT32 with too few clusters) and a
-// volume ID from the plan, and writes files into it, in path order so that
-// the clusters are allocated the same way every time.
+// writeESP writes the EFI system partition: FAT32 with a volume ID from
+// the plan, holding files (see writeFAT32).
 func writeESP(f *os.File, p Partition, volumeID uint32, epoch time.Time, files []ESPFile) error {
-	espEnvMu.Lock()
-	defer espEnvMu.Unlock()
-	old, had := os.LookupEnv("SOURCE_DATE_EPOCH")
-	os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(epoch.Unix(), 10))
-	defer func() {
-		if had {
-			os.Setenv("SOURCE_DATE_EPOCH", old)
-		} else {
-			os.Unsetenv("SOURCE_DATE_EPOCH")
-		}
-	}()
-	fs, err := fat32.Create(file.New(scratchFile{f}, false), p.Size, p.Offset, 512, "ESP", true)
-	if err != nil {
-		return fmt.Errorf("formatting the ESP: %w", err)
-	}
-	sorted := slices.Clone(files)
-	slices.SortFunc(sorted, func(a, b ESPFile) int { return strings.Compare(a.Path, b.Path) })
-	for _, ef := range sorted {
-		if err := writeESPFile(fs, ef); err != nil {
-			return fmt.Errorf("writing the ESP: %s: %w", ef.Path, err)
-		}
-	}
-	if err := fixFATDirs(f, p.Offset, epoch); err != nil {
+	if err := writeFAT32(f, p, volumeID, epoch, files); err != nil {
 		return fmt.Errorf("writing the ESP: %w", err)
-	}
-	if err := fixFSInfo(f, p.Offset); err != nil {
-		return fmt.Errorf("writing the ESP: %w", err)
-	}
-	// go-diskfs leaves the volume ID zero when asked for reproducible
-	// output: write the plan's into the boot sector and its backup.
-	var id [4]byte
-	binary.LittleEndian.PutUint32(id[:], volumeID)
-	for _, sector := range []int64{0, 6} {
-		if _, err := f.WriteAt(id[:], p.Offset+sector*512+0x43); err != nil {
-			return fmt.Errorf("writing the ESP volume ID: %w", err)
-		}
-	}
-	return nil
-}
-
-// writeESPFile creates ef's parent directories and writes its bytes.
-func writeESPFile(fs *fat32.FileSystem, ef ESPFile) error {
-	clean := path.Clean("/" + ef.Path)
-	if clean == "/" || clean != "/"+ef.Path {
-		return errors.New("not a clean relative path")
-	}
-	if dir := path.Dir(clean); dir != "/" {
-		if err := fs.Mkdir(dir); err != nil {
-			return err
-		}
-	}
-	var src io.Reader = bytes.NewReader(ef.Data)
-	if ef.Source != "" {
-		sf, err := os.Open(ef.Source)
-		if err != nil {
-			return err
-		}
-		defer sf.Close()
-		src = bufio.NewReaderSize(sf, 1<<20)
-	}
-	out, err := fs.OpenFile(clean, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
-	if err != nil {
-		return err
-	}
-	// Large writes let go-diskfs allocate a file's clusters at once.
-	if _, err := io.CopyBuffer(struct{ io.Writer }{out}, src, make([]byte, 8<<20)); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-// FAT32 boot sector fields and directory entry layout.
-const (
-	fatDirEntry   = 32
-	fatAttrLFN    = 0x0F
-	fatAttrVolume = 0x08
-	fatAttrDir    = 0x10
-	fatEOC        = 0x0FFFFFF8
-)
-
-// fatBoot is what the fix-ups need from a FAT32 boot sector.
-type fatBoot struct {
-	bps, spc, reserved, nfats, total, fatSectors, fsinfo, backup int64
-	rootCluster                                                  uint32
-}
-
-func readFATBoot(f *os.File, offset int64) (fatBoot, error) {
-	bs := make([]byte, 512)
-	if _, err := f.ReadAt(bs, offset); err != nil {
-		return fatBoot{}, fmt.Errorf("reading the FAT boot sector: %w", err)
-	}
-	b := fatBoot{
-		bps:         int64(binary.LittleEndian.Uint16(bs[11:])),
-		spc:         int64(bs[13]),
-		reserved:    int64(binary.LittleEndian.Uint16(bs[14:])),
-		nfats:       int64(bs[16]),
-		total:       int64(binary.LittleEndian.Uint32(bs[32:])),
-		fatSectors:  int64(binary.LittleEndian.Uint32(bs[36:])),
-		rootCluster: binary.LittleEndian.Uint32(bs[44:]),
-		fsinfo:      int64(binary.LittleEndian.Uint16(bs[48:])),
-		backup:      int64(binary.LittleEndian.Uint16(bs[50:])),
-	}
-	if b.bps == 0 || b.spc == 0 {
-		return fatBoot{}, errors.New("FAT boot sector: zero sector or cluster size")
-	}
-	return b, nil
-}
-
-// fixFATDirs walks every directory of the FAT32 filesystem at offset and
-// sets the times of every short entry, "." and ".." included, to the epoch
-// (go-diskfs gives ".." of a top-level directory the zero time), and points
-// ".." of a top-level directory at cluster 0, as the FAT specification
-// wants for the root (go-diskfs writes the root's cluster number).
-func fixFATDirs(f *os.File, offset int64, epoch time.Time) error {
-	b, err := readFATBoot(f, offset)
-	if err != nil {
-		return err
-	}
-	bps, spc, reserved, nfats, fatSectors, rootCluster := b.bps, b.spc, b.reserved, b.nfats, b.fatSectors, b.rootCluster
-	clusterBytes := bps * spc
-	fatOff := offset + reserved*bps
-	dataOff := offset + (reserved+nfats*fatSectors)*bps
-	maxCluster := uint32(fatSectors * bps / 4)
-	chain := func(c uint32) ([]uint32, error) {
-		var cs []uint32
-		var b [4]byte
-		for c >= 2 && c < fatEOC {
-			if c >= maxCluster || len(cs) > int(maxCluster) {
-				return nil, fmt.Errorf("FAT: bad cluster chain at %d", c)
-			}
-			cs = append(cs, c)
-			if _, err := f.ReadAt(b[:], fatOff+int64(c)*4); err != nil {
-				return nil, fmt.Errorf("reading the FAT: %w", err)
-			}
-			c = binary.LittleEndian.Uint32(b[:]) & 0x0FFFFFFF
-		}
-		return cs, nil
-	}
-	// FAT dates run from 1980 to 2107.
-	ts := epoch.UTC()
-	if ts.Year() < 1980 {
-		ts = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
-	} else if ts.Year() > 2107 {
-		ts = time.Date(2107, 12, 31, 23, 59, 58, 0, time.UTC)
-	}
-	date := uint16((ts.Year()-1980)<<9 | int(ts.Month())<<5 | ts.Day())
-	tod := uint16(ts.Hour()<<11 | ts.Minute()<<5 | ts.Second()/2)
-	type dir struct {
-		cluster uint32
-		top     bool // a child of the root
-	}
-	queue := []dir{{cluster: rootCluster}}
-	for len(queue) > 0 {
-		d := queue[0]
-		queue = queue[1:]
-		cs, err := chain(d.cluster)
-		if err != nil {
-			return err
-		}
-		buf := make([]byte, clusterBytes)
-		for _, c := range cs {
-			at := dataOff + int64(c-2)*clusterBytes
-			if _, err := f.ReadAt(buf, at); err != nil {
-				return fmt.Errorf("reading a FAT directory: %w", err)
-			}
-			end := false
-			for i := 0; i < len(buf); i += fatDirEntry {
-				e := buf[i : i+fatDirEntry]
-				if e[0] == 0 {
-					end = true
-					break
-				}
-				attr := e[11]
-				if e[0] == 0xE5 || attr == fatAttrLFN {
-					continue
-				}
-				e[13] = 0 // creation time, tenths of a second
-				binary.LittleEndian.PutUint16(e[14:], tod)
-				binary.LittleEndian.PutUint16(e[16:], date)
-				binary.LittleEndian.PutUint16(e[18:], date)
-				binary.LittleEndian.PutUint16(e[22:], tod)
-				binary.LittleEndian.PutUint16(e[24:], date)
-				if attr&fatAttrVolume != 0 || attr&fatAttrDir == 0 {
-					continue
-				}
-				name := string(e[:11])
-				switch name {
-				case ".          ":
-				case "..         ":
-					if d.top {
-						binary.LittleEndian.PutUint16(e[20:], 0)
-						binary.LittleEndian.PutUint16(e[26:], 0)
-					}
-				default:
-					sub := uint32(binary.LittleEndian.Uint16(e[20:]))<<16 | uint32(binary.LittleEndian.Uint16(e[26:]))
-					queue = append(queue, dir{cluster: sub, top: d.cluster == rootCluster})
-				}
-			}
-			if _, err := f.WriteAt(buf, at); err != nil {
-				return fmt.Errorf("writing a FAT directory: %w", err)
-			}
-			if end {
-				break
-			}
-		}
-	}
-	return nil
-}
-
-// fixFSInfo stores the number of free clusters in the FSInfo sector and
-// its backup, where go-diskfs leaves "unknown" (fsck.fat reports that as
-// an uninitialized free cluster summary).
-func fixFSInfo(f *os.File, offset int64) error {
-	boot, err := readFATBoot(f, offset)
-	if err != nil {
-		return err
-	}
-	bps, spc, reserved, nfats, total, fatSectors, fsinfo, backup := boot.bps, boot.spc, boot.reserved, boot.nfats, boot.total, boot.fatSectors, boot.fsinfo, boot.backup
-	clusters := (total - reserved - nfats*fatSectors) / spc
-	fat := make([]byte, (clusters+2)*4)
-	if _, err := f.ReadAt(fat, offset+reserved*bps); err != nil {
-		return fmt.Errorf("reading the FAT: %w", err)
-	}
-	var free uint32
-	for c := int64(2); c < clusters+2; c++ {
-		if binary.LittleEndian.Uint32(fat[c*4:])&0x0FFFFFFF == 0 {
-			free++
-		}
-	}
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], free)
-	for _, sector := range []int64{fsinfo, backup + fsinfo} {
-		if _, err := f.WriteAt(b[:], offset+sector*bps+488); err != nil {
-			return fmt.Errorf("writing the FSInfo sector: %w", err)
-		}
 	}
 	return nil
 }
