@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -62,12 +63,12 @@ type BIOSCode struct {
 // root by UUID and reads /boot/grub/grub.cfg; then boot.img and core.img
 // get the sector pointers grub-setup would write. Equal inputs give equal
 // bytes.
-func prepareBIOS(ctx context.Context, t *tree.Tree, rootUUID, workDir string) (*BIOSCode, error) {
+func prepareBIOS(ctx context.Context, log *slog.Logger, t *tree.Tree, rootUUID, workDir string) (*BIOSCode, error) {
 	bootImg, err := follow(t, GrubPCDir+"/boot.img")
 	if err != nil {
 		return nil, fmt.Errorf("%w (looked for /%s/boot.img: %v)", ErrNoGrubPC, GrubPCDir, err)
 	}
-	core, err := grubImage(ctx, t, "i386-pc", GrubPCDir, rootUUID, filepath.Join(workDir, "grub-i386-pc"), "biosdisk")
+	core, err := grubImage(ctx, log, t, "i386-pc", GrubPCDir, rootUUID, workDir, "biosdisk")
 	if err != nil {
 		return nil, fmt.Errorf("bios: %w", err)
 	}
@@ -78,36 +79,50 @@ func prepareBIOS(ctx context.Context, t *tree.Tree, rootUUID, workDir string) (*
 	return patchGRUB(boot, core, uint64(disk.BIOSOffset/sectorSize), disk.BIOSSize)
 }
 
-// grubImage runs the image's grub-mkimage in dir to build a GRUB image for
-// target (i386-pc, x86_64-efi) from the tree's modules in modDir: the
-// modules above plus extra, and an early configuration that finds the root
-// by UUID and sets the prefix to its /boot/grub.
-func grubImage(ctx context.Context, t *tree.Tree, target, modDir, rootUUID, dir string, extra ...string) ([]byte, error) {
+// grubImage runs the image's grub-mkimage (in its sandbox, see
+// treeProgram) to build a GRUB image for target (i386-pc, x86_64-efi) from
+// the tree's modules in modDir: the modules above plus extra, and an early
+// configuration that finds the root by UUID and sets the prefix to its
+// /boot/grub.
+func grubImage(ctx context.Context, log *slog.Logger, t *tree.Tree, target, modDir, rootUUID, workDir string, extra ...string) ([]byte, error) {
 	mkimage, err := firstRegular(t, grubMkimages)
 	if err != nil {
 		return nil, fmt.Errorf("%w (looked for /%s)", ErrNoGrubMkimage, strings.Join(grubMkimages, ", /"))
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return nil, err
 	}
-	mods, err := linkDir(t, modDir, filepath.Join(dir, target))
+	dir, err := os.MkdirTemp(sandboxParent(workDir), "labbake-grub-"+target+"-")
 	if err != nil {
 		return nil, err
 	}
-	prog, err := copyProgram(t, mkimage, filepath.Join(dir, "bin"))
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	mods, err := copyDir(t, modDir, filepath.Join(dir, target))
+	if err != nil {
+		return nil, err
+	}
+	prog, err := copyProgram(t, mkimage, dir)
 	if err != nil {
 		return nil, err
 	}
 	early := filepath.Join(dir, "early.cfg")
-	if err := os.WriteFile(early, earlyConfig(rootUUID), 0o644); err != nil {
+	if err := writeReadable(early, earlyConfig(rootUUID)); err != nil {
 		return nil, err
 	}
-	img := filepath.Join(dir, "grub.img")
-	args := append([]string{"-O", target, "-d", mods, "-o", img, "-c", early, "-p", "/boot/grub"}, extra...)
-	if err := prog.run(ctx, "grub-mkimage", append(args, grubModules...)...); err != nil {
+	img, err := prog.output(ctx, log, "grub-mkimage", func(at func(string) string) []string {
+		args := append([]string{"-O", target, "-d", at(mods), "-c", at(early), "-p", "/boot/grub"}, extra...)
+		return append(args, grubModules...)
+	})
+	if err != nil {
 		return nil, err
 	}
-	return os.ReadFile(img)
+	if len(img) == 0 {
+		return nil, errors.New("the image's grub-mkimage wrote nothing")
+	}
+	return img, nil
 }
 
 // Sentinel errors of BIOS boot.
@@ -220,15 +235,18 @@ func firstRegular(t *tree.Tree, paths []string) (string, error) {
 	return "", errors.Join(errs...)
 }
 
-// linkDir makes a host directory dst holding a symlink to the bytes of
-// every regular file directly in the tree directory dir (symlinks
-// followed), for tools that read a directory of the image.
-func linkDir(t *tree.Tree, dir, dst string) (string, error) {
+// copyDir makes a host directory dst holding a copy of every regular file
+// directly in the tree directory dir (symlinks followed), readable by
+// everyone, for tools that read a directory of the image.
+func copyDir(t *tree.Tree, dir, dst string) (string, error) {
 	canon, err := canonicalDir(t, dir)
 	if err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dst, 0o755); err != nil {
 		return "", err
 	}
 	n := 0
@@ -240,7 +258,11 @@ func linkDir(t *tree.Tree, dir, dst string) (string, error) {
 		if err != nil {
 			continue // a dangling link or a special file: not GRUB's
 		}
-		if err := os.Symlink(f.Content.Path, filepath.Join(dst, path.Base(e.Path))); err != nil {
+		b, err := os.ReadFile(f.Content.Path)
+		if err != nil {
+			return "", err
+		}
+		if err := writeReadable(filepath.Join(dst, path.Base(e.Path)), b); err != nil {
 			return "", err
 		}
 		n++
@@ -249,4 +271,13 @@ func linkDir(t *tree.Tree, dir, dst string) (string, error) {
 		return "", fmt.Errorf("/%s is empty", dir)
 	}
 	return dst, nil
+}
+
+// writeReadable writes a new file readable by everyone (the sandbox's
+// user), whatever the umask.
+func writeReadable(p string, b []byte) error {
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return err
+	}
+	return os.Chmod(p, 0o644)
 }

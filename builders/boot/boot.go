@@ -110,7 +110,7 @@ func Prepare(ctx context.Context, t *tree.Tree, opts Options) (*Result, error) {
 			if opts.WorkDir == "" {
 				return nil, errors.New("boot: no work dir for GRUB")
 			}
-			files, err := grubEFIFiles(ctx, t, opts.RootFSUUID, opts.WorkDir)
+			files, err := grubEFIFiles(ctx, log, t, opts.RootFSUUID, opts.WorkDir)
 			if err != nil {
 				return nil, err
 			}
@@ -125,7 +125,7 @@ func Prepare(ctx context.Context, t *tree.Tree, opts Options) (*Result, error) {
 		if opts.WorkDir == "" {
 			return nil, errors.New("boot: no work dir for GRUB")
 		}
-		code, err := prepareBIOS(ctx, t, opts.RootFSUUID, opts.WorkDir)
+		code, err := prepareBIOS(ctx, log, t, opts.RootFSUUID, opts.WorkDir)
 		if err != nil {
 			return nil, err
 		}

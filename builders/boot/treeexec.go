@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/labbake/labbake/builders/tree"
 )
@@ -28,16 +30,24 @@ var libDirs = []string{
 // and libraries, ready to run on the host: boot loader images are made by
 // the image's own tools (grub-mkimage), so their format always matches the
 // modules next to them and the host needs no boot loader package.
+//
+// The image's code is not trusted with the host: run starts it in a
+// sandbox — new user, mount, network, PID, IPC and UTS namespaces, chrooted
+// into root (which holds only the copies and the caller's inputs), as root
+// inside mapped to the invoking user outside (to nobody when that is root)
+// — and falls back to running it plainly, with a warning, only where the
+// kernel allows no user namespaces.
 type treeProgram struct {
+	root   string // the host directory the program sees as /
 	loader string // the image's ELF interpreter, copied; "" for a static program
 	libs   string // directory of the copied libraries
 	prog   string // the program, copied
 }
 
 // copyProgram copies the image's program p (a tree path), its ELF
-// interpreter and, transitively, the libraries it needs into dir. Only an
-// x86-64 program on an x86-64 host can run; anything else is an error
-// naming the program.
+// interpreter and, transitively, the libraries it needs into dir, the
+// program's root. Only an x86-64 program on an x86-64 host can run;
+// anything else is an error naming the program.
 func copyProgram(t *tree.Tree, p, dir string) (*treeProgram, error) {
 	e, err := follow(t, p)
 	if err != nil {
@@ -54,7 +64,12 @@ func copyProgram(t *tree.Tree, p, dir string) (*treeProgram, error) {
 	if err := os.MkdirAll(libs, 0o755); err != nil {
 		return nil, err
 	}
-	tp := &treeProgram{libs: libs, prog: filepath.Join(dir, path.Base(p))}
+	for _, d := range []string{dir, libs} {
+		if err := os.Chmod(d, 0o755); err != nil { // whatever the umask: the sandbox's user reads it
+			return nil, err
+		}
+	}
+	tp := &treeProgram{root: dir, libs: libs, prog: filepath.Join(dir, path.Base(p))}
 	if err := copyExec(e.Content.Path, tp.prog); err != nil {
 		return nil, err
 	}
@@ -93,32 +108,120 @@ func copyProgram(t *tree.Tree, p, dir string) (*treeProgram, error) {
 }
 
 // command runs the copied program with the image's loader and only the
-// copied libraries (the host's ld.so.cache is not read), in the C locale.
+// copied libraries (the host's ld.so.cache is not read), in the C locale,
+// without a sandbox.
 func (tp *treeProgram) command(ctx context.Context, args ...string) *exec.Cmd {
+	return tp.cmd(ctx, func(p string) string { return p }, args)
+}
+
+// sandboxed is command inside the sandbox: paths are as the program sees
+// them from root.
+func (tp *treeProgram) sandboxed(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := tp.cmd(ctx, tp.inside, args)
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = nobody, nobody
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
+			syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
+		Chroot:      tp.root,
+		Pdeathsig:   syscall.SIGKILL,
+	}
+	cmd.Dir = "/"
+	return cmd
+}
+
+// nobody is the host user a sandboxed program runs as when labbake runs as
+// root.
+const nobody = 65534
+
+func (tp *treeProgram) cmd(ctx context.Context, at func(string) string, args []string) *exec.Cmd {
 	var cmd *exec.Cmd
 	if tp.loader == "" {
-		cmd = exec.CommandContext(ctx, tp.prog, args...)
+		cmd = exec.CommandContext(ctx, at(tp.prog), args...)
 	} else {
-		cmd = exec.CommandContext(ctx, tp.loader, append([]string{"--inhibit-cache", "--library-path", tp.libs, tp.prog}, args...)...)
+		cmd = exec.CommandContext(ctx, at(tp.loader), append([]string{"--inhibit-cache", "--library-path", at(tp.libs), at(tp.prog)}, args...)...)
 	}
 	cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin"}
 	return cmd
 }
 
-// run runs the program and returns an error holding its output when it
-// fails.
-func (tp *treeProgram) run(ctx context.Context, name string, args ...string) error {
-	cmd := tp.command(ctx, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(out.String())
-		if msg == "" {
-			return fmt.Errorf("running the image's %s: %w", name, err)
-		}
-		return fmt.Errorf("running the image's %s: %w: %s", name, err, msg)
+// inside is the path a sandboxed program sees for a host path under root.
+func (tp *treeProgram) inside(hostPath string) string {
+	rel, err := filepath.Rel(tp.root, hostPath)
+	switch {
+	case err != nil || rel == ".." || strings.HasPrefix(rel, "../"):
+		return hostPath // not visible inside; the program will say so
+	case rel == ".":
+		return "/"
 	}
-	return nil
+	return "/" + filepath.ToSlash(rel)
+}
+
+// output runs the program in the sandbox and returns its standard output;
+// args gets the function that turns host paths under root into the
+// program's. Standard output is a file (some tools fsync it), next to
+// root, not in it. A failure is an error holding what the program printed
+// on standard error.
+func (tp *treeProgram) output(ctx context.Context, log *slog.Logger, name string, args func(at func(string) string) []string) ([]byte, error) {
+	out, err := os.CreateTemp(filepath.Dir(tp.root), ".stdout-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	var stderr bytes.Buffer
+	runOnce := func(cmd *exec.Cmd) error {
+		if err := out.Truncate(0); err != nil {
+			return err
+		}
+		if _, err := out.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		stderr.Reset()
+		cmd.Stdout, cmd.Stderr = out, &stderr
+		return cmd.Run()
+	}
+	err = runOnce(tp.sandboxed(ctx, args(tp.inside)...))
+	if err != nil && noSandbox(err) {
+		log.Warn("running the image's "+name+" without a sandbox: this kernel allows no user namespaces", "err", err)
+		err = runOnce(tp.command(ctx, args(func(p string) string { return p })...))
+	}
+	if err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return nil, fmt.Errorf("running the image's %s: %w: %s", name, err, msg)
+		}
+		return nil, fmt.Errorf("running the image's %s: %w", name, err)
+	}
+	return os.ReadFile(out.Name())
+}
+
+// noSandbox tells a failure to create the sandbox's namespaces (user
+// namespaces disabled, or none left) from the program failing.
+func noSandbox(err error) bool {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return false
+	}
+	for _, e := range []error{syscall.EPERM, syscall.EINVAL, syscall.ENOSPC, syscall.EUSERS, syscall.ENOSYS} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// sandboxParent is where a sandbox's root is made: the caller's work dir,
+// or, when running as root (the sandbox runs as nobody, who may not pass
+// through root's home), the system's temporary directory.
+func sandboxParent(workDir string) string {
+	if os.Getuid() == 0 {
+		return os.TempDir()
+	}
+	return workDir
 }
 
 // findLib finds a library by its soname in the image's library dirs.
@@ -170,6 +273,10 @@ func copyExec(src, dst string) error {
 	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
 	if err != nil {
+		return err
+	}
+	if err := out.Chmod(0o755); err != nil {
+		out.Close()
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {

@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -239,13 +240,83 @@ func TestCopyProgram(t *testing.T) {
 	if string(out) != "LC_ALL=C\nPATH=/usr/bin:/bin\n" {
 		t.Errorf("environment %q", out)
 	}
-	// run returns the program's output in its error.
-	err = tpEnv.run(ctx, "env", "/nonexistent/labbake-test")
+	// output returns what the program printed on stderr in its error.
+	args := func(a ...string) func(func(string) string) []string {
+		return func(func(string) string) []string { return a }
+	}
+	_, err = tpEnv.output(ctx, slog.New(slog.DiscardHandler), "env", args("/nonexistent/labbake-test"))
 	if err == nil || !strings.Contains(err.Error(), "running the image's env") || !strings.Contains(err.Error(), "/nonexistent/labbake-test") {
 		t.Errorf("failing run: %v", err)
 	}
-	if err := tpEnv.run(ctx, "env", "--version"); err != nil {
-		t.Errorf("env --version: %v", err)
+	if out, err := tpEnv.output(ctx, slog.New(slog.DiscardHandler), "env", args("--version")); err != nil || !strings.Contains(string(out), "env") {
+		t.Errorf("env --version: %q, %v", out, err)
+	}
+}
+
+// TestSandbox: a program of the image run by output sees only its own
+// root (the copies and the caller's inputs), as root inside mapped to the
+// invoking user outside (nobody when that is root), with no network.
+func TestSandbox(t *testing.T) {
+	needAMD64(t)
+	stat := hostProgram(t, "/usr/bin/stat", "/bin/stat")
+	cat := hostProgram(t, "/usr/bin/cat", "/bin/cat")
+	tr := tree.New(testEpoch)
+	addHostProgram(t, tr, stat)
+	addHostProgram(t, tr, cat)
+	root := t.TempDir()
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tpStat, err := copyProgram(tr, strings.TrimPrefix(stat, "/"), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(root, "cat")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tpCat, err := copyProgram(tr, strings.TrimPrefix(cat, "/"), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	probe := tpStat.sandboxed(ctx, "-c", "%u", "/")
+	if out, err := probe.CombinedOutput(); err != nil {
+		if noSandbox(err) {
+			t.Skipf("no user namespaces here: %v", err)
+		}
+		t.Fatalf("sandboxed stat: %v\n%s", err, out)
+	}
+
+	// Inside, / is root: the owner of root as the sandbox maps it.
+	out, err := tpStat.output(ctx, log, "stat", func(at func(string) string) []string { return []string{"-c", "%u:%g %n", at(root)} })
+	want := "0:0 /\n"
+	if os.Getuid() == 0 {
+		want = "65534:65534 /\n" // root's files belong to nobody the sandbox knows
+	}
+	if err != nil || string(out) != want {
+		t.Errorf("stat of the sandbox's root: %q, %v; want %q", out, err, want)
+	}
+
+	// A host file outside the root is not there; inside the root it is.
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tpCat.output(ctx, log, "cat", func(at func(string) string) []string { return []string{at(secret)} }); err == nil {
+		t.Error("the sandboxed program read a host file outside its root")
+	}
+	inside := filepath.Join(sub, "input")
+	if err := writeReadable(inside, []byte("mine")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := tpCat.output(ctx, log, "cat", func(at func(string) string) []string { return []string{at(inside)} }); err != nil || string(out) != "mine" {
+		t.Errorf("reading its input: %q, %v", out, err)
+	}
+	// Outside the sandbox the same program reads the host file.
+	if out, err := tpCat.command(ctx, secret).Output(); err != nil || string(out) != "host" {
+		t.Errorf("plain run: %q, %v", out, err)
 	}
 }
 

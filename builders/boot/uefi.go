@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"log/slog"
 
 	"github.com/labbake/labbake/builders/disk"
 	"github.com/labbake/labbake/builders/tree"
@@ -58,8 +58,8 @@ func systemdBootFiles(t *tree.Tree, title string, k Kernel, cmdline string) ([]d
 // under UEFI: EFI/BOOT/BOOTX64.EFI made by the image's grub-mkimage, which
 // finds the root by UUID and reads /boot/grub/grub.cfg there (the same
 // file BIOS boot reads), and loads the kernel from the root file system.
-func grubEFIFiles(ctx context.Context, t *tree.Tree, rootUUID, workDir string) ([]disk.ESPFile, error) {
-	img, err := grubImage(ctx, t, "x86_64-efi", GrubEFIDir, rootUUID, filepath.Join(workDir, "grub-x86_64-efi"))
+func grubEFIFiles(ctx context.Context, log *slog.Logger, t *tree.Tree, rootUUID, workDir string) ([]disk.ESPFile, error) {
+	img, err := grubImage(ctx, log, t, "x86_64-efi", GrubEFIDir, rootUUID, workDir)
 	if err != nil {
 		return nil, fmt.Errorf("uefi: %w", err)
 	}
