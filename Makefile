@@ -20,10 +20,13 @@ build:
 deps:
 	./scripts/install-deps.sh
 
-# The benchmark's root filesystem: Debian with a kernel, made once.
-bench/out/rootfs.tar:
+# The benchmark's root filesystem: Debian with a kernel and the boot loaders
+# labbake installs by default (systemd-boot for UEFI, GRUB for BIOS), made
+# once. --format=tar: mmdebstrap would take the .tmp name for a directory.
+bench/out/bootable.tar:
 	mkdir -p bench/out
-	mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,linux-image-amd64 \
+	mmdebstrap --quiet --format=tar --variant=minbase \
+	  --include=systemd-sysv,udev,linux-image-amd64,systemd-boot-efi,grub-pc-bin \
 	  bookworm $@.tmp
 	mv $@.tmp $@
 
@@ -48,8 +51,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: deps build bench/out/rootfs.tar
-	./bench/bake.sh bench/out/rootfs.tar
+bench: deps build bench/out/bootable.tar
+	./bench/bake.sh bench/out/bootable.tar
 
 clean:
 	rm -rf bin $(LAB)/output bench/out

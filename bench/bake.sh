@@ -1,23 +1,43 @@
 #!/usr/bin/env bash
-# Bakes the same Debian root filesystem (~15k entries, made once with
-# mmdebstrap) with labbake and with the plain tool pipeline (tar -x, sgdisk,
-# mkfs.vfat, mke2fs -d, qemu-img convert, then fsync of the image as
-# labbake does before renaming it into place), in one run, uncompressed and
-# compressed, and prints the time of each and their ratio.
+# Bakes the same bootable Debian root filesystem (~15k entries with a kernel,
+# systemd-boot and GRUB, made once with mmdebstrap) with labbake and with the
+# plain tool pipeline, in one run, uncompressed and compressed, and prints the
+# time of each and their ratio. Both sides do the whole job, boot loaders
+# included (labbake's default disk.boot: [uefi, bios]). The plain pipeline:
+# tar -x; grub.cfg into the root's /boot/grub; sgdisk; mkfs.vfat; the ESP
+# filled with mtools (systemd-boot twice, loader.conf, one entry, the kernel
+# and the initramfs); the tree's GRUB modules through grub-mkimage into
+# core.img, and boot.img and core.img written with dd; mke2fs -d; qemu-img
+# convert; then fsync of the image as labbake does before renaming it into
+# place.
 #
-#   bench/bake.sh [BASE_TAR]      (default: bench/out/rootfs.tar, made by make)
+#   bench/bake.sh [BASE_TAR]      (default: bench/out/bootable.tar, made by make)
 #
 # The plain pipeline extracts the tarball as root to keep owners and device
 # nodes, so run this as root. Each side runs RUNS times (default 3),
-# alternating, and the best time of each is kept.
+# alternating, and the best time of each is kept. Host tools the plain
+# pipeline needs beyond `make deps` (mtools, grub-common) are installed with
+# apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
-base=${1:-bench/out/rootfs.tar}
+export MTOOLS_SKIP_CHECK=1 # mtools on a partition of a disk image
+base=${1:-bench/out/bootable.tar}
 runs=${RUNS:-3}
 size_mib=4096
 [ -f "$base" ] || make "$base"
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (the plain pipeline extracts the tarball with owners and devices)" >&2; exit 1; }
+
+# Host tools of the plain pipeline, by package (scripts/install-deps.sh has
+# the rest): mmd and mcopy fill the ESP, grub-mkimage builds core.img.
+declare -A need=([mmd]=mtools [mcopy]=mtools [grub-mkimage]=grub-common [sgdisk]=gdisk
+  [mkfs.vfat]=dosfstools [fsck.fat]=dosfstools [mke2fs]=e2fsprogs [qemu-img]=qemu-utils)
+missing=$(for tool in "${!need[@]}"; do command -v "$tool" >/dev/null 2>&1 || echo "${need[$tool]}"; done | sort -u | xargs)
+if [ -n "$missing" ]; then
+  echo "bench: installing $missing (for the plain pipeline)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; } ||
+    { echo "bench: could not install $missing: run apt-get install -y $missing" >&2; exit 1; }
+fi
 make build
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/labbake-bench.XXXXXX")
@@ -32,11 +52,16 @@ cat "$base" > /dev/null # warm the page cache for both
 now() { date +%s.%N; }
 # timed NAME CMD...: wall time of one run in seconds, after flushing what
 # earlier runs left dirty so that their writeback is not billed to this one.
+# The command runs in a subshell with set -e of its own: behind || or if,
+# bash would ignore set -e in it and time a half-done job.
 timed() {
   local name=$1; shift
   sync; cat "$base" > /dev/null
-  local t0 t1
-  t0=$(now); "$@" >/dev/null 2>"$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }; t1=$(now)
+  local t0 t1 rc
+  set +e
+  t0=$(now); (set -e; "$@") >/dev/null 2>"$work/$name.err"; rc=$?; t1=$(now)
+  set -e
+  [ $rc -eq 0 ] || { echo "bench: $name failed:" >&2; cat "$work/$name.err" >&2; exit 1; }
   awk "BEGIN{print $t1 - $t0}"
 }
 min() { awk "BEGIN{print ($1 == \"\" || $2 < $1) ? $2 : $1}"; }
@@ -46,18 +71,98 @@ labbake_build() { # $1: extra flag
   bin/labbake -C "$lab" --out "$work/out" --cache "$work/cache" build bench $1
 }
 
+# The plain pipeline's root file system UUID (labbake derives its own from
+# the plan).
+root_uuid=$(cat /proc/sys/kernel/random/uuid)
+cmdline="root=UUID=$root_uuid ro console=ttyS0,115200 console=tty0" # labbake's default
+
 plain_build() { # $1: extra qemu-img flag
   local d=$work/plain
   rm -rf "$d"; mkdir -p "$d/root"
   tar -xpf "$base" -C "$d/root" --numeric-owner --xattrs --xattrs-include='*'
+  # The highest kernel and its initramfs, and the title, as labbake finds them.
+  local linux ver title
+  linux=$(cd "$d/root" && ls -d boot/vmlinuz-* | sort -V | tail -n1)
+  ver=${linux#boot/vmlinuz-}
+  [ -f "$d/root/boot/initrd.img-$ver" ] || { echo "bench: no /boot/initrd.img-$ver in $base" >&2; return 1; }
+  title=$(sed -n 's/^PRETTY_NAME=//p' "$d/root/usr/lib/os-release" | tr -d "\"'")
+  # BIOS: GRUB's configuration goes into the root before mke2fs copies it.
+  mkdir -p "$d/root/boot/grub"
+  cat > "$d/root/boot/grub/grub.cfg" <<CFG
+# Written by bench/bake.sh. GRUB's core.img finds this file on the root file system by its UUID.
+serial --unit=0 --speed=115200
+terminal_input console serial
+terminal_output serial
+set timeout=0
+set default=0
+
+menuentry '$title' --id labbake {
+	search --no-floppy --fs-uuid --set=root $root_uuid
+	echo 'Loading Linux $ver ...'
+	linux /$linux $cmdline
+	echo 'Loading initial ramdisk ...'
+	initrd /boot/initrd.img-$ver
+}
+CFG
+
   truncate -s ${size_mib}M "$d/disk.raw"
-  sgdisk -q -n1:2048:+1M -t1:ef02 -n2:0:+200M -t2:ef00 -n3:0:-1M -t3:8304 "$d/disk.raw"
-  mkfs.vfat -q -F 32 -s 1 --offset=$((2 * 2048)) "$d/disk.raw" $((200 * 1024)) >/dev/null
+  # No -q: sgdisk 1.0.9 has none, and with it writes nothing yet exits 0.
+  # The root ends 1 MiB before the disk's end, as labbake's and the ext4 do.
+  sgdisk -n1:2048:+1M -t1:ef02 -c1:bios -n2:0:+200M -t2:ef00 -c2:esp \
+    -n3:0:$((size_mib * 2048 - 2049)) -t3:8304 -c3:root "$d/disk.raw" >/dev/null
+  mkfs.vfat -F 32 -s 1 --offset=$((2 * 2048)) "$d/disk.raw" $((200 * 1024)) >/dev/null
+
+  # UEFI: systemd-boot, its configuration, the kernel and the initramfs on
+  # the ESP (at 2 MiB).
+  local esp="$d/disk.raw@@$((2 * 1024 * 1024))" sdboot=$d/root/usr/lib/systemd/boot/efi/systemd-bootx64.efi
+  printf 'default labbake.conf\ntimeout 0\neditor no\n' > "$d/loader.conf"
+  printf 'title %s\nversion %s\nlinux %s\ninitrd %s\noptions %s\n' "$title" "$ver" \
+    "/labbake/$ver/linux" "/labbake/$ver/initrd" "$cmdline" > "$d/labbake.conf"
+  mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/systemd ::/loader ::/loader/entries ::/labbake "::/labbake/$ver"
+  mcopy -i "$esp" "$sdboot" ::/EFI/BOOT/BOOTX64.EFI
+  mcopy -i "$esp" "$sdboot" ::/EFI/systemd/systemd-bootx64.efi
+  mcopy -i "$esp" "$d/loader.conf" ::/loader/loader.conf
+  mcopy -i "$esp" "$d/labbake.conf" ::/loader/entries/labbake.conf
+  mcopy -i "$esp" "$d/root/$linux" "::/labbake/$ver/linux"
+  mcopy -i "$esp" "$d/root/boot/initrd.img-$ver" "::/labbake/$ver/initrd"
+
+  # BIOS: core.img from the tree's GRUB modules (the host's grub-mkimage, of
+  # the same release), boot.img into the MBR's first 440 bytes and core.img
+  # into the BIOS boot partition at 1 MiB. grub-setup would also patch a few
+  # sector pointers in both (labbake does); that is a few bytes, nothing
+  # for the timing, so it is left out: this disk boots under UEFI only.
+  local grub=$d/root/usr/lib/grub/i386-pc
+  printf 'search.fs_uuid %s root\nset prefix=($root)/boot/grub\n' "$root_uuid" > "$d/early.cfg"
+  grub-mkimage -O i386-pc -d "$grub" -o "$d/core.img" -c "$d/early.cfg" -p /boot/grub \
+    biosdisk part_gpt ext2 search_fs_uuid search normal linux echo test serial terminal
+  dd if="$grub/boot.img" of="$d/disk.raw" bs=440 count=1 conv=notrunc status=none
+  dd if="$d/core.img" of="$d/disk.raw" bs=1M seek=1 conv=notrunc status=none
+
   local root_off=$((202 * 1024 * 1024)) root_blocks=$(((size_mib - 203) * 256))
-  E2FSPROGS_FAKE_TIME=1735689600 mke2fs -q -F -t ext4 -E offset=$root_off -d "$d/root" "$d/disk.raw" $root_blocks
+  E2FSPROGS_FAKE_TIME=1735689600 mke2fs -q -F -t ext4 -U "$root_uuid" -E offset=$root_off -d "$d/root" "$d/disk.raw" $root_blocks
   qemu-img convert $1 -O qcow2 "$d/disk.raw" "$d/disk.qcow2"
   sync "$d/disk.qcow2" # labbake fsyncs its image before renaming it into place
   ls -l "$d/disk.qcow2" | awk '{print $5}' > "$work/plain.size"
+}
+
+# check_plain: the plain disk's GPT, ESP and root file system are sound
+# (run once, untimed; labbake's image is checked by its own tests).
+check_plain() {
+  local d=$work/plain v parts
+  v=$(sgdisk -v "$d/disk.raw") # says "No problems found" of an empty table too
+  [[ $v == *"No problems found"* ]] || { echo "$v" >&2; return 1; }
+  parts=$(sgdisk -p "$d/disk.raw" | awk '$1 ~ /^[0-9]+$/ {print $1 ":" $2 ":" $3 ":" $6}' | xargs)
+  [ "$parts" = "1:2048:4095:EF02 2:4096:413695:EF00 3:413696:$((size_mib * 2048 - 2049)):8304" ] ||
+    { echo "bench: plain disk partitions: $parts" >&2; return 1; }
+  cmp -s -n 440 "$d/disk.raw" "$d/root/usr/lib/grub/i386-pc/boot.img" ||
+    { echo "bench: plain disk: no boot.img in the MBR" >&2; return 1; }
+  mtype -i "$d/disk.raw@@$((2 * 1024 * 1024))" ::/loader/entries/labbake.conf | grep -q "^options root=UUID=$root_uuid " ||
+    { echo "bench: plain disk: no boot entry on the ESP" >&2; return 1; }
+  dd if="$d/disk.raw" of="$d/esp.img" bs=1M skip=2 count=200 status=none
+  fsck.fat -n "$d/esp.img" >/dev/null || { fsck.fat -n "$d/esp.img" >&2; return 1; }
+  rm -f "$d/esp.img"
+  e2fsck -fn "$d/disk.raw?offset=$((202 * 1024 * 1024))" >/dev/null 2>&1 ||
+    { e2fsck -fn "$d/disk.raw?offset=$((202 * 1024 * 1024))" >&2; return 1; }
 }
 
 entries=$(tar -tf "$base" | wc -l)
@@ -69,10 +174,12 @@ for mode in plain compressed; do
   [ $mode = compressed ] && { lflag="--compress"; pflag="-c"; }
   lt=""; pt=""
   for _ in $(seq "$runs"); do # alternate, so drift hits both alike
-    lt=$(min "${lt:-1e9}" "$(timed labbake labbake_build "$lflag")")
-    pt=$(min "${pt:-1e9}" "$(timed plain plain_build "$pflag")")
+    t=$(timed labbake labbake_build "$lflag"); lt=$(min "${lt:-1e9}" "$t")
+    t=$(timed plain plain_build "$pflag"); pt=$(min "${pt:-1e9}" "$t")
+    [ -n "${checked:-}" ] || { check_plain; checked=1; }
   done
   lsize=$(stat -c %s "$work/out/bench.qcow2")
   psize=$(cat "$work/plain.size")
   printf '%-14s %9.2fs %9.2fs %7.2fx %12d %12d\n' "$mode" "$lt" "$pt" "$(awk "BEGIN{print $lt / $pt}")" "$lsize" "$psize"
 done
+echo "checked the plain disk: GPT (sgdisk -v, -p), MBR code, ESP (fsck.fat -n, boot entry), root (e2fsck -fn)"
