@@ -92,7 +92,7 @@ func grubImage(ctx context.Context, log *slog.Logger, t *tree.Tree, target, modD
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(sandboxParent(workDir), "labbake-grub-"+target+"-")
+	dir, err := os.MkdirTemp(workDir, "grub-"+target+"-")
 	if err != nil {
 		return nil, err
 	}

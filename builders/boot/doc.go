@@ -22,10 +22,10 @@
 //     EFI/BOOT/BOOTX64.EFI, reading the same grub.cfg.
 //   - [BIOS]: GRUB i386-pc from grub-pc-bin. The image's own grub-mkimage
 //     is copied out with its ELF interpreter and libraries and run on the
-//     host in a sandbox (user, mount, network and PID namespaces, chrooted
-//     into the copies; so core.img always matches the image's GRUB modules,
-//     the host needs no GRUB and the image's code never sees the host),
-//     building a core.img that finds the root file
+//     host in a sandbox (mount, network and PID namespaces, chrooted into
+//     the copies, as nobody or in a user namespace), so core.img always
+//     matches the image's GRUB modules, the host needs no GRUB and the
+//     image's code never sees the host. The core.img finds the root file
 //     system by UUID and reads /boot/grub/grub.cfg; boot.img and core.img
 //     then get the sector pointers grub-setup would write for core.img at
 //     the start of the BIOS boot partition.

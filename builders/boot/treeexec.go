@@ -31,12 +31,12 @@ var libDirs = []string{
 // the image's own tools (grub-mkimage), so their format always matches the
 // modules next to them and the host needs no boot loader package.
 //
-// The image's code is not trusted with the host: run starts it in a
-// sandbox — new user, mount, network, PID, IPC and UTS namespaces, chrooted
-// into root (which holds only the copies and the caller's inputs), as root
-// inside mapped to the invoking user outside (to nobody when that is root)
+// The image's code is not trusted with the host: output starts it in a
+// sandbox — new mount, network, PID, IPC and UTS namespaces, chrooted into
+// root (which holds only the copies and the caller's inputs), as nobody
+// when labbake runs as root, else in a user namespace as the invoking user
 // — and falls back to running it plainly, with a warning, only where the
-// kernel allows no user namespaces.
+// kernel allows no namespaces.
 type treeProgram struct {
 	root   string // the host directory the program sees as /
 	loader string // the image's ELF interpreter, copied; "" for a static program
@@ -115,21 +115,21 @@ func (tp *treeProgram) command(ctx context.Context, args ...string) *exec.Cmd {
 }
 
 // sandboxed is command inside the sandbox: paths are as the program sees
-// them from root.
+// them from root. An unprivileged caller gets a user namespace whose root
+// is the caller; root drops to nobody after the chroot instead (root in a
+// user namespace could leave a chroot).
 func (tp *treeProgram) sandboxed(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := tp.cmd(ctx, tp.inside, args)
-	uid, gid := os.Getuid(), os.Getgid()
-	if uid == 0 {
-		uid, gid = nobody, nobody
+	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWNET | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS)
+	attr := &syscall.SysProcAttr{Cloneflags: flags, Chroot: tp.root, Pdeathsig: syscall.SIGKILL}
+	if uid := os.Getuid(); uid == 0 {
+		attr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}
+	} else {
+		attr.Cloneflags |= syscall.CLONE_NEWUSER
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
-			syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
-		Chroot:      tp.root,
-		Pdeathsig:   syscall.SIGKILL,
-	}
+	cmd.SysProcAttr = attr
 	cmd.Dir = "/"
 	return cmd
 }
@@ -187,7 +187,7 @@ func (tp *treeProgram) output(ctx context.Context, log *slog.Logger, name string
 	}
 	err = runOnce(tp.sandboxed(ctx, args(tp.inside)...))
 	if err != nil && noSandbox(err) {
-		log.Warn("running the image's "+name+" without a sandbox: this kernel allows no user namespaces", "err", err)
+		log.Warn("running the image's "+name+" without a sandbox: no namespaces allowed here", "err", err)
 		err = runOnce(tp.command(ctx, args(func(p string) string { return p })...))
 	}
 	if err != nil {
@@ -212,16 +212,6 @@ func noSandbox(err error) bool {
 		}
 	}
 	return false
-}
-
-// sandboxParent is where a sandbox's root is made: the caller's work dir,
-// or, when running as root (the sandbox runs as nobody, who may not pass
-// through root's home), the system's temporary directory.
-func sandboxParent(workDir string) string {
-	if os.Getuid() == 0 {
-		return os.TempDir()
-	}
-	return workDir
 }
 
 // findLib finds a library by its soname in the image's library dirs.
