@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	imgspec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func digestStrings(ds []digest.Digest) []string {
@@ -385,4 +387,50 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("the built-in policy was not logged:\n%s", logs.String())
 		}
 	})
+}
+
+// TestPullBlobs: layers are fetched concurrently from transports that allow
+// it; a layer listed twice is fetched once, and a missing layer fails the
+// pull naming that layer, leaving it out of the store.
+func TestPullBlobs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	w := blobWriter{t: t, dir: dir}
+	layers := [][]tf{lowerLayer(), upperLayer(), lowerLayer(), {file("a", "a")}, {file("b", "b")}, {file("c", "c")}}
+	img := makeImage(t, w, "amd64", layers...)
+	top := mustJSON(t, imgspec.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: imgspec.MediaTypeImageIndex,
+		Manifests: []imgspec.Descriptor{{MediaType: imgspec.MediaTypeImageManifest, Digest: img.manifest, Size: img.manifestLen,
+			Annotations: map[string]string{imgspec.AnnotationRefName: "v1"}}},
+	})
+	if err := os.WriteFile(filepath.Join(dir, imgspec.ImageIndexFile), top, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, imgspec.ImageLayoutFile), mustJSON(t, imgspec.ImageLayout{Version: imgspec.ImageLayoutVersion}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ref := "oci:" + dir + ":v1"
+	store := newDirStore(t)
+	res, err := testSource(t).Pull(ctx, store, ref, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResolved(t, res, wantResolved(ref, img))
+	checkStored(t, store, res)
+	if got := len(store.blobs(t)); got != 2+5 { // manifest, config, 5 distinct layers
+		t.Errorf("store holds %d blobs, want 7", got)
+	}
+
+	// A missing layer is named, and not stored.
+	missing := img.layers[4]
+	if err := os.Remove(filepath.Join(dir, "blobs", "sha256", missing.Encoded())); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newDirStore(t)
+	_, err = testSource(t).Pull(ctx, fresh, ref, "")
+	checkErr(t, err, ref, missing.String())
+	if fresh.Has(missing.String()) {
+		t.Error("the missing layer is in the store")
+	}
 }

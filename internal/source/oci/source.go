@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	imgspec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -198,22 +199,9 @@ func (s *Source) pullOnline(ctx context.Context, store Store, ref string, pin di
 		return nil, fmt.Errorf("oci: %s: %w: resolved to %s, pinned to %s", ref, ErrDigestMismatch, manDigest, pin)
 	}
 
-	sizes := make([]int64, len(blobs))
-	var fetched, fetchedBytes int64
-	for i, info := range blobs {
-		kind := "layer"
-		if i == 0 {
-			kind = "config"
-		}
-		size, didFetch, err := s.copyBlob(ctx, store, src, ref, kind, info)
-		if err != nil {
-			return nil, err
-		}
-		sizes[i] = size
-		if didFetch {
-			fetched++
-			fetchedBytes += size
-		}
+	sizes, fetched, fetchedBytes, err := s.copyBlobs(ctx, store, src, ref, blobs)
+	if err != nil {
+		return nil, err
 	}
 	if substituted {
 		rewritten, err := rewriteManifest(manBlob, manType, blobs[1:], sizes[1:])
@@ -462,6 +450,86 @@ func sameDigests(infos, blobs []types.BlobInfo) bool {
 
 // copyBlob streams one blob from src into the store unless it is there
 // already; it returns the blob's size and whether it fetched it.
+// parallelBlobs is how many blobs of one image are fetched at once.
+const parallelBlobs = 4
+
+// copyBlobs fetches the config (blobs[0]) and the layers into the store,
+// up to parallelBlobs at a time when the transport allows concurrent
+// reads (registries and OCI layouts do, archives do not), each digest once,
+// and returns every blob's size, how many were fetched and their bytes.
+// The first failing blob in manifest order is the error.
+func (s *Source) copyBlobs(ctx context.Context, store Store, src types.ImageSource, ref string, blobs []types.BlobInfo) ([]int64, int64, int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		size    int64
+		fetched bool
+		err     error
+	}
+	results := make([]result, len(blobs))
+	first := map[digest.Digest]int{} // a digest listed twice is fetched once
+	n := 1
+	if src.HasThreadSafeGetBlob() {
+		n = parallelBlobs
+	}
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, info := range blobs {
+		if _, dup := first[info.Digest]; dup {
+			continue
+		}
+		first[info.Digest] = i
+		kind := "layer"
+		if i == 0 {
+			kind = "config"
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				results[i].err = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			r := &results[i]
+			r.size, r.fetched, r.err = s.copyBlob(ctx, store, src, ref, kind, info)
+			if r.err != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	sizes := make([]int64, len(blobs))
+	var fetched, fetchedBytes int64
+	var firstErr, cancelled error
+	for i, info := range blobs {
+		j := first[info.Digest]
+		r := results[j]
+		switch {
+		case r.err == nil:
+		case errors.Is(r.err, context.Canceled) && cancelled == nil:
+			cancelled = r.err // another blob's failure stopped this one
+			continue
+		case firstErr == nil && !errors.Is(r.err, context.Canceled):
+			firstErr = r.err
+		}
+		sizes[i] = r.size
+		if r.fetched && j == i {
+			fetched++
+			fetchedBytes += r.size
+		}
+	}
+	if firstErr == nil {
+		firstErr = cancelled
+	}
+	if firstErr != nil {
+		return nil, 0, 0, firstErr
+	}
+	return sizes, fetched, fetchedBytes, nil
+}
+
 func (s *Source) copyBlob(ctx context.Context, store Store, src types.ImageSource, ref, kind string, info types.BlobInfo) (int64, bool, error) {
 	want := info.Digest.String()
 	if store.Has(want) {
