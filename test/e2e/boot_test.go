@@ -60,7 +60,7 @@ func TestBoot(t *testing.T) {
 	write(t, lab, "recipes/common.yaml", `base:
   debian:
     suite: trixie
-    packages: [linux-image-amd64, systemd-sysv, udev, systemd-boot-efi, grub-pc-bin, etcd-server, etcd-client]
+    packages: [linux-image-amd64, systemd-sysv, udev, systemd-boot-efi, grub-pc-bin, grub-efi-amd64-bin, etcd-server, etcd-client]
 disk: {size: 2GiB}
 checks:
   units_active: [etcd.service]
@@ -68,8 +68,10 @@ checks:
     - {run: "etcdctl endpoint health", expect: "is healthy"}
 `)
 	write(t, lab, "recipes/master.yaml", "extends: common\n")
-	// The negative case: a check that must fail.
-	write(t, lab, "recipes/broken.yaml", "extends: common\nchecks:\n  units_active: [does-not-exist.service]\n")
+	// The negative case: a check that must fail. Its image hides
+	// systemd-boot, so that UEFI boots GRUB (grub-efi-amd64-bin) instead.
+	write(t, lab, "recipes/broken.yaml", "extends: common\nfiles:\n  - {path: /usr/lib/systemd/boot/efi/systemd-bootx64.efi, symlink: /nonexistent}\n"+
+		"checks:\n  units_active: [does-not-exist.service]\n")
 	cache := os.Getenv("LABBAKE_E2E_CACHE")
 	if cache == "" {
 		cache = t.TempDir()
@@ -145,9 +147,20 @@ checks:
 		}
 		t.Logf("labbake test --firmware %s: %s\n%s", fw, time.Since(start).Round(time.Second), strings.TrimSpace(so))
 	}
-	so, _, err := test("broken", "bios")
+	so, _, err := test("broken", "uefi")
 	if err == nil || cli.ExitCode(err) == 0 || !strings.Contains(err.Error()+so, "does-not-exist.service") {
 		t.Errorf("labbake test with a failing check: %v, want a non-zero exit naming does-not-exist.service\nstdout:\n%s", err, so)
+	}
+	// GRUB for UEFI got that far: the other checks passed.
+	if !strings.Contains(so, "ok    units_active  etcd.service") {
+		t.Errorf("under GRUB for UEFI etcd did not come up:\n%s", so)
+	}
+	if log, _ := os.ReadFile(filepath.Join(out, "test", "broken.log")); !strings.Contains(string(log), "EFI v") || !strings.Contains(string(log), "Booting `") {
+		t.Errorf("broken's console shows no GRUB under UEFI:\n%s", tail(string(log), 30))
+	}
+	m, err := os.ReadFile(filepath.Join(out, "broken.manifest.json"))
+	if err != nil || !strings.Contains(string(m), `"uefi: grub x86_64-efi"`) {
+		t.Errorf("broken's manifest names no GRUB for UEFI: %v", err)
 	}
 }
 
