@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLab$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/recipe
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyTar$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./builders/tree
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./builders/qcow2
+	$(GO) test -run '^$$' -fuzz '^FuzzFATNames$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./builders/disk
 	$(GO) test -run '^$$' -fuzz '^FuzzImportBundle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/cache
 	$(GO) test -run '^$$' -fuzz '^FuzzParseChecksum$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/source
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // FAT32 geometry of the ESP: 512-byte sectors and clusters (a 200 MiB
@@ -240,6 +241,8 @@ func parentOf(p string) string {
 func checkFATName(p string) error {
 	for _, name := range strings.Split(p, "/") {
 		switch {
+		case !utf8.ValidString(name):
+			return fmt.Errorf("name %q is not valid UTF-8", name)
 		case len(utf16.Encode([]rune(name))) > 255:
 			return fmt.Errorf("name %q is longer than 255 characters", name)
 		case strings.ContainsAny(name, "\"*:<>?\\|") || strings.IndexFunc(name, func(r rune) bool { return r < 0x20 }) >= 0:
