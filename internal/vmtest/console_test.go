@@ -1,6 +1,7 @@
 package vmtest
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -179,5 +180,17 @@ func TestCommand(t *testing.T) {
 				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestKVMReason(t *testing.T) {
+	for _, tc := range []struct{ err, want string }{
+		{"vmtest: kvm failed before any console output: KVM internal error\nqemu: qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\nqemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.",
+			"failed to set MSR 0x10a to 0x69"},
+		{"vmtest: kvm failed before any console output: qemu exited", "vmtest: kvm failed before any console output: qemu exited"},
+	} {
+		if got := kvmReason(errors.New(tc.err)); got != tc.want {
+			t.Errorf("kvmReason = %q, want %q", got, tc.want)
+		}
 	}
 }

@@ -213,9 +213,22 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log.Warn("KVM cannot run the guest; booting again with TCG", "err", err)
+	log.Warn("KVM cannot run the guest; booting again with TCG", "reason", kvmReason(err))
+	log.Debug("KVM failure", "err", err)
 	opts.Accel = "tcg"
 	return runOnce(ctx, opts)
+}
+
+// kvmReason is the line of a KVM failure that says what went wrong
+// (QEMU's "error:" line), or its first line.
+func kvmReason(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	for _, l := range lines {
+		if i := strings.Index(l, "error: "); i >= 0 {
+			return strings.TrimSpace(l[i+len("error: "):])
+		}
+	}
+	return lines[0]
 }
 
 // errKVM marks a KVM failure before the guest printed anything.
