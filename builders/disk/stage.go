@@ -2,6 +2,7 @@ package disk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -94,6 +95,20 @@ func stage(ctx context.Context, entries []tree.Entry, dir, xattrDir string) (scr
 		if err != nil {
 			return nil, err
 		}
+		// What the host put on the staged inode and the tree does not
+		// have (SELinux labels, ACLs inherited from the work dir's
+		// default ACL): mke2fs -d copies it, debugfs takes it out again.
+		extra, err := hostXattrs(filepath.Join(dir, filepath.FromSlash(e.Path)), e)
+		if err != nil {
+			return nil, err
+		}
+		for _, attr := range extra {
+			qa, err := quote(attr)
+			if err != nil {
+				return nil, fmt.Errorf("host xattr %q of staged %s: %w", attr, e.Path, err)
+			}
+			cmds = append(cmds, fmt.Sprintf("ea_rm %s %s", qn, qa))
+		}
 		for _, attr := range slices.Sorted(maps.Keys(e.Xattrs)) {
 			nx++
 			vf := filepath.Join(xattrDir, strconv.Itoa(nx))
@@ -121,6 +136,40 @@ func stage(ctx context.Context, entries []tree.Entry, dir, xattrDir string) (scr
 		}
 	}
 	return []byte(sb.String()), nil
+}
+
+// hostXattrs lists the extended attributes of a staged inode that the
+// entry does not have, sorted. Only directories, files and symlinks are
+// staged; the rest have nothing to list.
+func hostXattrs(host string, e tree.Entry) ([]string, error) {
+	switch e.Type {
+	case tree.Dir, tree.Regular, tree.Symlink:
+	default:
+		return nil, nil
+	}
+	n, err := unix.Llistxattr(host, nil)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing xattrs of staged %s: %w", e.Path, err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, n)
+	n, err = unix.Llistxattr(host, buf)
+	if err != nil {
+		return nil, fmt.Errorf("listing xattrs of staged %s: %w", e.Path, err)
+	}
+	var extra []string
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		if _, ok := e.Xattrs[name]; !ok && name != "" {
+			extra = append(extra, name)
+		}
+	}
+	slices.Sort(extra)
+	return extra, nil
 }
 
 // setStaged gives a staged inode the entry's permission bits and times, as
