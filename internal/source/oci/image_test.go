@@ -228,6 +228,13 @@ func makeLayout(t *testing.T, dir string, withMulti bool) *fixture {
 			Annotations: map[string]string{imgspec.AnnotationRefName: "multi"},
 		})
 	}
+	writeIndex(t, dir, entries)
+	return fx
+}
+
+// writeIndex makes dir an OCI layout whose index lists entries.
+func writeIndex(t *testing.T, dir string, entries []imgspec.Descriptor) {
+	t.Helper()
 	top := mustJSON(t, imgspec.Index{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: imgspec.MediaTypeImageIndex,
@@ -240,7 +247,6 @@ func makeLayout(t *testing.T, dir string, withMulti bool) *fixture {
 	if err := os.WriteFile(filepath.Join(dir, imgspec.ImageLayoutFile), layout, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return fx
 }
 
 // tarDir packs a directory into a tar file (for oci-archive:).

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	imgspec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -398,18 +397,8 @@ func TestPullBlobs(t *testing.T) {
 	w := blobWriter{t: t, dir: dir}
 	layers := [][]tf{lowerLayer(), upperLayer(), lowerLayer(), {file("a", "a")}, {file("b", "b")}, {file("c", "c")}}
 	img := makeImage(t, w, "amd64", layers...)
-	top := mustJSON(t, imgspec.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: imgspec.MediaTypeImageIndex,
-		Manifests: []imgspec.Descriptor{{MediaType: imgspec.MediaTypeImageManifest, Digest: img.manifest, Size: img.manifestLen,
-			Annotations: map[string]string{imgspec.AnnotationRefName: "v1"}}},
-	})
-	if err := os.WriteFile(filepath.Join(dir, imgspec.ImageIndexFile), top, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, imgspec.ImageLayoutFile), mustJSON(t, imgspec.ImageLayout{Version: imgspec.ImageLayoutVersion}), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeIndex(t, dir, []imgspec.Descriptor{{MediaType: imgspec.MediaTypeImageManifest, Digest: img.manifest, Size: img.manifestLen,
+		Annotations: map[string]string{imgspec.AnnotationRefName: "v1"}}})
 	ref := "oci:" + dir + ":v1"
 	store := newDirStore(t)
 	res, err := testSource(t).Pull(ctx, store, ref, "")
