@@ -23,6 +23,7 @@ type Lab struct {
 	Vars    map[string]any
 	Network Network
 	Nodes   []Node
+	SSH     SSH
 	Digest  string // "sha256:<hex>" of the rendered lab.yaml bytes
 }
 
@@ -36,6 +37,12 @@ type Network struct {
 	ServiceCIDR string // service_cidr, default "10.100.0.0/24"
 	ClusterDNS  string // cluster_dns, default "10.100.0.10"
 	Domain      string // domain, default "cluster.local"
+	// Mode is how `labbake up` connects the machines: auto (the default),
+	// bridge or user.
+	Mode string
+	// DNSDomain is the machines' own DNS domain (their FQDNs), default
+	// NAME.internal.
+	DNSDomain string
 }
 
 // Node is one machine of the lab.
@@ -92,7 +99,7 @@ func Load(dir string) (*Lab, error) {
 }
 
 func (d *decoder) decodeLab(root *yaml.Node, lab *Lab) {
-	f, ok := d.mapping(root, "", "name", "epoch", "vars", "network", "nodes")
+	f, ok := d.mapping(root, "", "name", "epoch", "vars", "network", "nodes", "ssh")
 	if !ok {
 		return
 	}
@@ -119,12 +126,14 @@ func (d *decoder) decodeLab(root *yaml.Node, lab *Lab) {
 			lab.Vars = v.(map[string]any)
 		}
 	}
-	nf, nok := d.mapping(f.vals["network"], "network", "bridge", "cidr", "gateway", "pod_cidr", "service_cidr", "cluster_dns", "domain")
+	nf, nok := d.mapping(f.vals["network"], "network", "bridge", "cidr", "gateway", "pod_cidr", "service_cidr", "cluster_dns", "domain", "mode", "dns_domain")
 	if nf.node == nil {
 		nf.node = root
 	}
 	lab.Network = d.decodeNetwork(nf, nok)
+	d.decodeIdentity(nf, nok, lab)
 	d.decodeNodes(f, lab)
+	lab.SSH = d.decodeSSH(lab, f.get("ssh"))
 }
 
 // netField is one network value, with the node to report problems at.
@@ -309,6 +318,7 @@ func (d *decoder) decodeNodes(f fields, lab *Lab) {
 		}
 		lab.Nodes = append(lab.Nodes, node)
 	}
+	d.checkMACs(names, lab.Nodes)
 }
 
 // Roles returns the distinct roles of the lab's nodes in order of first
@@ -349,6 +359,8 @@ func (l *Lab) templateData(role string) map[string]any {
 				"service_cidr": l.Network.ServiceCIDR,
 				"cluster_dns":  l.Network.ClusterDNS,
 				"domain":       l.Network.Domain,
+				"mode":         l.Network.Mode,
+				"dns_domain":   l.Network.DNSDomain,
 			},
 			"nodes": all,
 		},
@@ -359,7 +371,7 @@ func (l *Lab) templateData(role string) map[string]any {
 }
 
 func nodeData(n Node) map[string]any {
-	return map[string]any{"name": n.Name, "role": n.Role, "ip": n.IP, "cpus": n.CPUs, "memory": n.Memory}
+	return map[string]any{"name": n.Name, "role": n.Role, "ip": n.IP, "cpus": n.CPUs, "memory": n.Memory, "mac": n.MAC()}
 }
 
 // copyValue deep-copies the maps and lists of a decoded YAML value.
