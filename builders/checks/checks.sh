@@ -11,6 +11,10 @@ wait_cmds=${LABBAKE_CHECKS_CMD_WAIT:-60}    # seconds a command is retried until
 cmd_timeout=${LABBAKE_CHECKS_CMD_TIMEOUT:-30} # seconds one try of a command may run
 cmdline=${LABBAKE_CHECKS_CMDLINE:-/proc/cmdline}
 fwcfg=${LABBAKE_CHECKS_FWCFG:-/sys/firmware/qemu_fw_cfg/by_name/opt/labbake/test/raw}
+# The machine's identity from its seed (NODE_NAME, NODE_IP, MASTER_IP, …):
+# commands see it in their environment and expect strings may name it as
+# ${NODE_NAME}.
+netenv=${LABBAKE_CHECKS_ENV:-/etc/network-environment}
 
 enabled() {
 	case " $(cat "$cmdline" 2>/dev/null) " in
@@ -99,7 +103,33 @@ check_file() {
 	fi
 }
 
+# expand prints $1 with every ${NAME} (a shell variable name) replaced by
+# that variable's value, empty when unset; anything else stays as written.
+expand() {
+	rest=$1
+	out=
+	while :; do
+		case $rest in
+		*'${'*'}'*) ;;
+		*) break ;;
+		esac
+		pre=${rest%%'${'*}
+		after=${rest#*'${'}
+		name=${after%%'}'*}
+		rest=${after#*'}'}
+		case $name in
+		'' | [!A-Za-z_]* | *[!A-Za-z0-9_]*) out="$out$pre\${$name}" ;;
+		*)
+			eval "val=\${$name-}"
+			out="$out$pre$val"
+			;;
+		esac
+	done
+	printf '%s' "$out$rest"
+}
+
 check_command() { # check_command RUN EXPECT
+	set -- "$1" "$(expand "$2")"
 	deadline=$(($(now) + wait_cmds))
 	while :; do
 		out=$(timeout "$cmd_timeout" /bin/sh -c "$1" </dev/null 2>&1)
@@ -124,6 +154,12 @@ check_command() { # check_command RUN EXPECT
 		sleep 2
 	done
 }
+
+if [ -r "$netenv" ]; then
+	set -a
+	. "$netenv"
+	set +a
+fi
 
 # The list sets checks_total and defines run_checks.
 checks_total=0

@@ -275,3 +275,28 @@ func TestParseResult(t *testing.T) {
 		t.Error("ParseSummary accepted a line without counts")
 	}
 }
+
+// TestScriptNetworkEnvironment: the machine's /etc/network-environment is
+// in the commands' environment, and ${NAME} in an expect string is its
+// value; other ${…} forms stay as written.
+func TestScriptNetworkEnvironment(t *testing.T) {
+	env := filepath.Join(t.TempDir(), "network-environment")
+	if err := os.WriteFile(env, []byte("NODE_NAME=n1\nNODE_IP=172.18.0.5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := recipe.Checks{Commands: []recipe.CheckCommand{
+		{Run: "echo host n1 at 172.18.0.5/16", Expect: "host ${NODE_NAME} at ${NODE_IP}/16"},
+		{Run: `echo "$NODE_NAME"`, Expect: "n1"},
+		{Run: "echo host n2", Expect: "host ${NODE_NAME}"},
+		{Run: "echo 'a ${1x} b ${} c'", Expect: "a ${1x} b ${} c"},
+		{Run: "echo unset:", Expect: "unset:${NOT_SET_ANYWHERE}"},
+	}}
+	lines, _ := runScript(t, c, nil, "LABBAKE_CHECKS_ENV="+env)
+	want := []bool{true, true, false, true, true}
+	for i, w := range want {
+		got, ok := ParseResult(lines[i+1])
+		if !ok || got.OK != w {
+			t.Errorf("check %d: line %q, want ok=%v", i, lines[i+1], w)
+		}
+	}
+}
