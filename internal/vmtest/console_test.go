@@ -2,6 +2,7 @@ package vmtest
 
 import (
 	"errors"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -172,6 +173,22 @@ func TestCommand(t *testing.T) {
 				"-drive file=/o.qcow2,format=qcow2,if=none,id=disk0,discard=unmap,cache=writeback " +
 				"-device scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1 -fw_cfg name=opt/labbake/test,string=1 " +
 				"-kernel /k -initrd /i -append root=UUID=u console=ttyS0",
+		},
+		{
+			name: "a machine's seed and lab NIC",
+			opts: Options{Firmware: BIOS, Seed: "/out/seed/n1.iso", NIC: &NIC{
+				MAC: "52:54:eb:79:54:ec", Net: netip.MustParsePrefix("172.18.0.0/16"),
+				Gateway: netip.MustParseAddr("172.18.0.1"), Guest: netip.MustParseAddr("172.18.0.5"), SSHPort: 2222,
+			}},
+			m: machine{overlay: "/o.qcow2", monitor: "/m.sock", accel: "tcg"},
+			want: "-name labbake-test -machine pc -accel tcg -smp 2 -m 2048 -nographic -serial stdio " +
+				"-monitor unix:/m.sock,server=on,wait=off -no-reboot " +
+				"-netdev user,id=lab,restrict=on,net=172.18.0.0/16,host=172.18.0.1,hostfwd=tcp:127.0.0.1:2222-172.18.0.5:22 " +
+				"-device virtio-net-pci,netdev=lab,mac=52:54:eb:79:54:ec " +
+				"-device virtio-scsi-pci,id=scsi0 " +
+				"-drive file=/o.qcow2,format=qcow2,if=none,id=disk0,discard=unmap,cache=writeback " +
+				"-device scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1 -fw_cfg name=opt/labbake/test,string=1 " +
+				"-drive file=/out/seed/n1.iso,format=raw,if=none,id=seed,media=cdrom,readonly=on -device scsi-cd,drive=seed,bus=scsi0.0",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,11 +54,41 @@ type Options struct {
 	QEMU                   string // the binary; "" = qemu-system-x86_64 from PATH
 	OVMFCode, OVMFVars     string // "" = Debian's ovmf package files
 	TempDir                string // where the overlay goes; "" = os.TempDir()
+	// Seed is a NoCloud seed ISO attached as a read-only CD on the disk's
+	// SCSI bus ("" = none).
+	Seed string
+	// NIC, when set, is the machine's lab NIC on a QEMU user-mode network
+	// with the lab's addressing, restricted to this host.
+	NIC *NIC
+	// OnDone, when set, is called once the checks are done and before the
+	// guest is stopped (a test may still talk to it then).
+	OnDone func()
 	// OnMilestone and OnCheck, when set, are called as the console shows
 	// a milestone or a check result, from Run's goroutine.
 	OnMilestone func(Milestone)
 	OnCheck     func(CheckResult)
 	Logger      *slog.Logger
+}
+
+// NIC is a lab NIC for a test boot: QEMU's user-mode network set up with
+// the lab's network and gateway, so that a machine keeps its static lab
+// address from its seed. restrict=on: the guest reaches nothing but the
+// forwarded ports (never an outside address).
+type NIC struct {
+	MAC     string       // the lab MAC of the machine
+	Net     netip.Prefix // the lab network (user-mode net=)
+	Gateway netip.Addr   // the lab gateway (user-mode host=)
+	Guest   netip.Addr   // the machine's lab address, target of the forwards
+	// SSHPort, if not 0, forwards 127.0.0.1:SSHPort to the guest's port 22.
+	SSHPort int
+}
+
+func (n *NIC) args() []string {
+	netdev := fmt.Sprintf("user,id=lab,restrict=on,net=%s,host=%s", n.Net, n.Gateway)
+	if n.SSHPort != 0 {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-%s:22", n.SSHPort, n.Guest)
+	}
+	return []string{"-netdev", netdev, "-device", "virtio-net-pci,netdev=lab,mac=" + n.MAC}
 }
 
 // Result is what one boot showed.
@@ -129,8 +160,12 @@ func command(opts Options, m machine) []string {
 		"-serial", "stdio",
 		"-monitor", "unix:"+m.monitor+",server=on,wait=off",
 		"-no-reboot",
-		"-nic", "none",
 	)
+	if opts.NIC != nil {
+		args = append(args, opts.NIC.args()...)
+	} else {
+		args = append(args, "-nic", "none")
+	}
 	if firmware(opts) == UEFI {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+drivePath(orDefault(opts.OVMFCode, DefaultOVMFCode)),
@@ -143,6 +178,12 @@ func command(opts Options, m machine) []string {
 		"-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1",
 		"-fw_cfg", "name="+checks.FwCfgName+",string=1",
 	)
+	if opts.Seed != "" {
+		args = append(args,
+			"-drive", "file="+drivePath(opts.Seed)+",format=raw,if=none,id=seed,media=cdrom,readonly=on",
+			"-device", "scsi-cd,drive=seed,bus=scsi0.0",
+		)
+	}
 	if opts.Kernel != "" {
 		args = append(args, "-kernel", opts.Kernel)
 		if opts.Initrd != "" {
@@ -361,6 +402,9 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 				opts.OnCheck(*ev.check)
 			}
 			if p.done() {
+				if opts.OnDone != nil {
+					opts.OnDone()
+				}
 				stop(cmd, m.monitor, lines, log)
 				finish()
 				return res, nil
