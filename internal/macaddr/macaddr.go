@@ -42,3 +42,15 @@ func Collisions(names []string) []Collision {
 	}
 	return out
 }
+
+// Uplink returns the MAC of a machine's second NIC, the user-mode uplink
+// `labbake up` gives it when the lab runs without root: 52:55: and the
+// same CRC32, so it never equals any machine's lab MAC (52:54:…).
+func Uplink(name string) net.HardwareAddr {
+	m := FromName(name)
+	m[1] = 0x55
+	return m
+}
+
+// UplinkString is Uplink formatted like String.
+func UplinkString(name string) string { return Uplink(name).String() }

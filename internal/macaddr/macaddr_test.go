@@ -32,3 +32,12 @@ func TestCollisions(t *testing.T) {
 		t.Fatalf("Collisions of the lab's machines = %v, want none", got)
 	}
 }
+
+func TestUplink(t *testing.T) {
+	if got := UplinkString("master"); got != "52:55:2d:09:a3:d6" {
+		t.Errorf("UplinkString(master) = %s", got)
+	}
+	if Uplink("master")[0]&0x03 != 0x02 {
+		t.Error("the uplink MAC is not locally administered unicast")
+	}
+}
