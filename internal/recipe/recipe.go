@@ -31,6 +31,7 @@ type Recipe struct {
 	Disk      Disk
 	Kernel    Kernel
 	Checks    Checks
+	Secrets   Secrets
 }
 
 // Source is one recipe file and its rendered text.
@@ -322,10 +323,11 @@ func (d *decoder) merge(parent, child *yaml.Node, top bool) *yaml.Node {
 }
 
 func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
-	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "disk", "kernel", "checks")
+	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "disk", "kernel", "checks", "secrets")
 	if !ok {
 		return
 	}
+	rec.Secrets = d.decodeSecrets(f.get("secrets"))
 	rec.Base = d.decodeBase(l, f)
 	rec.Layers = d.decodeLayers(l, f.get("layers"))
 	rec.Artifacts = d.decodeArtifacts(l, f.get("artifacts"))
