@@ -346,19 +346,20 @@ func diskfsName(name string) string {
 }
 
 // diskfsSame compares what go-diskfs reads with the files given (sorted
-// by name); nil when go-diskfs cannot tell the names apart.
+// by name); nil when go-diskfs cannot tell the names apart or makes a
+// name like "..." into "." (skipping only what go-diskfs cannot show).
 func diskfsSame(img []byte, want []File) error {
-	got, err := diskfsRead(img)
-	if err != nil {
-		return fmt.Errorf("go-diskfs: %w", err)
-	}
 	byName := map[string]File{}
 	for _, w := range want {
 		n := diskfsName(w.Name)
-		if _, ok := byName[n]; ok {
-			return nil // two names go-diskfs reports alike
+		if _, ok := byName[n]; ok || n == "" || n == "." || n == ".." {
+			return nil // names go-diskfs reports alike, or as no file
 		}
 		byName[n] = w
+	}
+	got, err := diskfsRead(img)
+	if err != nil {
+		return fmt.Errorf("go-diskfs: %w", err)
 	}
 	if len(got) != len(want) {
 		return fmt.Errorf("go-diskfs reads %d files, want %d", len(got), len(want))
