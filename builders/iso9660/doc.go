@@ -25,7 +25,7 @@
 //
 // Why not go-diskfs (v1.9.4, in go.mod), which DESIGN.md first named:
 // checked on 3 seed files, its iso9660 writer does write Rock Ridge (RRIP
-// 1.12, "IEEE_P1282") and, unlike older releases, Joliet too
+// 1.12, "IEEE_P1282") and Joliet too
 // (FinalizeOptions.Joliet), but
 //   - it is not reproducible: the volume descriptor dates are time.Now()
 //     (and the expiration date is set to now as well, so the volume
@@ -39,9 +39,10 @@
 //     29-sector volume) instead of the volume size plus genisoimage's
 //     padding, and the PVD volume id is stored as given ("cidata"), not
 //     as d-characters;
-//   - its package imports github.com/djherbis/times, a module go.sum did
-//     not have (the tests here use its reader, so go.mod gained it as an
-//     indirect requirement).
+//   - its package imports github.com/djherbis/times, which go.mod did not
+//     require (the tests here use its reader, so go.mod gained it as an
+//     indirect requirement); its reader also strips a leading and a
+//     trailing '.' from Rock Ridge names (".hidden" reads as "hidden").
 //
 // Writing the few structures a flat seed needs is shorter than working
 // around all that, and exact.
