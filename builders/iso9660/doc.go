@@ -25,8 +25,7 @@
 //
 // Why not go-diskfs (v1.9.4, in go.mod), which DESIGN.md first named:
 // checked on 3 seed files, its iso9660 writer does write Rock Ridge (RRIP
-// 1.12, "IEEE_P1282") and Joliet too
-// (FinalizeOptions.Joliet), but
+// 1.12, "IEEE_P1282") and Joliet too (FinalizeOptions.Joliet), but
 //   - it is not reproducible: the volume descriptor dates are time.Now()
 //     (and the expiration date is set to now as well, so the volume
 //     claims to expire when made), and directory records and Rock Ridge
