@@ -86,7 +86,7 @@ var (
 func machineDir(name string) string { return "machines/" + name }
 
 // Names of a machine's leaves.
-func kubeletClientName(m string) string { return machineDir(m) + "/kubelet-client" }
+func kubeletClientName(m string) string  { return machineDir(m) + "/kubelet-client" }
 func kubeletServingName(m string) string { return machineDir(m) + "/kubelet" }
 func etcdServerName(m string) string     { return machineDir(m) + "/etcd-server" }
 func etcdPeerName(m string) string       { return machineDir(m) + "/etcd-peer" }
