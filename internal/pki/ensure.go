@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"golang.org/x/crypto/ssh"
@@ -126,7 +127,7 @@ func run(dir string, spec Spec, renew bool, opts []Option) (*PKI, error) {
 		leaves:   map[string]*pair{},
 		hostKeys: map[string]*sshPair{},
 	}
-	r := &runner{st: st, p: p, renew: renew, log: cfg.log}
+	r := &runner{st: st, p: p, renew: renew, log: cfg.log, loaded: map[string]int{}, unsigned: map[string][]*DamageError{}}
 	leaves := spec.leaves()
 	r.authorities(leaves)
 	if len(r.errs) > 0 {
@@ -136,6 +137,7 @@ func run(dir string, spec Spec, renew bool, opts []Option) (*PKI, error) {
 	for _, l := range leaves {
 		r.leaf(l)
 	}
+	r.foreignCAs()
 	r.sshKeys()
 	if len(r.errs) > 0 {
 		return nil, errors.Join(r.errs...)
@@ -174,6 +176,9 @@ type runner struct {
 	errs   []error
 	writes []write
 	keys   []string // private key files loaded, kept 0600
+	// Per CA, the leaves found on disk and those it did not sign.
+	loaded   map[string]int
+	unsigned map[string][]*DamageError
 	newLab bool     // the Kubernetes CA is made by this run
 }
 
@@ -410,8 +415,10 @@ func (r *runner) leaf(l leafSpec) {
 	if !ok {
 		return
 	}
+	r.loaded[l.ca]++
 	if err := pr.cert.CheckSignatureFrom(ca.cert); err != nil || !bytes.Equal(pr.cert.RawIssuer, ca.cert.RawSubject) {
-		r.damage(l.name+".crt", "is not signed by its CA "+l.ca+".crt", leafFix)
+		r.unsigned[l.ca] = append(r.unsigned[l.ca], &DamageError{
+			File: r.st.path(l.name + ".crt"), Problem: "is not signed by its CA " + l.ca + ".crt", Fix: leafFix})
 		return
 	}
 	r.keys = append(r.keys, l.name+".key")
@@ -420,6 +427,26 @@ func (r *runner) leaf(l leafSpec) {
 		return
 	}
 	r.p.leaves[l.name] = pr
+}
+
+// foreignCAs reports the leaves a CA did not sign: one by one, or, when it
+// signed none of several, as that CA not being the lab's.
+func (r *runner) foreignCAs() {
+	for _, a := range authorities {
+		bad := r.unsigned[a.name]
+		if len(bad) > 1 && len(bad) == r.loaded[a.name] {
+			r.errs = append(r.errs, &DamageError{
+				File:    r.st.path(a.name + ".crt"),
+				Problem: fmt.Sprintf("signed none of the %d certificates it should have (%s, …): it is not this lab's CA", len(bad), filepath.Base(bad[0].File)),
+				Fix: "restore the lab's CA from a backup, or run `labbake pki renew` to re-issue every leaf certificate with this one " +
+					"(running machines then need new seeds)",
+			})
+			continue
+		}
+		for _, e := range bad {
+			r.errs = append(r.errs, e)
+		}
+	}
 }
 
 // sshKeys loads or makes the lab key pair and each machine's host key.

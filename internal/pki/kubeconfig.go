@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 
@@ -55,7 +56,7 @@ type authInfo struct {
 func renderKubeconfig(clusterName, server string, caPEM []byte, user string, certPEM, keyPEM []byte) ([]byte, error) {
 	b64 := base64.StdEncoding.EncodeToString
 	ctx := user + "@" + clusterName
-	out, err := yaml.Marshal(kubeconfig{
+	out, err := marshalYAML(kubeconfig{
 		APIVersion:     "v1",
 		Kind:           "Config",
 		Clusters:       []namedCluster{{Name: clusterName, Cluster: cluster{CertificateAuthorityData: b64(caPEM), Server: server}}},
@@ -90,4 +91,19 @@ func (p *PKI) AdminKubeconfig(server string) ([]byte, error) {
 		server = p.Server()
 	}
 	return p.kubeconfigFor("admin", server)
+}
+
+// marshalYAML is one YAML document indented by two spaces, as kubectl
+// writes them.
+func marshalYAML(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }

@@ -1,10 +1,6 @@
 package pki
 
-import (
-	"fmt"
-
-	"go.yaml.in/yaml/v3"
-)
+import "fmt"
 
 type roleRef struct {
 	APIGroup string `yaml:"apiGroup"`
@@ -43,7 +39,7 @@ func ClusterAdminsBinding() ([]byte, error) {
 		Subjects:   []subject{{APIGroup: rbacGroup, Kind: "Group", Name: KubeletClientGroup}},
 	}
 	b.Metadata.Name = KubeletClientGroup
-	out, err := yaml.Marshal(b)
+	out, err := marshalYAML(b)
 	if err != nil {
 		return nil, fmt.Errorf("pki: ClusterRoleBinding: %w", err)
 	}
