@@ -179,7 +179,7 @@ type runner struct {
 	// Per CA, the leaves found on disk and those it did not sign.
 	loaded   map[string]int
 	unsigned map[string][]*DamageError
-	newLab bool     // the Kubernetes CA is made by this run
+	newLab   bool // the Kubernetes CA is made by this run
 }
 
 func (r *runner) damage(file, problem, fix string) {

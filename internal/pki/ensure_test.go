@@ -314,7 +314,9 @@ func TestDamage(t *testing.T) {
 		{"cert not matching its key", copyKey("admin.key", "scheduler.key"), "scheduler.crt", "does not match its private key", renewFix},
 		{"cert of another CA", copyFrom("machines/node1/kubelet"), "machines/node1/kubelet.crt", "not signed by its CA ca.crt", renewFix},
 		{"etcd cert of another CA", copyFrom("machines/master/etcd-peer"), "machines/master/etcd-peer.crt", "not signed by its CA etcd/ca.crt", renewFix},
-		{"leaf cert garbage", func(t *testing.T, dir string) { writeFile(t, filepath.Join(dir, "kube-proxy.crt"), []byte("junk\n"), 0o644) }, "kube-proxy.crt", "not a PEM certificate", renewFix},
+		{"leaf cert garbage", func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, "kube-proxy.crt"), []byte("junk\n"), 0o644)
+		}, "kube-proxy.crt", "not a PEM certificate", renewFix},
 		{"CA key missing", remove("etcd/ca.key"), "etcd/ca.key", "missing while etcd/ca.crt is there", caFix},
 		{"CA cert missing", remove("ca.crt"), "ca.crt", "missing while ca.key is there", caFix},
 		{"CA gone, its leaves there", remove("front-proxy-ca.crt", "front-proxy-ca.key"), "front-proxy-ca.key", "front-proxy-client", caFix},
