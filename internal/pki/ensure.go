@@ -119,6 +119,19 @@ func run(dir string, spec Spec, renew bool, opts []Option) (*PKI, error) {
 			return nil, fmt.Errorf("pki: authorized key %d: %w", i+1, err)
 		}
 	}
+	if renew {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("pki: there is no lab PKI to renew: %w", err)
+		}
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st := store{dir}
 	p := &PKI{
 		dir:      dir,

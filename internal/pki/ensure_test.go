@@ -253,6 +253,41 @@ func TestRenewNeedsALab(t *testing.T) {
 	}
 }
 
+// TestEnsureConcurrent has several builds make one new lab at once: one
+// makes it, the others find it made.
+func TestEnsureConcurrent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	const n = 4
+	results := make(chan *PKI, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			p, err := Ensure(dir, testSpec())
+			errs <- err
+			results <- p
+		}()
+	}
+	makers := 0
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if len((<-results).Changes()) > 0 {
+			makers++
+		}
+	}
+	if makers != 1 {
+		t.Errorf("%d of %d concurrent Ensures made the lab, want 1", makers, n)
+	}
+	before := snapshot(t, dir)
+	if _, err := Ensure(dir, testSpec()); err != nil {
+		t.Fatal(err)
+	}
+	if d := changed(before, snapshot(t, dir)); len(d) != 0 {
+		t.Errorf("Ensure after the concurrent ones changed %v", d)
+	}
+}
+
 func TestLeafNeverOutlivesItsCA(t *testing.T) {
 	dir, _ := newLab(t, testSpec())
 	spec := testSpec()
@@ -396,5 +431,25 @@ func TestSpecErrors(t *testing.T) {
 				t.Errorf("a refused spec made %s", dir)
 			}
 		})
+	}
+}
+
+func BenchmarkEnsureNewLab(b *testing.B) {
+	for b.Loop() {
+		if _, err := Ensure(filepath.Join(b.TempDir(), "pki"), testSpec()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEnsureExistingLab(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "pki")
+	if _, err := Ensure(dir, testSpec()); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Ensure(dir, testSpec()); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

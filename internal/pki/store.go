@@ -7,6 +7,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // Modes of what is kept in the PKI directory (and written into guests).
@@ -144,4 +146,28 @@ func (s store) keepPrivate(name string) (bool, error) {
 		return false, fmt.Errorf("pki: %w", err)
 	}
 	return true, nil
+}
+
+// lockDir takes an exclusive flock on the directory itself, waiting for
+// another build that holds it: two builds of one lab must not both make
+// its CAs.
+func lockDir(dir string) (unlock func(), err error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	for {
+		err = unix.Flock(int(d.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("pki: locking %s: %w", dir, err)
+	}
+	return func() {
+		_ = unix.Flock(int(d.Fd()), unix.LOCK_UN)
+		d.Close()
+	}, nil
 }
