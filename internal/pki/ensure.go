@@ -291,6 +291,7 @@ func (r *runner) authorities(leaves []leafSpec) {
 			}
 			r.p.cas[a.name] = pr
 			r.keys = append(r.keys, a.name+".key")
+			r.warnExpiry(a.name+".crt", pr.cert, "the lab's machines will stop trusting each other then: plan a new lab")
 		}
 	}
 }
@@ -440,6 +441,20 @@ func (r *runner) leaf(l leafSpec) {
 		return
 	}
 	r.p.leaves[l.name] = pr
+	r.warnExpiry(l.name+".crt", pr.cert, "run `labbake pki renew`")
+}
+
+// warnExpiry logs a kept certificate that ends within ExpiryWarning of
+// Spec.Now, or has ended.
+func (r *runner) warnExpiry(file string, c *x509.Certificate, fix string) {
+	if r.p.spec.Now.Add(ExpiryWarning).Before(c.NotAfter) {
+		return
+	}
+	msg := "pki: certificate expires soon; " + fix
+	if !r.p.spec.Now.Before(c.NotAfter) {
+		msg = "pki: certificate has expired; " + fix
+	}
+	r.log.Warn(msg, "file", r.st.path(file), "not_after", c.NotAfter)
 }
 
 // foreignCAs reports the leaves a CA did not sign: one by one, or, when it

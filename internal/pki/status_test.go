@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,6 +54,24 @@ func TestStatus(t *testing.T) {
 				t.Errorf("Status lists %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// TestEnsureWarnsOfExpiry: a build with certificates near their end says
+// so, and what to do.
+func TestEnsureWarnsOfExpiry(t *testing.T) {
+	dir, _ := newLab(t, testSpec())
+	spec := testSpec()
+	spec.Now = now.AddDate(0, 11, 20)
+	var logged strings.Builder
+	if _, err := Ensure(dir, spec, WithLogger(slog.New(slog.NewTextHandler(&logged, nil)))); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logged.String(), "certificate expires soon; run `labbake pki renew`"); n != len(leafTable) {
+		t.Errorf("%d warnings, want one per leaf (%d):\n%s", n, len(leafTable), logged.String())
+	}
+	if strings.Contains(logged.String(), "ca.crt") {
+		t.Errorf("a CA is reported:\n%s", logged.String())
 	}
 }
 
