@@ -1,0 +1,88 @@
+package pki
+
+import (
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+)
+
+// File is one file of a machine's seed, at its path inside the guest.
+type File struct {
+	Path    string
+	Content []byte
+	Mode    fs.FileMode
+}
+
+// Where the guests keep what the PKI gives them (kubeadm's layout).
+const (
+	guestPKI     = "/etc/kubernetes/pki"
+	guestConf    = "/etc/kubernetes"
+	guestKubelet = "/var/lib/kubelet/pki"
+)
+
+// MachineFiles is what goes into that machine's seed, sorted by path:
+// every machine gets the Kubernetes CA certificate, its kubelet's
+// kubeconfig and serving certificate and kube-proxy's kubeconfig; a
+// control-plane machine also gets the CAs, the API server's certificates,
+// the service-account keys, its own etcd member's certificates and the
+// control-plane kubeconfigs. Other machines get no CA or service-account
+// private key and nothing of etcd. SSH host keys are not files here (see
+// HostKey).
+func (p *PKI) MachineFiles(name string) ([]File, error) {
+	m, ok := p.spec.machine(name)
+	if !ok {
+		return nil, fmt.Errorf("pki: no machine %q in the lab", name)
+	}
+	var files []File
+	add := func(path string, content []byte, mode fs.FileMode) {
+		files = append(files, File{Path: path, Content: content, Mode: mode})
+	}
+	pairTo := func(dir, base, leaf string) {
+		pr := p.leaves[leaf]
+		add(dir+"/"+base+".crt", pr.certPEM, publicMode)
+		add(dir+"/"+base+".key", pr.keyPEM, privateMode)
+	}
+	conf := func(file, leaf string) error {
+		b, err := p.kubeconfigFor(leaf, p.Server())
+		if err != nil {
+			return err
+		}
+		add(guestConf+"/"+file, b, privateMode)
+		return nil
+	}
+
+	add(guestPKI+"/ca.crt", p.cas[kubernetesCA].certPEM, publicMode)
+	pairTo(guestKubelet, "kubelet", kubeletServingName(name))
+	if err := conf("kubelet.conf", kubeletClientName(name)); err != nil {
+		return nil, err
+	}
+	if err := conf("kube-proxy.conf", "kube-proxy"); err != nil {
+		return nil, err
+	}
+	if m.ControlPlane {
+		add(guestPKI+"/ca.key", p.cas[kubernetesCA].keyPEM, privateMode)
+		fp := p.cas[frontProxyCA]
+		add(guestPKI+"/front-proxy-ca.crt", fp.certPEM, publicMode)
+		add(guestPKI+"/front-proxy-ca.key", fp.keyPEM, privateMode)
+		for _, leaf := range []string{"apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client"} {
+			pairTo(guestPKI, leaf, leaf)
+		}
+		add(guestPKI+"/sa.key", p.saKey, privateMode)
+		add(guestPKI+"/sa.pub", p.saPub, publicMode)
+		add(guestPKI+"/etcd/ca.crt", p.cas[etcdCA].certPEM, publicMode)
+		pairTo(guestPKI+"/etcd", "server", etcdServerName(name))
+		pairTo(guestPKI+"/etcd", "peer", etcdPeerName(name))
+		for _, c := range []struct{ file, leaf string }{
+			{"admin.conf", "admin"},
+			{"controller-manager.conf", "controller-manager"},
+			{"scheduler.conf", "scheduler"},
+		} {
+			if err := conf(c.file, c.leaf); err != nil {
+				return nil, err
+			}
+		}
+	}
+	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	return files, nil
+}
