@@ -52,6 +52,7 @@ fuzz:
 	$(call fuzz-one,FuzzImportBundle,./internal/cache,1000x)
 	$(call fuzz-one,FuzzParseChecksum,./internal/source,100000x)
 	$(call fuzz-one,FuzzImage,./builders/iso9660,100000x)
+	$(call fuzz-one,FuzzParse,./internal/pki,20000x)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
