@@ -29,8 +29,10 @@
 //     and adds the keys to /root/.ssh/authorized_keys), disable_root false
 //     so the keys carry no "please log in as" command, no default user
 //     (there may be no sudo), ssh_pwauth false; host keys: exactly the given
-//     ones (ssh_deletekeys true, ssh_keys, ssh_genkeytypes empty) so a
-//     known_hosts written by labbake stays exact; write_files for every File,
+//     ones (ssh_deletekeys true, ssh_keys, and ssh_genkeytypes naming only
+//     their types: cloud-init generates keys only without ssh_keys, and its
+//     schema refuses an empty list) so a known_hosts written by labbake
+//     stays exact; write_files for every File,
 //     base64 encoded so any byte sequence arrives unchanged and nothing in a
 //     file can be read as YAML. No packages, no commands.
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -117,8 +118,34 @@ func httpsURLProblem(s string, withPath bool) string {
 		return "needs a host and a port"
 	case !withPath && u.Path != "":
 		return "has a path"
+	case hostProblem(u.Hostname()) != "":
+		return "host " + hostProblem(u.Hostname())
+	case portProblem(u.Port()) != "":
+		return "port " + portProblem(u.Port())
 	case !plainValue(s):
 		return "has characters that would need quoting"
+	}
+	return ""
+}
+
+// hostProblem accepts an IP address or a lower-case domain name.
+func hostProblem(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Zone() != "" {
+			return "has a zone"
+		}
+		return ""
+	}
+	if p := domainProblem(h); p != "" {
+		return fmt.Sprintf("%q is neither an IP address nor a domain name: %s", h, p)
+	}
+	return ""
+}
+
+func portProblem(p string) string {
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
+		return fmt.Sprintf("%q is not a port number", p)
 	}
 	return ""
 }

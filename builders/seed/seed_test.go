@@ -115,7 +115,10 @@ func TestInstanceID(t *testing.T) {
 		{"fqdn", func(m *Machine) { m.FQDN = "node-one.otherlab.internal" }},
 		{"lab MAC", func(m *Machine) { m.LabMAC = "52:54:00:00:00:01" }},
 		{"address", func(m *Machine) { m.Address = netip.MustParsePrefix("172.18.100.123/16") }},
-		{"prefix length", func(m *Machine) { m.Address = netip.MustParsePrefix("172.18.100.122/24"); m.Gateway = netip.MustParseAddr("172.18.100.1") }},
+		{"prefix length", func(m *Machine) {
+			m.Address = netip.MustParsePrefix("172.18.100.122/24")
+			m.Gateway = netip.MustParseAddr("172.18.100.1")
+		}},
 		{"gateway", func(m *Machine) { m.Gateway = netip.MustParseAddr("172.18.0.2") }},
 		{"nameserver", func(m *Machine) { m.Nameservers = m.Nameservers[:1] }},
 		{"search domain", func(m *Machine) { m.SearchDomains = []string{"cluster.local"} }},
@@ -190,7 +193,9 @@ func TestValidate(t *testing.T) {
 		{"host key type twice", func(m *Machine) { m.HostKeys[0] = m.HostKeys[1] }, []string{"HostKeys[1].Type"}},
 		{"host key type mismatch", func(m *Machine) { m.HostKeys[0].Type = "ed25519"; m.HostKeys[1].Type = "rsa" }, []string{"HostKeys[0].Public", "HostKeys[1].Public"}},
 		{"host key halves of two keys", func(m *Machine) { m.HostKeys[1].Public = key(t, "master_host_ed25519.pub") }, []string{"HostKeys[1].Private"}},
-		{"host key private garbage", func(m *Machine) { m.HostKeys[2].Private = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n" }, []string{"HostKeys[2].Private"}},
+		{"host key private garbage", func(m *Machine) {
+			m.HostKeys[2].Private = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+		}, []string{"HostKeys[2].Private"}},
 		{"host key private encrypted", func(m *Machine) {
 			m.HostKeys[1] = HostKey{Type: "ed25519", Private: key(t, "encrypted_ed25519"), Public: key(t, "encrypted_ed25519.pub")}
 		}, []string{"HostKeys[1].Private"}},

@@ -70,9 +70,9 @@ func userDataOf(m Machine) userData {
 			LockPasswd:        true,
 			SSHAuthorizedKeys: qs(trimAll(m.AuthorizedKeys)),
 		}},
-		DisableRoot:    false,
-		SSHPwauth:      false,
-		SSHDeleteKeys:  true,
+		DisableRoot:   false,
+		SSHPwauth:     false,
+		SSHDeleteKeys: true,
 	}
 	for _, typ := range []string{"ecdsa", "ed25519", "rsa"} {
 		for _, k := range m.HostKeys {
