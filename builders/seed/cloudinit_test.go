@@ -304,10 +304,11 @@ func TestPyYAML(t *testing.T) {
 	}
 }
 
-// pyLoad reads YAML as cloud-init does (PyYAML's safe_load), through JSON.
+// pyLoad reads YAML as cloud-init does (PyYAML's safe_load, with
+// cloud-init's interpreter), through JSON.
 func pyLoad(t *testing.T, data []byte) any {
 	t.Helper()
-	py := needTool(t, "python3")
+	py := cloudInitPython(t)
 	cmd := exec.Command(py, "-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin.buffer), sys.stdout, sort_keys=True)")
 	cmd.Stdin = bytes.NewReader(data)
 	var stderr bytes.Buffer
