@@ -41,6 +41,10 @@
 // such as cloud-init's PyYAML would otherwise take 52:54:00:12:34:56 for a
 // base-60 integer or "on" for a boolean), so equal Machines give equal bytes.
 //
+// The lab network is IPv4 (Machine.Address and Gateway must be IPv4;
+// nameservers may be IPv6): cloud-init 22.4 turns a version-2 route to ::/0
+// into one to ::/64 and does not know "to: default".
+//
 // Known limit: cloud-init before 23.3 (Debian bookworm has 22.4) drops the
 // metric of a version-2 route when it renders networkd or ifupdown files
 // (cloud-init issue 4217), so there the lab's default route gets metric 0

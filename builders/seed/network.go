@@ -47,15 +47,11 @@ type nameservers struct {
 }
 
 func networkConfigOf(m Machine) networkConfig {
-	def := "0.0.0.0/0"
-	if m.Gateway.Is6() {
-		def = "::/0"
-	}
 	lab := &ethernet{
 		Match:     match{MACAddress: q(canonicalMAC(m.LabMAC))},
 		SetName:   LabInterface,
 		Addresses: []qstring{q(m.Address.String())},
-		Routes:    []route{{To: q(def), Via: q(m.Gateway.String()), Metric: LabRouteMetric}},
+		Routes:    []route{{To: "0.0.0.0/0", Via: q(m.Gateway.String()), Metric: LabRouteMetric}},
 	}
 	if len(m.Nameservers) > 0 || len(m.SearchDomains) > 0 {
 		ns := &nameservers{Search: qs(m.SearchDomains)}

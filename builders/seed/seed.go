@@ -45,8 +45,8 @@ type Machine struct {
 	Name           string       // hostname, a lower-case DNS label
 	FQDN           string       // Name followed by a domain, e.g. "master.mylab.internal"
 	LabMAC         string       // the lab NIC's MAC, e.g. "52:54:2d:09:a3:d6" (internal/macaddr)
-	Address        netip.Prefix // static lab address with the lab network's prefix length, e.g. 172.18.100.187/16
-	Gateway        netip.Addr   // the lab gateway, inside Address's network, e.g. 172.18.0.1
+	Address        netip.Prefix // static IPv4 lab address with the lab network's prefix length, e.g. 172.18.100.187/16
+	Gateway        netip.Addr   // the lab gateway (IPv4), inside Address's network, e.g. 172.18.0.1
 	Nameservers    []netip.Addr // may be empty
 	SearchDomains  []string     // may be empty
 	UplinkMAC      string       // optional second NIC (QEMU user-mode networking), DHCP; "" when the machine has none
