@@ -132,8 +132,9 @@ func (m Machine) Validate() error {
 		}
 		if j, dup := seenType[k.Type]; dup {
 			bad(f+".Type", "a second %s key (HostKeys[%d] is one)", k.Type, j)
+		} else {
+			seenType[k.Type] = i
 		}
-		seenType[k.Type] = i
 		for _, p := range hostKeyProblems(k) {
 			bad(f+"."+p.field, "%s", p.problem)
 		}
