@@ -53,6 +53,7 @@ fuzz:
 	$(call fuzz-one,FuzzParseChecksum,./internal/source,100000x)
 	$(call fuzz-one,FuzzImage,./builders/iso9660,100000x)
 	$(call fuzz-one,FuzzParse,./internal/pki,20000x)
+	$(call fuzz-one,FuzzRender,./builders/seed,100000x)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
