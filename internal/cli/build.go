@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -106,6 +107,23 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 		if res.Raw != "" {
 			fmt.Fprintf(g.stdout, "%s\n", res.Raw)
 		}
+	}
+	// The machines of the roles built get their seeds.
+	var machines []string
+	for _, n := range lab.Nodes {
+		if slices.Contains(names, n.Role) {
+			machines = append(machines, n.Name)
+		}
+	}
+	if len(machines) == 0 {
+		return nil
+	}
+	seeds, err := bake.Seeds(cmd.Context(), lab, machines, g.seedOptions(log))
+	if err != nil {
+		return fmt.Errorf("writing seeds: %w", err)
+	}
+	for _, s := range seeds {
+		fmt.Fprintf(g.stdout, "%s\n", s.Path)
 	}
 	return nil
 }

@@ -96,6 +96,8 @@ Builds are reproducible: the same inputs give the same bytes.`,
 		newCacheCmd(g),
 		newBundleCmd(g),
 		newTestCmd(g),
+		newSeedCmd(g),
+		newPKICmd(g),
 	)
 	return cmd
 }

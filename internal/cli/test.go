@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,8 @@ import (
 )
 
 type testOptions struct {
+	node     string
+	sshPort  int
 	firmware string
 	timeout  time.Duration
 	accel    string
@@ -50,13 +53,24 @@ did not finish within --timeout (QEMU is killed; the error shows the last
 --firmware defaults to the image's first boot method (disk.boot: uefi, then
 bios); asking for one the image was not baked with is an error.
 
-labbake test --node NAME (a node's seed ISO attached) comes with the seeds.`,
+--node NAME boots the image as that machine: its seed (OUT/seed/NAME.iso,
+labbake seed NAME) is attached and its lab NIC (the MAC derived from its
+name) sits on a QEMU user-mode network with the lab's addressing, restricted
+to this host; --ssh-port forwards 127.0.0.1:PORT to its port 22 while it
+runs. In the guest the checks' commands see the machine's
+/etc/network-environment, and expect strings may name its values:
+
+  commands:
+    - {run: hostname, expect: "${NODE_NAME}"}`,
 		Example: `  labbake build master && labbake test master
   labbake test master --firmware bios --timeout 300s
-  labbake -C examples/lab test node --accel tcg`,
-		Args: cobra.ExactArgs(1),
+  labbake -C examples/lab test node --accel tcg
+  labbake test master --node master`,
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runTest(cmd, g, o, args[0]) },
 	}
+	cmd.Flags().StringVar(&o.node, "node", "", "boot as this machine of lab.yaml: its seed and lab NIC attached")
+	cmd.Flags().IntVar(&o.sshPort, "ssh-port", 0, "with --node: forward 127.0.0.1:PORT to the machine's ssh while it runs")
 	cmd.Flags().StringVar(&o.firmware, "firmware", "", "firmware: uefi (OVMF, q35) or bios (SeaBIOS, pc); default: the image's first boot method")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", vmtest.DefaultTimeout, "give up (and kill QEMU) when the checks are not done by then")
 	cmd.Flags().StringVar(&o.accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
@@ -96,8 +110,18 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions, role string) error 
 	if err != nil {
 		return fmt.Errorf("testing %s: %w", role, err)
 	}
-	logPath := filepath.Join(g.outDir(), "test", role+".log")
+	seed, nic, err := testMachine(g, o, role)
+	if err != nil {
+		return err
+	}
+	logName := role
+	if o.node != "" {
+		logName = role + "-" + o.node
+	}
+	logPath := filepath.Join(g.outDir(), "test", logName+".log")
 	res, err := vmtest.Run(cmd.Context(), vmtest.Options{
+		Seed:     seed,
+		NIC:      nic,
 		Image:    image,
 		Firmware: firmware,
 		LogPath:  logPath,
@@ -160,4 +184,49 @@ func pickFirmware(manifest, asked string) (string, error) {
 		return "", &UsageError{fmt.Errorf("--firmware %s: the image boots only with %s (disk.boot in its recipe)", asked, strings.Join(methods, ", "))}
 	}
 	return asked, nil
+}
+
+// testMachine finds the seed and lab NIC of --node: the machine must be of
+// the role tested and its seed written.
+func testMachine(g *globals, o *testOptions, role string) (string, *vmtest.NIC, error) {
+	if o.node == "" {
+		if o.sshPort != 0 {
+			return "", nil, &UsageError{errors.New("--ssh-port needs --node: only a machine has an address to forward to")}
+		}
+		return "", nil, nil
+	}
+	if o.sshPort < 0 || o.sshPort > 65535 {
+		return "", nil, &UsageError{fmt.Errorf("--ssh-port %d: want a TCP port", o.sshPort)}
+	}
+	lab, err := g.loadLab()
+	if err != nil {
+		return "", nil, err
+	}
+	n, ok := lab.Node(o.node)
+	if !ok {
+		return "", nil, &UsageError{fmt.Errorf("--node %s: no such machine in lab.yaml (machines: %s)", o.node, machineList(lab))}
+	}
+	if n.Role != role {
+		return "", nil, &UsageError{fmt.Errorf("--node %s: that machine's role is %s, not %s", o.node, n.Role, role)}
+	}
+	seed := filepath.Join(g.outDir(), bake.SeedDir, n.Name+".iso")
+	if _, err := os.Stat(seed); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil, &UsageError{fmt.Errorf("--node %s: %s does not exist: run labbake seed %s first", o.node, seed, o.node)}
+		}
+		return "", nil, err
+	}
+	cidr, err := netip.ParsePrefix(lab.Network.CIDR)
+	if err != nil {
+		return "", nil, err
+	}
+	gw, err := netip.ParseAddr(lab.Network.Gateway)
+	if err != nil {
+		return "", nil, err
+	}
+	ip, err := netip.ParseAddr(n.IP)
+	if err != nil {
+		return "", nil, err
+	}
+	return seed, &vmtest.NIC{MAC: n.MAC(), Net: cidr, Gateway: gw, Guest: ip, SSHPort: o.sshPort}, nil
 }

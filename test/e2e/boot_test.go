@@ -42,25 +42,14 @@ func TestBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs mmdebstrap and boots four VMs (about 5 minutes)")
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
-	}
-	for _, f := range []string{ovmfCode} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("%s missing (Debian package ovmf)", f)
-		}
-	}
-	if _, err := exec.LookPath("mmdebstrap"); err != nil {
-		t.Skip("mmdebstrap not installed")
-	}
+	qemu := requireBootTools(t)
 
 	lab := t.TempDir()
 	write(t, lab, "lab.yaml", "name: e2e\nepoch: 1735689600\nnodes:\n  - {name: master, role: master, ip: 172.18.0.10}\n  - {name: broken, role: broken, ip: 172.18.0.11}\n")
 	write(t, lab, "recipes/common.yaml", `base:
   debian:
     suite: trixie
-    packages: [linux-image-amd64, systemd-sysv, udev, systemd-boot-efi, grub-pc-bin, grub-efi-amd64-bin, etcd-server, etcd-client]
+    packages: [`+strings.Join(basePackages, ", ")+`]
 disk: {size: 2GiB}
 checks:
   units_active: [etcd.service]
@@ -72,10 +61,7 @@ checks:
 	// systemd-boot, so that UEFI boots GRUB (grub-efi-amd64-bin) instead.
 	write(t, lab, "recipes/broken.yaml", "extends: common\nfiles:\n  - {path: /usr/lib/systemd/boot/efi/systemd-bootx64.efi, symlink: /nonexistent}\n"+
 		"checks:\n  units_active: [does-not-exist.service]\n")
-	cache := os.Getenv("LABBAKE_E2E_CACHE")
-	if cache == "" {
-		cache = t.TempDir()
-	}
+	cache := e2eCache(t)
 	out := t.TempDir()
 	start := time.Now()
 	var stdout, stderr bytes.Buffer
@@ -162,6 +148,59 @@ checks:
 	if err != nil || !strings.Contains(string(m), `"uefi: grub x86_64-efi"`) {
 		t.Errorf("broken's manifest names no GRUB for UEFI: %v", err)
 	}
+}
+
+// basePackages are the Debian packages of the e2e tests' one base (built
+// once by mmdebstrap, shared through e2eCache): a kernel, both boot
+// loaders, etcd, and cloud-init with openssh-server for the seeds.
+var basePackages = []string{
+	"linux-image-amd64", "systemd-sysv", "udev", "systemd-boot-efi", "grub-pc-bin", "grub-efi-amd64-bin",
+	"etcd-server", "etcd-client", "cloud-init", "openssh-server", "iproute2",
+}
+
+var sharedCache string
+
+// TestMain gives the tests one cache, so the Debian base is built once.
+func TestMain(m *testing.M) {
+	code := func() int {
+		if c := os.Getenv("LABBAKE_E2E_CACHE"); c != "" {
+			sharedCache = c
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "labbake-e2e-cache-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		sharedCache = dir
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// e2eCache is the labbake cache the tests share: LABBAKE_E2E_CACHE (kept
+// between runs: mmdebstrap takes about two minutes) or a temporary one.
+func e2eCache(t *testing.T) string {
+	t.Helper()
+	return sharedCache
+}
+
+// requireBootTools skips the test without QEMU, OVMF or mmdebstrap and
+// returns QEMU's path.
+func requireBootTools(t *testing.T) string {
+	t.Helper()
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	if _, err := os.Stat(ovmfCode); err != nil {
+		t.Skipf("%s missing (Debian package ovmf)", ovmfCode)
+	}
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		t.Skip("mmdebstrap not installed")
+	}
+	return qemu
 }
 
 // boot starts QEMU, waits until the serial log shows the multi-user target

@@ -1,0 +1,270 @@
+package bake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/labbake/labbake/builders/iso9660"
+	"github.com/labbake/labbake/builders/seed"
+	"github.com/labbake/labbake/internal/fsutil"
+	"github.com/labbake/labbake/internal/macaddr"
+	"github.com/labbake/labbake/internal/pki"
+	"github.com/labbake/labbake/internal/plan"
+	"github.com/labbake/labbake/internal/recipe"
+)
+
+// ControlPlaneRole is the role whose machines run etcd and the Kubernetes
+// control plane.
+const ControlPlaneRole = "master"
+
+// SeedOptions are the settings of writing seeds.
+type SeedOptions struct {
+	OutDir string
+	// SourceDateEpoch is $SOURCE_DATE_EPOCH ("" when unset): the dates in
+	// the ISOs, as in the images.
+	SourceDateEpoch string
+	// Now is when new certificates are issued.
+	Now    time.Time
+	Logger *slog.Logger
+}
+
+func (o SeedOptions) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// SeedResult is one machine's seed.
+type SeedResult struct {
+	Node       string
+	Path       string
+	InstanceID string
+}
+
+// Paths under OutDir.
+const (
+	PKIDir     = "pki"
+	SeedDir    = "seed"
+	KitDir     = "kit"
+	Kubeconfig = "kubeconfig"
+	KnownHosts = "kit/known_hosts"
+)
+
+// PKISpec maps the lab onto the PKI's machines.
+func PKISpec(lab *recipe.Lab, now time.Time) (pki.Spec, error) {
+	svc, err := netip.ParsePrefix(lab.Network.ServiceCIDR)
+	if err != nil {
+		return pki.Spec{}, fmt.Errorf("network.service_cidr: %w", err)
+	}
+	spec := pki.Spec{
+		LabName:        lab.Name,
+		ClusterDomain:  lab.Network.Domain,
+		ServiceCIDR:    svc,
+		AuthorizedKeys: lab.SSH.AuthorizedKeys,
+		Now:            now,
+	}
+	for _, n := range lab.Nodes {
+		ip, err := netip.ParseAddr(n.IP)
+		if err != nil {
+			return pki.Spec{}, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		spec.Machines = append(spec.Machines, pki.Machine{Name: n.Name, IP: ip, ControlPlane: n.Role == ControlPlaneRole})
+	}
+	return spec, nil
+}
+
+// EnsurePKI loads the lab's PKI from OUT/pki, making what is missing.
+func EnsurePKI(lab *recipe.Lab, opts SeedOptions) (*pki.PKI, error) {
+	spec, err := PKISpec(lab, opts.Now)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	if err := fsutil.MkdirPrivate(opts.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	p, err := pki.Ensure(filepath.Join(opts.OutDir, PKIDir), spec, pki.WithLogger(opts.logger()))
+	if err != nil {
+		var de *pki.DamageError
+		if errors.As(err, &de) {
+			return nil, &InputError{err}
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// Seeds writes OUT/seed/NODE.iso for each of nodes (every node when
+// empty), OUT/kubeconfig and OUT/kit/known_hosts, making or reusing the
+// lab's PKI. Each file is written atomically; seeds are 0600 (they hold
+// private keys).
+func Seeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOptions) ([]SeedResult, error) {
+	log := opts.logger()
+	epoch, _, err := plan.Epoch(opts.SourceDateEpoch, lab)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	if len(nodes) == 0 {
+		for _, n := range lab.Nodes {
+			nodes = append(nodes, n.Name)
+		}
+	}
+	machines := make([]seed.Machine, 0, len(nodes))
+	p, err := EnsurePKI(lab, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range nodes {
+		n, ok := lab.Node(name)
+		if !ok {
+			return nil, &InputError{fmt.Errorf("no node %q in lab.yaml", name)}
+		}
+		m, err := seedMachine(lab, n, p)
+		if err != nil {
+			return nil, err
+		}
+		machines = append(machines, m)
+	}
+	dir := filepath.Join(opts.OutDir, SeedDir)
+	if err := fsutil.MkdirPrivate(dir, 0o700); err != nil {
+		return nil, err
+	}
+	var out []SeedResult
+	for _, m := range machines {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s, err := seed.Render(m)
+		if err != nil {
+			return nil, fmt.Errorf("seed of %s: %w", m.Name, err)
+		}
+		var files []iso9660.File
+		for _, f := range s.Files() {
+			files = append(files, iso9660.File{Name: f.Name, Data: f.Data, Mode: 0o600})
+		}
+		img, err := iso9660.Image(files, iso9660.Options{VolumeID: "cidata", ModTime: time.Unix(epoch, 0).UTC()})
+		if err != nil {
+			return nil, fmt.Errorf("seed of %s: %w", m.Name, err)
+		}
+		path := filepath.Join(dir, m.Name+".iso")
+		if err := fsutil.WriteFile(path, img, 0o600); err != nil {
+			return nil, err
+		}
+		log.Info("seed written", "node", m.Name, "path", path, "instance-id", s.InstanceID)
+		out = append(out, SeedResult{Node: m.Name, Path: path, InstanceID: s.InstanceID})
+	}
+	if err := writeAccess(lab, p, opts.OutDir); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// writeAccess writes what the host needs to reach the machines: the admin
+// kubeconfig and known_hosts.
+func writeAccess(lab *recipe.Lab, p *pki.PKI, out string) error {
+	master := ""
+	for _, n := range lab.Nodes {
+		if n.Role == ControlPlaneRole {
+			master = n.IP
+			break
+		}
+	}
+	if master != "" {
+		kc, err := p.AdminKubeconfig("https://" + master + ":6443")
+		if err != nil {
+			return err
+		}
+		if err := fsutil.WriteFile(filepath.Join(out, Kubeconfig), kc, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(out, KitDir), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", KitDir, err)
+	}
+	return fsutil.WriteFile(filepath.Join(out, KnownHosts), p.KnownHosts(), 0o644)
+}
+
+// seedMachine gathers what n's seed holds.
+func seedMachine(lab *recipe.Lab, n recipe.Node, p *pki.PKI) (seed.Machine, error) {
+	cidr, err := netip.ParsePrefix(lab.Network.CIDR)
+	if err != nil {
+		return seed.Machine{}, err
+	}
+	ip, err := netip.ParseAddr(n.IP)
+	if err != nil {
+		return seed.Machine{}, err
+	}
+	gw, err := netip.ParseAddr(lab.Network.Gateway)
+	if err != nil {
+		return seed.Machine{}, err
+	}
+	env, err := networkEnvironment(lab, n)
+	if err != nil {
+		return seed.Machine{}, err
+	}
+	priv, pub := p.HostKey(n.Name)
+	m := seed.Machine{
+		Name:           n.Name,
+		FQDN:           lab.FQDN(n),
+		LabMAC:         n.MAC(),
+		Address:        netip.PrefixFrom(ip, cidr.Bits()),
+		Gateway:        gw,
+		Nameservers:    []netip.Addr{gw},
+		SearchDomains:  []string{lab.Network.DNSDomain},
+		UplinkMAC:      macaddr.UplinkString(n.Name),
+		AuthorizedKeys: p.AuthorizedKeys(),
+		HostKeys:       []seed.HostKey{{Type: "ed25519", Private: priv, Public: pub}},
+	}
+	files, err := p.MachineFiles(n.Name)
+	if err != nil {
+		return seed.Machine{}, err
+	}
+	for _, f := range files {
+		m.Files = append(m.Files, seed.File{Path: f.Path, Content: f.Content, Mode: f.Mode})
+	}
+	envFile, err := env.File()
+	if err != nil {
+		return seed.Machine{}, fmt.Errorf("%s: %w", n.Name, err)
+	}
+	m.Files = append(m.Files, envFile)
+	return m, nil
+}
+
+// networkEnvironment is the machine's /etc/network-environment.
+func networkEnvironment(lab *recipe.Lab, n recipe.Node) (seed.NetworkEnvironment, error) {
+	var e seed.NetworkEnvironment
+	var err error
+	e.NodeName = n.Name
+	if e.NodeIP, err = netip.ParseAddr(n.IP); err != nil {
+		return e, err
+	}
+	for _, m := range lab.Nodes {
+		if m.Role != ControlPlaneRole {
+			continue
+		}
+		if !e.MasterIP.IsValid() {
+			e.MasterIP, _ = netip.ParseAddr(m.IP)
+		}
+		e.EtcdEndpoints = append(e.EtcdEndpoints, "https://"+m.IP+":2379")
+	}
+	if e.MasterIP.IsValid() {
+		e.APIServerURL = "https://" + e.MasterIP.String() + ":6443"
+	}
+	if e.PodCIDR, err = netip.ParsePrefix(lab.Network.PodCIDR); err != nil {
+		return e, err
+	}
+	if e.ServiceCIDR, err = netip.ParsePrefix(lab.Network.ServiceCIDR); err != nil {
+		return e, err
+	}
+	if e.ClusterDNS, err = netip.ParseAddr(lab.Network.ClusterDNS); err != nil {
+		return e, err
+	}
+	e.ClusterDomain = lab.Network.Domain
+	return e, nil
+}
