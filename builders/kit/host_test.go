@@ -68,6 +68,12 @@ for m in %[4]s %[5]s; do LB_QEMU=%[6]s %[7]s/run-qemu start "$m"; done
 	}
 	run(t, []string{"PATH=" + os.Getenv("PATH")}, unshare, "-m", "-n", "--propagation", "private", "bash", "-c", script)
 
+	again := exec.Command(filepath.Join(kit, Launcher), "start", machines[0].Name)
+	again.Env = []string{"PATH=" + os.Getenv("PATH"), "LB_QEMU=" + wrapper}
+	if out, err := again.CombinedOutput(); err == nil || !strings.Contains(string(out), "is already running") {
+		t.Errorf("run-qemu start of a running machine: %v %s", err, out)
+	}
+
 	for _, m := range machines {
 		t.Run(m.Firmware, func(t *testing.T) {
 			checkRunning(t, lab, m)

@@ -132,6 +132,10 @@ func RunPaths(m Machine, h Host) Paths {
 	return Paths{QMP: p(".qmp"), Console: p(".console"), Log: p(".log"), PID: p(".pid")}
 }
 
+// maxSocketPath is the longest path of a unix socket (sun_path less its
+// terminating NUL).
+const maxSocketPath = 107
+
 var (
 	// hostname is one DNS label: the machine's name goes into DNS, DHCP,
 	// ssh_config and a systemd instance name.
@@ -261,6 +265,9 @@ func (l Lab) Validate() error {
 		case FirmwareBIOS:
 		default:
 			bad(f("firmware"), "%q must be %q or %q", m.Firmware, FirmwareUEFI, FirmwareBIOS)
+		}
+		if p := RunPaths(m, h); len(p.Console) > maxSocketPath || len(p.QMP) > maxSocketPath {
+			bad("host.runDir", "%s is too long for %s's sockets (%s: %d bytes, a unix socket path has at most %d)", h.RunDir, m.Name, p.Console, len(p.Console), maxSocketPath)
 		}
 		if m.Overlay != "" && m.Overlay == m.Image {
 			bad(f("overlay"), "is the image itself")

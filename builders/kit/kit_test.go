@@ -99,6 +99,7 @@ func TestValidate(t *testing.T) {
 		{name: "bad domain", mode: ModeBridge, edit: func(l *Lab) { l.Network.Domain = "My Lab" }, wants: []string{"network.domain"}},
 		{name: "accel", mode: ModeBridge, edit: func(l *Lab) { l.Host.Accel = "hvf" }, wants: []string{"host.accel"}},
 		{name: "relative run dir", mode: ModeBridge, edit: func(l *Lab) { l.Host.RunDir = "run" }, wants: []string{"host.runDir"}},
+		{name: "run dir too long for sockets", mode: ModeBridge, edit: func(l *Lab) { l.Host.RunDir = "/run/" + strings.Repeat("d", 90) }, wants: []string{"host.runDir: /run/ddd", "is too long for master's sockets", "node-one"}},
 		{name: "comma in path", mode: ModeBridge, edit: func(l *Lab) { l.Machines[1].Seed = "/srv/a,b.iso" }, wants: []string{"machines[1].seed"}},
 		{name: "space in path", mode: ModeBridge, edit: func(l *Lab) { l.SSH.IdentityFile = "/home/me/my key" }, wants: []string{"ssh.identityFile"}},
 		{name: "unclean path", mode: ModeBridge, edit: func(l *Lab) { l.Machines[0].Image = "/srv/../etc/x" }, wants: []string{"machines[0].image"}},
