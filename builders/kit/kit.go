@@ -292,17 +292,3 @@ func (l Lab) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// usable reports whether a is a host address of p: inside it, neither its
-// network nor its broadcast address.
-func usable(p netip.Prefix, a netip.Addr) bool {
-	return a.IsValid() && a.Is4() && p.Contains(a) && a != p.Addr() && a != broadcast(p)
-}
-
-// broadcast returns the last address of an IPv4 prefix.
-func broadcast(p netip.Prefix) netip.Addr {
-	b := p.Addr().As4()
-	host := uint32(1)<<(32-p.Bits()) - 1
-	v := (uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])) | host
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}

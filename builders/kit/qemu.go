@@ -2,7 +2,6 @@ package kit
 
 import (
 	"fmt"
-	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -264,40 +263,4 @@ func envFile(lab Lab, m Machine) []byte {
 		fmt.Fprintf(&b, "\n# %s\n%s=%s\n", s.doc, s.env, v[s.key])
 	}
 	return []byte(b.String())
-}
-
-// ip4 returns a as a uint32.
-func ip4(a netip.Addr) uint32 {
-	b := a.As4()
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-}
-
-func addr4(v uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}
-
-// dhcpRange returns the longest run of host addresses of the lab network
-// that are neither the gateway nor a machine's (the first, if several are
-// as long): dnsmasq's dynamic range, so a lease can never take a
-// machine's address.
-func dhcpRange(l Lab) (start, end netip.Addr, ok bool) {
-	p := l.Network.CIDR
-	taken := []uint32{ip4(p.Addr()), ip4(broadcast(p)), ip4(l.Network.Gateway)}
-	for _, m := range l.Machines {
-		if p.Contains(m.IP) {
-			taken = append(taken, ip4(m.IP))
-		}
-	}
-	slices.Sort(taken)
-	taken = slices.Compact(taken)
-	var best, bestLen uint32
-	for i := 1; i < len(taken); i++ {
-		if n := taken[i] - taken[i-1] - 1; n > bestLen {
-			best, bestLen = taken[i-1]+1, n
-		}
-	}
-	if bestLen == 0 {
-		return netip.Addr{}, netip.Addr{}, false
-	}
-	return addr4(best), addr4(best + bestLen - 1), true
 }
