@@ -65,7 +65,7 @@ checks:
 	out := t.TempDir()
 	start := time.Now()
 	var stdout, stderr bytes.Buffer
-	err = cli.Run(context.Background(), []string{"-C", lab, "--cache", cache, "--out", out, "build", "--all"}, &stdout, &stderr, os.Getenv)
+	err := cli.Run(context.Background(), []string{"-C", lab, "--cache", cache, "--out", out, "build", "--all"}, &stdout, &stderr, os.Getenv)
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, tail(stderr.String(), 40))
 	}
