@@ -13,6 +13,10 @@ declare -A need=(
   [zstd]=zstd [xz]=xz-utils
   [docker-registry]=docker-registry
   [qemu-system-x86_64]=qemu-system-x86
+  [isoinfo]=genisoimage [xorriso]=xorriso [cloud-init]=cloud-init
+  [ssh]=openssh-client [ssh-keygen]=openssh-client [openssl]=openssl
+  [socat]=socat [dnsmasq]=dnsmasq-base [nft]=nftables [ip]=iproute2
+  [systemd-analyze]=systemd [newuidmap]=uidmap [kubectl]=kubernetes-client
 )
 missing=()
 for tool in "${!need[@]}"; do

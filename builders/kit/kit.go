@@ -103,11 +103,7 @@ type Lab struct {
 // followed by the CRC32 of name, like the lab NIC's (macaddr.String) but
 // with 0x55 as the second byte, so the two can never be equal. Both are
 // locally administered unicast addresses. The seeds match the NIC by it.
-func UplinkMAC(name string) string {
-	m := macaddr.FromName(name)
-	m[1] = 0x55
-	return m.String()
-}
+func UplinkMAC(name string) string { return macaddr.UplinkString(name) }
 
 // VarsPath is where a UEFI machine's variable store lives: m.Vars, or
 // Overlay with its extension replaced by ".vars.fd".
