@@ -45,7 +45,10 @@ func TestDetect(t *testing.T) {
 			p, _ := sshKeygen(t, "-t", "rsa", "-b", "2048", "-N", "secret passphrase")
 			return p
 		}, want: "OpenSSH private key"},
-		{name: "PEM RSA (ssh-keygen -m PEM)", data: func(t *testing.T) string { p, _ := sshKeygen(t, "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", ""); return p }, want: "RSA private key"},
+		{name: "PEM RSA (ssh-keygen -m PEM)", data: func(t *testing.T) string {
+			p, _ := sshKeygen(t, "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "")
+			return p
+		}, want: "RSA private key"},
 		{name: "OpenPGP secret key (gpg)", data: func(t *testing.T) string { s, _ := gpgKeys(t); return s }, want: "OpenPGP private key"},
 		{name: "PuTTY key", data: func(*testing.T) string { return puttyKey() }, want: "PuTTY private key"},
 		{name: "SSH2 private key", data: func(*testing.T) string {
