@@ -476,56 +476,77 @@ func pgpSecretKey(raw []byte) bool {
 	return (raw[0]>>2)&0x0f == 5
 }
 
-// puttyAt judges a "PuTTY-User-Key-File-" at data[i:]: it must start a line
-// ("PuTTY-User-Key-File-N: algorithm") and be followed by the header lines
-// of the format, Public-Lines: N and N base64 lines, then Private-Lines: M
-// and M base64 lines.
+// puttyAt judges a "PuTTY-User-Key-File-" at data[i:]. Its line must be
+// "PuTTY-User-Key-File-N: ALGORITHM" (what precedes it on the line does not
+// matter), and the lines after it the format's fields in order: Encryption,
+// Comment, Public-Lines: N and N lines of base64, for version 3 with
+// encryption Key-Derivation and its Argon2 parameters, then Private-Lines: M
+// and M lines of base64.
 func puttyAt(data []byte, i int) string {
-	if i > 0 && data[i-1] != '\n' && data[i-1] != ' ' && data[i-1] != '\t' && !(i >= 2 && string(data[i-2:i]) == `\n`) {
-		return ""
-	}
 	lim := data[:min(len(data), i+maxKey)]
 	line, p, ok := nextLine(lim, i)
-	if !ok || !bytes.Contains(line, []byte(": ")) {
+	if !ok {
 		return ""
 	}
-	encrypted := false
-	// Encryption:, Comment:, Public-Lines:, Key-Derivation: and four Argon2
-	// parameters (version 3, encrypted), Private-Lines:.
-	for range 12 {
-		line, next, ok := nextLine(lim, p)
+	version, algo, found := bytes.Cut(line[len(anchorPuTTY):], []byte(": "))
+	if !found || atoiSmall(version) < 1 || len(algo) == 0 || bytes.ContainsAny(algo, " \t") {
+		return ""
+	}
+	field := func(want string) ([]byte, bool) {
+		l, next, ok := nextLine(lim, p)
 		if !ok {
-			return ""
+			return nil, false
+		}
+		name, value, found := bytes.Cut(l, []byte(": "))
+		if !found || string(name) != want {
+			return nil, false
 		}
 		p = next
-		name, value, found := bytes.Cut(line, []byte(": "))
-		if !found {
-			return ""
+		return value, true
+	}
+	// blob reads the base64 lines a Public-Lines or Private-Lines field
+	// announces.
+	blob := func(count []byte) bool {
+		n := atoiSmall(count)
+		if n <= 0 {
+			return false
 		}
-		switch string(name) {
-		case "Encryption":
-			encrypted = string(value) != "none"
-		case "Public-Lines", "Private-Lines":
-			n := atoiSmall(value)
-			if n <= 0 {
+		var b64 []byte
+		for range n {
+			l, next, ok := nextLine(lim, p)
+			if !ok || !isBase64(l) {
+				return false
+			}
+			b64 = append(b64, l...)
+			p = next
+		}
+		_, err := base64.StdEncoding.DecodeString(string(b64))
+		return err == nil
+	}
+	enc, ok := field("Encryption")
+	if !ok {
+		return ""
+	}
+	if _, ok := field("Comment"); !ok {
+		return ""
+	}
+	if n, ok := field("Public-Lines"); !ok || !blob(n) {
+		return ""
+	}
+	if _, ok := field("Key-Derivation"); ok {
+		for _, f := range []string{"Argon2-Memory", "Argon2-Passes", "Argon2-Parallelism", "Argon2-Salt"} {
+			if _, ok := field(f); !ok {
 				return ""
-			}
-			for range n {
-				l, next, ok := nextLine(lim, p)
-				if !ok || !isBase64(l) {
-					return ""
-				}
-				p = next
-			}
-			if string(name) == "Private-Lines" {
-				if encrypted {
-					return "encrypted PuTTY private key"
-				}
-				return "PuTTY private key"
 			}
 		}
 	}
-	return ""
+	if n, ok := field("Private-Lines"); !ok || !blob(n) {
+		return ""
+	}
+	if string(enc) != "none" {
+		return "encrypted PuTTY private key"
+	}
+	return "PuTTY private key"
 }
 
 // atoiSmall parses a small decimal number; -1 when it is not one.
