@@ -109,15 +109,17 @@ func Scrub(t *tree.Tree, blobDir string) (removed []string, err error) {
 		}
 	}
 	if len(gone) > 0 {
-		// Symlinks that resolve to a removed path, to a fixed point (a
-		// symlink to such a symlink goes too).
+		// Symlinks that lead to or through a removed path; again until
+		// none is added (a symlink whose chain meets such a symlink goes
+		// too).
 		for changed := true; changed; {
 			changed = false
 			for _, e := range entries {
 				if e.Type != tree.Symlink || gone[e.Path] {
 					continue
 				}
-				if final, ok := linkTarget(t, e); ok && gone[final] {
+				hops, ok := linkHops(t, e)
+				if ok && slices.ContainsFunc(hops, func(h string) bool { return gone[h] }) {
 					gone[e.Path] = true
 					changed = true
 				}
@@ -165,10 +167,11 @@ func sshdPath(t *tree.Tree) string {
 	return sshd
 }
 
-// linkTarget returns the path symlink e finally names inside the tree,
-// following symlinks as the kernel would (at most 40), or false when the
-// target leaves the tree or loops.
-func linkTarget(t *tree.Tree, e tree.Entry) (string, bool) {
+// linkHops returns the paths symlink e leads through inside the tree, its
+// final target last, following symlinks as the kernel would (at most 40
+// hops); false when a target leaves the tree or the chain loops.
+func linkHops(t *tree.Tree, e tree.Entry) ([]string, bool) {
+	var hops []string
 	cur := e
 	for range 40 {
 		target := cur.Linkname
@@ -177,13 +180,14 @@ func linkTarget(t *tree.Tree, e tree.Entry) (string, bool) {
 		}
 		r, err := t.Resolve(target)
 		if err != nil {
-			return "", false
+			return nil, false
 		}
+		hops = append(hops, r)
 		next, ok := t.Get(r)
 		if !ok || next.Type != tree.Symlink {
-			return r, true
+			return hops, true
 		}
 		cur = next
 	}
-	return "", false
+	return nil, false
 }

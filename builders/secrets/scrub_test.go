@@ -80,6 +80,9 @@ func debianTree(t *testing.T, withSSHD bool) (*tree.Tree, string, string) {
 		tsymlink("etc/alt.key", "/etc/ssl/private/ssl-cert-snakeoil.key"), // absolute: goes
 		tsymlink("etc/sshdir", "ssh"),
 		tsymlink("etc/via-dir-link", "sshdir/ssh_host_ed25519_key"), // through a dir symlink: goes
+		tfile("var/lib/keys/k", "not a key"),
+		tsymlink("etc/ssh/ssh_host_extra_key", "/var/lib/keys/k"), // a host key name that is a symlink: goes, its target stays
+		tsymlink("etc/extra", "ssh/ssh_host_extra_key"),           // through it: goes
 	}
 	names := make([]string, 0, len(keys))
 	for n := range keys {
@@ -125,6 +128,7 @@ func TestScrub(t *testing.T) {
 				"/etc/alt.key",
 				"/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ecdsa_key.pub",
 				"/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub",
+				"/etc/extra", "/etc/ssh/ssh_host_extra_key",
 				"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_rsa_key.pub",
 				"/etc/ssl/certs/" + hashLink, "/etc/ssl/certs/chain", "/etc/ssl/certs/ssl-cert-snakeoil.pem",
 				"/etc/ssl/private/ssl-cert-snakeoil.key",
@@ -140,7 +144,7 @@ func TestScrub(t *testing.T) {
 					t.Errorf("%s still in the tree", p)
 				}
 			}
-			for _, p := range []string{"etc/ssh/sshd_config", "etc/ssh/moduli", "etc/ssl/certs/aaaa.0", "etc/ssl/certs/dangling", "etc/ssl/certs/ca.pem", "etc/sshdir"} {
+			for _, p := range []string{"etc/ssh/sshd_config", "etc/ssh/moduli", "etc/ssl/certs/aaaa.0", "etc/ssl/certs/dangling", "etc/ssl/certs/ca.pem", "etc/sshdir", "var/lib/keys/k"} {
 				if _, ok := tr.Get(p); !ok {
 					t.Errorf("%s removed", p)
 				}
