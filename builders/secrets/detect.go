@@ -28,6 +28,11 @@ import (
 // key is, wherever it is (test data, an example in a doc, a binary): it is
 // usable by anyone who reads the image, so it must be listed under
 // secrets.allow to be kept.
+//
+// Not detected: keys inside compressed files or archives (.gz, .tar, initrd
+// images), PKCS#12 and Java keystores (binary containers that often hold
+// only certificates), DER keys inside larger files, a PEM split across
+// concatenated string literals, and blocks longer than maxKey.
 var (
 	anchorPrivate = []byte("PRIVATE KEY")
 	anchorPuTTY   = []byte("PuTTY-User-Key-File-")

@@ -13,24 +13,32 @@ import (
 )
 
 // TestScanThroughput applies the tar named by LABBAKE_SECRETS_TAR (for
-// example one made from /usr of a Debian host, or a base rootfs) and scans
-// it, logging the rate and every finding. It is skipped without the
-// variable; run it with -v.
+// example one made from /usr of a Debian host, or a base rootfs), or the
+// host directory named by LABBAKE_SECRETS_DIR, and scans it, logging the
+// rate and every finding. It is skipped without either variable; run it
+// with -v.
 func TestScanThroughput(t *testing.T) {
-	tarPath := os.Getenv("LABBAKE_SECRETS_TAR")
-	if tarPath == "" {
-		t.Skip("LABBAKE_SECRETS_TAR not set")
+	tarPath, dir := os.Getenv("LABBAKE_SECRETS_TAR"), os.Getenv("LABBAKE_SECRETS_DIR")
+	if tarPath == "" && dir == "" {
+		t.Skip("neither LABBAKE_SECRETS_TAR nor LABBAKE_SECRETS_DIR set")
 	}
-	f, err := os.Open(tarPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	tr := tree.New(testEpoch)
-	tr.SetOrigin("base " + tarPath)
 	start := time.Now()
-	if err := tr.ApplyTar(bufio.NewReaderSize(f, 1<<20), "base", t.TempDir()); err != nil {
-		t.Fatal(err)
+	if tarPath != "" {
+		f, err := os.Open(tarPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		tr.SetOrigin("base " + tarPath)
+		if err := tr.ApplyTar(bufio.NewReaderSize(f, 1<<20), "base", t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		tr.SetOrigin("dir " + dir)
+		if err := tr.ApplyDir(dir, "", nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	applied := time.Since(start)
 	var bytes int64
@@ -48,7 +56,7 @@ func TestScanThroughput(t *testing.T) {
 		if err != nil && !errors.As(err, new(*Error)) {
 			t.Fatal(err)
 		}
-		t.Logf("warm=%v: %d files, %.0f MB in %v with %d workers: %.0f MB/s (ApplyTar took %v)",
+		t.Logf("warm=%v: %d files, %.0f MB in %v with %d workers: %.0f MB/s (assembling took %v)",
 			warm, files, float64(bytes)/1e6, took.Round(time.Millisecond), runtime.GOMAXPROCS(0),
 			float64(bytes)/1e6/took.Seconds(), applied.Round(time.Millisecond))
 		if !warm {
