@@ -21,6 +21,10 @@
 // the root), entries whose name leaves the root are errors, and symlink
 // targets are stored as data, never followed on the host.
 //
+// Each entry carries an Origin: the label of the build stage that added or
+// last replaced it ([Tree.SetOrigin]), so later checks (builders/secrets) can
+// say where a file came from. It is not part of the image.
+//
 // Times are clamped to the Tree's epoch (SOURCE_DATE_EPOCH), so two builds of
 // the same inputs produce the same Tree.
 //

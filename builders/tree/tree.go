@@ -75,6 +75,11 @@ type Entry struct {
 	Devminor uint32
 	// Content is set for regular files only.
 	Content *Blob
+	// Origin names the stage of the build that added or last replaced the
+	// entry (see [Tree.SetOrigin]), e.g. "layers[1] layers/x.tar". It is a
+	// label for messages only: it is not part of the image (Digest and the
+	// staged files ignore it).
+	Origin string
 }
 
 // Sentinel errors; match them with errors.Is.
@@ -109,6 +114,8 @@ type Tree struct {
 	// links maps the path of a Regular entry to the paths of the Hardlink
 	// entries that point at it.
 	links map[string]map[string]struct{}
+	// origin is stamped on entries added or replaced (see SetOrigin).
+	origin string
 }
 
 // New returns a Tree holding only the root directory (0755, 0:0). Every
@@ -139,6 +146,19 @@ func (t *Tree) SetLogger(l *slog.Logger) {
 	}
 	t.log = l
 }
+
+// SetOrigin sets the label stamped on every entry added or replaced from now
+// on (Entry.Origin), whatever adds it: Add, ApplyTar, ApplyDir, AddFiles,
+// AddUnits, and the directories they create. The build calls it before each
+// stage ("base debian:trixie", "layers[0] layers/k8s.tar", …) so a later check
+// can say where a file came from. While the label is empty (the default), an
+// entry keeps the Origin it was given. A hardlink that inherits the content
+// of its removed target (see Add) inherits its Origin too. The label never
+// changes the image: Digest ignores it.
+func (t *Tree) SetOrigin(s string) { t.origin = s }
+
+// Origin returns the label SetOrigin set last.
+func (t *Tree) Origin() string { return t.origin }
 
 // Epoch returns the time every entry's ModTime is clamped to.
 func (t *Tree) Epoch() time.Time { return t.epoch }
@@ -265,6 +285,9 @@ func copyEntry(e Entry) Entry {
 func (t *Tree) normalize(e *Entry) error {
 	if e.UID < 0 || e.GID < 0 {
 		return fmt.Errorf("negative owner %d:%d", e.UID, e.GID)
+	}
+	if t.origin != "" {
+		e.Origin = t.origin
 	}
 	e.Mode &= 0o7777
 	if e.ModTime.IsZero() || e.ModTime.After(t.epoch) {
@@ -449,7 +472,7 @@ func (t *Tree) mkdirAll(dir string, layer map[string]struct{}) error {
 		return err
 	}
 	t.nodes[dir] = &node{
-		e:    Entry{Path: dir, Type: Dir, Mode: 0o755, ModTime: t.epoch},
+		e:    Entry{Path: dir, Type: Dir, Mode: 0o755, ModTime: t.epoch, Origin: t.origin},
 		kids: make(map[string]struct{}),
 	}
 	t.nodes[parent].kids[base] = struct{}{}
