@@ -19,6 +19,7 @@ import (
 	"github.com/labbake/labbake/builders/checks"
 	"github.com/labbake/labbake/builders/disk"
 	"github.com/labbake/labbake/builders/qcow2"
+	"github.com/labbake/labbake/builders/secrets"
 	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
@@ -300,6 +301,7 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 		}
 		return &InputError{fmt.Errorf("%s:%d:%d: %w", pos.File, pos.Line, pos.Col, err)}
 	}
+	t.SetOrigin("base")
 	switch {
 	case r.Base.Tar != "":
 		if err := applyTarFile(t, r.Base.Tar, "base "+rel(lab, r.Base.Tar), blobs); err != nil {
@@ -319,7 +321,9 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 			return nil, err
 		}
 		var err error
+		t.SetOrigin(fmt.Sprintf("layers[%d]", i))
 		if l.Tar != "" {
+			t.SetOrigin(fmt.Sprintf("layers[%d] %s", i, rel(lab, l.Tar)))
 			err = applyTarFile(t, l.Tar, fmt.Sprintf("layers[%d] %s", i, rel(lab, l.Tar)), blobs)
 		} else {
 			err = a.applyRemote(ctx, t, fmt.Sprintf("layers[%d]", i), blobs)
@@ -329,11 +333,13 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 		}
 	}
 	for i, art := range r.Artifacts {
+		t.SetOrigin(fmt.Sprintf("artifacts[%d]", i))
 		if err := a.addArtifact(ctx, t, i, art, blobs); err != nil {
 			return nil, at(art.Pos, err)
 		}
 	}
-	for _, o := range r.Overlays {
+	for i, o := range r.Overlays {
+		t.SetOrigin(fmt.Sprintf("overlays[%d] %s", i, o.Name))
 		skip := func(rel string) bool { return strings.HasSuffix(rel, ".tmpl") }
 		if err := t.ApplyDir(o.Dir, "", skip); err != nil {
 			return nil, at(o.Pos, err)
@@ -346,6 +352,7 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 			return nil, at(o.Pos, err)
 		}
 	}
+	t.SetOrigin("units")
 	units := make([]tree.Unit, 0, len(r.Units))
 	for _, u := range r.Units {
 		units = append(units, tree.Unit{Name: u.Name, Content: u.Content, Enable: u.Enable})
@@ -353,6 +360,7 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 	if err := t.AddUnits(units, blobs); err != nil {
 		return nil, &InputError{fmt.Errorf("units: %w", err)}
 	}
+	t.SetOrigin("files")
 	files := make([]tree.File, 0, len(r.Files))
 	for _, f := range r.Files {
 		files = append(files, tree.File{Path: f.Path, Content: f.Content, Symlink: f.Symlink, Mode: f.Mode, UID: f.UID, GID: f.GID})
@@ -360,9 +368,29 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 	if err := t.AddFiles(files, blobs); err != nil {
 		return nil, &InputError{fmt.Errorf("files: %w", err)}
 	}
+	t.SetOrigin("labbake checks")
 	if err := checks.Install(t, r.Checks, blobs); err != nil {
 		return nil, err
 	}
+	t.SetOrigin("")
+	// Images hold no secret: host keys and snake-oil certificates out,
+	// then any private key left refuses the build (unless allowed).
+	step = time.Now()
+	removed, err := secrets.Scrub(t, blobs)
+	if err != nil {
+		return nil, fmt.Errorf("taking secrets out: %w", err)
+	}
+	if len(removed) > 0 {
+		log.Info("secrets taken out", "paths", strings.Join(removed, " "))
+	}
+	if _, err := secrets.Scan(ctx, t, r.Secrets.Allow); err != nil {
+		var se *secrets.Error
+		if errors.As(err, &se) {
+			return nil, &InputError{err}
+		}
+		return nil, fmt.Errorf("scanning for secrets: %w", err)
+	}
+	log.Debug("secrets scanned", "took", since(step))
 	log.Info("tree assembled", "entries", t.Len(), "took", since(step))
 	return t, nil
 }

@@ -45,8 +45,22 @@ func ExitCode(err error) int {
 	if errors.As(err, &ue) || bake.IsInputError(err) {
 		return 2
 	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
 	return 1
 }
+
+// ExitError passes on the exit code of a program labbake ran for the user
+// (labbake ssh MACHINE -- COMMAND exits as COMMAND did).
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
 
 // Run executes the command line args (without the program name) and
 // returns the error to report; main prints it and exits with ExitCode.
@@ -98,6 +112,12 @@ Builds are reproducible: the same inputs give the same bytes.`,
 		newTestCmd(g),
 		newSeedCmd(g),
 		newPKICmd(g),
+		newUpCmd(g),
+		newDownCmd(g),
+		newStatusCmd(g),
+		newConsoleCmd(g),
+		newSSHCmd(g),
+		newResetCmd(g),
 	)
 	return cmd
 }

@@ -80,12 +80,16 @@ func (d *decoder) strList(n *yaml.Node, field string) ([]string, bool) {
 
 func (d *decoder) decodeDebian(n *yaml.Node) *Debian {
 	const field = "base.debian"
-	f, ok := d.mapping(n, field, "suite", "mirror", "components", "variant", "packages", "snapshot", "extra")
+	f, ok := d.mapping(n, field, "suite", "mirror", "components", "variant", "packages", "snapshot", "extra", "docs")
 	if !ok {
 		return nil
 	}
 	deb := &Debian{Pos: d.pos(n)}
 	good := true
+	if dn := f.get("docs"); dn != nil {
+		v, ok := d.boolean(dn, field+".docs")
+		deb.Docs, good = v, good && ok
+	}
 	if sn := f.get("suite"); sn == nil {
 		d.errorf(f.at("suite"), field+".suite", "suite is required, e.g. trixie")
 		good = false

@@ -60,6 +60,7 @@ type Debian struct {
 	Packages   []string
 	Snapshot   string
 	Extra      []string // more suites of the same mirror, e.g. bookworm-updates
+	Docs       bool     // keep documentation, man and info pages (left out by default)
 	Pos        Pos
 }
 

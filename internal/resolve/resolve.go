@@ -98,7 +98,7 @@ func (r *Resolver) pin(key, digest string) error {
 func (r *Resolver) DebianBase(ctx context.Context, d *recipe.Debian, epoch int64) (string, int64, error) {
 	spec := debian.Spec{
 		Suite: d.Suite, Mirror: d.Mirror, Components: d.Components, Variant: d.Variant,
-		Packages: d.Packages, Snapshot: d.Snapshot, Extra: d.Extra,
+		Packages: d.Packages, Snapshot: d.Snapshot, Extra: d.Extra, Docs: d.Docs,
 	}
 	key := "debian " + spec.Normalize().Key(epoch)
 	pinned, ok, err := r.locked(key)

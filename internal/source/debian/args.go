@@ -43,6 +43,19 @@ func Hooks() []string {
 	}
 }
 
+// NoDocs are the dpkg options that leave documentation out of a base
+// (mmdebstrap writes them to /etc/dpkg/dpkg.cfg.d/, so they hold for
+// packages installed later too). Copyright files stay.
+func NoDocs() []string {
+	return []string{
+		"path-exclude=/usr/share/man/*",
+		"path-exclude=/usr/share/info/*",
+		"path-exclude=/usr/share/doc/*",
+		"path-include=/usr/share/doc/*/copyright",
+		"path-exclude=/usr/share/lintian/*",
+	}
+}
+
 // mode returns the mmdebstrap --mode for b: b.Mode if set, else "root" when
 // running as root and "unshare" otherwise.
 func (b *Builder) mode() string {
@@ -85,6 +98,11 @@ func (b *Builder) Args(spec Spec, outPath string) []string {
 	}
 	for _, h := range Hooks() {
 		args = append(args, "--customize-hook="+h)
+	}
+	if !n.Docs {
+		for _, o := range NoDocs() {
+			args = append(args, "--dpkgopt="+o)
+		}
 	}
 	// "--" keeps a suite or path starting with a dash from being read as an
 	// option.

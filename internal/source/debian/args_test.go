@@ -25,6 +25,11 @@ func TestArgsGolden(t *testing.T) {
 		`--customize-hook=printf 'localhost\n' > "$1"/etc/hostname && chmod 0644 "$1"/etc/hostname`,
 		`--customize-hook=if [ ! -L "$1"/etc/resolv.conf ]; then rm -f "$1"/etc/resolv.conf; fi`,
 		`--customize-hook=if [ ! -e "$1"/etc/hosts ]; then printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$1"/etc/hosts; fi`,
+		"--dpkgopt=path-exclude=/usr/share/man/*",
+		"--dpkgopt=path-exclude=/usr/share/info/*",
+		"--dpkgopt=path-exclude=/usr/share/doc/*",
+		"--dpkgopt=path-include=/usr/share/doc/*/copyright",
+		"--dpkgopt=path-exclude=/usr/share/lintian/*",
 		"--",
 		"bookworm",
 		"/tmp/x/base.tar",
@@ -189,5 +194,19 @@ func TestTailWriter(t *testing.T) {
 	}
 	if got := newTailWriter(3, nil).String(); got != "(no output)" {
 		t.Errorf("empty String() = %q", got)
+	}
+}
+
+// TestArgsDocs: documentation is left out unless the spec keeps it.
+func TestArgsDocs(t *testing.T) {
+	b := &Builder{Mode: "root"}
+	for _, docs := range []bool{false, true} {
+		args := strings.Join(b.Args(Spec{Suite: "trixie", Docs: docs}, "/tmp/base.tar"), " ")
+		if got := strings.Contains(args, "--dpkgopt=path-exclude=/usr/share/doc/*"); got == docs {
+			t.Errorf("docs=%v: args %s", docs, args)
+		}
+	}
+	if (Spec{Suite: "trixie"}).Normalize().Key(0) == (Spec{Suite: "trixie", Docs: true}).Normalize().Key(0) {
+		t.Error("docs does not change the base's key")
 	}
 }

@@ -16,7 +16,7 @@ import (
 // FormatVersion is mixed into every Key. Bump it whenever the bytes a Spec
 // produces change for reasons the Spec does not show (new hooks, new
 // mmdebstrap options), so that stale bases in the cache are not reused.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // Defaults filled in by Normalize.
 const (
@@ -63,6 +63,11 @@ type Spec struct {
 	Extra []string `json:"extra,omitempty"`
 	// Arch is the Debian architecture; default "amd64".
 	Arch string `json:"arch"`
+	// Docs keeps the packages' documentation, man and info pages. By
+	// default dpkg leaves them out (but for the copyright files), in the
+	// base and in every package installed later: smaller images, and no
+	// example keys from /usr/share/doc for the secret scanner to refuse.
+	Docs bool `json:"docs,omitempty"`
 }
 
 var (
@@ -181,6 +186,7 @@ func (s Spec) Normalize() Spec {
 		Snapshot:   strings.TrimSpace(s.Snapshot),
 		Extra:      sortedSet(s.Extra, collapseBlanks),
 		Arch:       strings.TrimSpace(s.Arch),
+		Docs:       s.Docs,
 	}
 	if len(n.Components) == 0 {
 		n.Components = DefaultComponents()

@@ -158,7 +158,7 @@ func TestKey(t *testing.T) {
 // canonical form (field names, order, version) shows in review.
 func TestKeyGolden(t *testing.T) {
 	s := Spec{Suite: "bookworm", Packages: []string{"less"}}
-	const want = "debian:64563b1a3d60f44e0457f83701badc90490fda2d2d0b12132667e357b081214b"
+	const want = "debian:735fc40c9fb7aa37c9425d7256b5e8afda8b3d47f0f790e7f65d3641fcca7112"
 	if got := s.Key(0); got != want {
 		t.Errorf("Key() = %s, want %s (if the change is deliberate, bump FormatVersion and update want)", got, want)
 	}
