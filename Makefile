@@ -51,6 +51,7 @@ fuzz:
 	$(call fuzz-one,FuzzFATNames,./builders/disk,60000x)
 	$(call fuzz-one,FuzzImportBundle,./internal/cache,1000x)
 	$(call fuzz-one,FuzzParseChecksum,./internal/source,100000x)
+	$(call fuzz-one,FuzzParseLock,./internal/resolve,50000x)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
