@@ -114,7 +114,7 @@ func FuzzImportBundle(f *testing.F) {
 		}
 		for _, e := range top {
 			switch e.Name() {
-			case "blobs", "refs", "ingest", "locks":
+			case "blobs", "refs", "ingest", "locks", tagName:
 			default:
 				t.Errorf("unexpected %s in the cache dir", e.Name())
 			}
