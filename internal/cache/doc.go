@@ -37,5 +37,8 @@
 // A bundle (Cache.ExportBundle, Cache.ImportBundle) is one tar file, plain or
 // zstd-compressed, holding an index, a lab's lock file and the blobs it
 // names. Import checks every blob against the index before anything is added,
-// so a damaged bundle leaves the cache exactly as it was.
+// so a damaged bundle leaves the cache exactly as it was; given the bundle's
+// size, it refuses an index declaring more than the bundle can hold (a zstd
+// stream expands at most 32768-fold) before reading any blob, and every
+// error that is the bundle's fault wraps ErrBadBundle.
 package cache
