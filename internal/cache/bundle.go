@@ -445,7 +445,7 @@ func (c *Cache) importBundle(ctx context.Context, r io.Reader, opts ImportOption
 			}
 			if opts.CheckLock != nil {
 				if err := opts.CheckLock(lock); err != nil {
-					return nil, fmt.Errorf("the bundle's %s: %w", bundleLockName, err)
+					return nil, fmt.Errorf("the bundle's %s is refused: %w", bundleLockName, err)
 				}
 			}
 			info.Lock = lock

@@ -633,7 +633,7 @@ func TestImportBundleCheckLock(t *testing.T) {
 	_, err := dst.ImportBundle(context.Background(), bytes.NewReader(b), ImportOptions{
 		CheckLock: func(l []byte) error { got = l; return refuse },
 	})
-	if !errors.Is(err, refuse) || !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "the bundle's labbake.lock: not a lock") {
+	if !errors.Is(err, refuse) || !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "the bundle's labbake.lock is refused: not a lock") {
 		t.Errorf("error %v: want the check's, as ErrBadBundle", err)
 	}
 	if !bytes.Equal(got, f.lock) {

@@ -116,6 +116,16 @@ func writeTag(dir string) error {
 // and Remove refuse with ErrForeign.
 func (c *Cache) Owned() bool { return c.owned }
 
+// CheckOwned returns nil if the cache directory is labbake's, else the
+// error, wrapping ErrForeign, that an operation removing files would fail
+// with: callers check it before starting such an operation.
+func (c *Cache) CheckOwned(op string) error {
+	if c.owned {
+		return nil
+	}
+	return c.foreignErr(op)
+}
+
 func (c *Cache) foreignErr(op string) error {
 	return fmt.Errorf("cache: %s: %s: %w (it has other content and no labbake %s at its top): labbake adds to it but removes nothing there; use a directory of its own, e.g. --cache %s",
 		op, c.dir, ErrForeign, tagName, filepath.Join(c.dir, "labbake"))
