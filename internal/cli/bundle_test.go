@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -317,4 +318,57 @@ func TestBundleExport(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "no such file or directory") {
 		t.Errorf("export into a missing dir: exit %d: %s", code, stderr)
 	}
+}
+
+// A build with --cache pointing at a directory holding another program's
+// lock file and dir of the same name under tmp/ leaves them alone, and
+// leaves no work dir of its own (issue 9, item 1: the sweep removed every
+// unlocked tmp/*.lock and its dir).
+func TestBuildKeepsForeignTmp(t *testing.T) {
+	requireTool(t, "mke2fs")
+	lab, cacheDir := offlineLab(t)
+	files := map[string]string{
+		"tmp/job.lock":            "",
+		"tmp/job/state":           "mine",
+		"tmp/build-master-1.lock": "",
+		"tmp/build-master-1/data": "mine",
+	}
+	for p, c := range files {
+		os.MkdirAll(filepath.Join(cacheDir, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(cacheDir, p), []byte(c), 0o644)
+	}
+	out := t.TempDir()
+	if stdout, stderr, code := run(t, "-C", lab, "--cache", cacheDir, "--out", out, "build", "master", "--offline"); code != 0 {
+		t.Fatalf("build: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "master.qcow2")); err != nil || fi.Size() < 1<<20 {
+		t.Fatalf("no image: %v %v", fi, err)
+	}
+	for p, c := range files {
+		if b, err := os.ReadFile(filepath.Join(cacheDir, p)); err != nil || string(b) != c {
+			t.Errorf("%s: %q, %v; want %q", p, b, err, c)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(cacheDir, "tmp", "build-master-*"))
+	if len(left) != 2 {
+		t.Errorf("tmp holds %v: want only the two look-alikes", left)
+	}
+}
+
+// requireTool skips the test when a host tool the build runs is missing
+// (also looked for in sbin), or fails it when LABBAKE_REQUIRE_TOOLS is set.
+func requireTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err == nil {
+		return
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin"} {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			return
+		}
+	}
+	if os.Getenv("LABBAKE_REQUIRE_TOOLS") != "" {
+		t.Fatalf("%s not found (run make deps)", name)
+	}
+	t.Skipf("%s not found (run make deps)", name)
 }
