@@ -65,7 +65,7 @@ func (f *File) Commit() error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", f.path, err)
 	}
-	if err := syncDir(filepath.Dir(f.path)); err != nil {
+	if err := SyncDir(filepath.Dir(f.path)); err != nil {
 		return fmt.Errorf("writing %s: %w", f.path, err)
 	}
 	return nil
@@ -121,7 +121,9 @@ func linkNoReplace(old, new string) error {
 	return os.Remove(old)
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs the directory dir, making the names created, renamed or
+// removed in it durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

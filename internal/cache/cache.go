@@ -16,6 +16,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labbake/labbake/internal/atomicfile"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -296,7 +298,7 @@ func (c *Cache) syncDir(dir string) error {
 	if c.noSync {
 		return nil
 	}
-	return syncDirPath(dir)
+	return atomicfile.SyncDir(dir)
 }
 
 // ctxReader fails reads once ctx is done.

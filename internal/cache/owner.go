@@ -1,15 +1,15 @@
 package cache
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labbake/labbake/internal/atomicfile"
 )
 
 // ErrForeign is wrapped by the error of an operation that would remove
@@ -25,10 +25,10 @@ const (
 	tagContent = "Signature: 8a477f597d28d172789f06886806bc55\n" +
 		"# This file is a cache directory tag created by labbake.\n" +
 		"# labbake made this directory for its cache: blobs, refs, ingest, locks, tmp.\n"
-	// tagTempPrefix names the temp file a tag is written to before its
-	// rename; such files do not make a directory "not empty" (two
-	// processes may claim a new cache at once).
-	tagTempPrefix = ".labbake-tag-"
+	// tagTempPrefix starts the name of the temp file a tag is written to
+	// before its rename (see atomicfile); such files do not make a
+	// directory "not empty" (two processes may claim a new cache at once).
+	tagTempPrefix = "." + tagName + ".tmp-"
 )
 
 // claim makes dir if needed and tells whether labbake owns it: it does if
@@ -76,39 +76,12 @@ func hasContent(path, want string) bool {
 		return false
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(len(want)) {
-		return false
-	}
-	got := make([]byte, len(want)+1)
-	n, _ := io.ReadFull(f, got)
-	return bytes.Equal(got[:n], []byte(want))
+	return fileHolds(f, want)
 }
 
 func writeTag(dir string) error {
-	f, err := os.CreateTemp(dir, tagTempPrefix+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.WriteString(tagContent)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		// Two processes claiming at once rename equal content.
-		err = os.Rename(tmp, filepath.Join(dir, tagName))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDirPath(dir)
+	// Two processes claiming at once rename equal content.
+	return atomicfile.WriteFile(filepath.Join(dir, tagName), []byte(tagContent), 0o644)
 }
 
 // Owned reports whether labbake created the cache directory (it carries
@@ -129,18 +102,6 @@ func (c *Cache) CheckOwned(op string) error {
 func (c *Cache) foreignErr(op string) error {
 	return fmt.Errorf("cache: %s: %s: %w (it has other content and no labbake %s at its top): labbake adds to it but removes nothing there; use a directory of its own, e.g. --cache %s",
 		op, c.dir, ErrForeign, tagName, filepath.Join(c.dir, "labbake"))
-}
-
-func syncDirPath(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // openNoFollow opens path for reading without following a symlink at it
