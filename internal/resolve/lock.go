@@ -203,7 +203,7 @@ func (p *lockParser) inputs(m map[string]string) error {
 			return p.errAt(off, "input %q appears twice", key)
 		}
 		if err := checkLockKey(key); err != nil {
-			return p.errAt(off, "input %q: %v", truncate(key), err)
+			return p.errAt(off, "input %.100q: %v", key, err)
 		}
 		tok, off, err = p.next()
 		if err != nil {
@@ -211,10 +211,10 @@ func (p *lockParser) inputs(m map[string]string) error {
 		}
 		v, ok := tok.(string)
 		if !ok {
-			return p.errAt(off, "input %q: want a digest string, not %v", truncate(key), tok)
+			return p.errAt(off, "input %.100q: want a digest string, not %v", key, tok)
 		}
 		if _, err := cache.ParseDigest(v); err != nil {
-			return p.errAt(off, "input %q: %v", truncate(key), err)
+			return p.errAt(off, "input %.100q: %v", key, err)
 		}
 		m[key] = v
 	}
@@ -234,6 +234,7 @@ func checkLockKey(key string) error {
 	return fmt.Errorf("unknown kind of input: want %q, %q or %q followed by what was resolved", kindChecksum, kindDebian, kindOCI)
 }
 
+// invalidUTF8 returns the offset of the first byte of b that is not UTF-8.
 func invalidUTF8(b []byte) int {
 	for i := 0; i < len(b); {
 		r, n := utf8.DecodeRune(b[i:])
@@ -243,14 +244,6 @@ func invalidUTF8(b []byte) int {
 		i += n
 	}
 	return len(b)
-}
-
-// truncate shortens untrusted strings that end up in error messages.
-func truncate(s string) string {
-	if len(s) > 100 {
-		return s[:100] + "…"
-	}
-	return s
 }
 
 // Exists reports whether the lock was read from a file.
