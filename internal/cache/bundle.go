@@ -316,7 +316,9 @@ func checkCapacity(idx *bundleIndex, size int64, compressed bool, indexEnd int64
 	// then takes a header block and its data padded to whole blocks.
 	need := roundBlock(indexEnd) + 2*tarBlock
 	for _, b := range idx.Blobs {
-		if b.Size > capacity || roundBlock(b.Size)+tarBlock > capacity-need {
+		// room cannot overflow; once b.Size fits, neither can roundBlock.
+		room := capacity - need - tarBlock
+		if b.Size > room || roundBlock(b.Size) > room {
 			return fmt.Errorf("%s: blob %s is declared with %d bytes: with the entries before it, more than a %s bundle of %d bytes can hold (%d bytes of tar at most, %d of them needed before it): damaged or forged",
 				bundleIndexName, b.Digest, b.Size, kind, size, capacity, need)
 		}

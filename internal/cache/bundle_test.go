@@ -708,3 +708,33 @@ func TestImportBundleSpace(t *testing.T) {
 		t.Errorf("cache changed:\n%s\n%s", before, after)
 	}
 }
+
+// checkCapacity at the edges of int64: no overflow lets a blob through.
+func TestCheckCapacityLimits(t *testing.T) {
+	d := digestOf([]byte("x"))
+	for _, tc := range []struct {
+		name       string
+		size       int64
+		compressed bool
+		blobs      []int64
+		ok         bool
+	}{
+		{"largest bundle, largest blob", math.MaxInt64, true, []int64{math.MaxInt64}, false},
+		{"largest plain bundle, largest blob", math.MaxInt64, false, []int64{math.MaxInt64}, false},
+		{"two blobs whose sum overflows", math.MaxInt64, true, []int64{math.MaxInt64 / 2, math.MaxInt64 / 2, math.MaxInt64 / 2}, false},
+		{"blob rounding past the end", 512 + 1024 + 512 + 512, false, []int64{513}, false},
+		{"blob filling the end exactly", 512 + 1024 + 512 + 512, false, []int64{512}, true},
+		{"unknown size", 0, true, []int64{math.MaxInt64}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			idx := &bundleIndex{}
+			for _, s := range tc.blobs {
+				idx.Blobs = append(idx.Blobs, bundleBlob{Digest: d, Size: s})
+			}
+			err := checkCapacity(idx, tc.size, tc.compressed, 100)
+			if (err == nil) != tc.ok {
+				t.Errorf("err = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -107,9 +107,5 @@ func (c *Cache) foreignErr(op string) error {
 // openNoFollow opens path for reading without following a symlink at it
 // and without blocking on a FIFO.
 func openNoFollow(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
+	return os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 }
