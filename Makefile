@@ -55,6 +55,7 @@ fuzz:
 	$(call fuzz-one,FuzzParse,./internal/pki,20000x)
 	$(call fuzz-one,FuzzRender,./builders/seed,100000x)
 	$(call fuzz-one,FuzzValidate,./builders/kit,20000x)
+	$(call fuzz-one,FuzzParseLock,./internal/resolve,50000x)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi

@@ -21,6 +21,7 @@ import (
 	"github.com/labbake/labbake/builders/qcow2"
 	"github.com/labbake/labbake/builders/secrets"
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/cache"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/internal/resolve"
@@ -169,7 +170,7 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	defer unlock()
 	removeStale(opts.OutDir, "."+role+".")
 
-	work, release, err := newWorkDir(opts.CacheDir, role)
+	work, release, err := cache.WorkDir(opts.CacheDir, role)
 	if err != nil {
 		return nil, err
 	}
@@ -528,54 +529,6 @@ func removeStale(dir, prefix string) {
 	matches, _ := filepath.Glob(filepath.Join(dir, prefix+"*.tmp-*"))
 	for _, m := range matches {
 		os.Remove(m)
-	}
-}
-
-// newWorkDir makes a scratch dir under CACHE/tmp for the life of the build.
-// Each dir DIR has a lock file DIR.lock, created and locked before the dir
-// exists and removed after it is gone, so the dirs of killed builds (whose
-// locks are free) are found and removed by the next build.
-func newWorkDir(cacheDir, role string) (string, func(), error) {
-	base := filepath.Join(cacheDir, "tmp")
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", nil, fmt.Errorf("creating work dir: %w", err)
-	}
-	sweepWorkDirs(base)
-	f, err := os.CreateTemp(base, "build-"+role+"-*.lock")
-	if err != nil {
-		return "", nil, fmt.Errorf("creating work dir: %w", err)
-	}
-	dir := strings.TrimSuffix(f.Name(), ".lock")
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", nil, fmt.Errorf("locking work dir: %w", err)
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", nil, fmt.Errorf("creating work dir: %w", err)
-	}
-	return dir, func() {
-		os.RemoveAll(dir)
-		os.Remove(f.Name())
-		f.Close()
-	}, nil
-}
-
-// sweepWorkDirs removes the work dirs of builds that are gone.
-func sweepWorkDirs(base string) {
-	locks, _ := filepath.Glob(filepath.Join(base, "*.lock"))
-	for _, l := range locks {
-		f, err := os.Open(l)
-		if err != nil {
-			continue
-		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			os.RemoveAll(strings.TrimSuffix(l, ".lock"))
-			os.Remove(l)
-		}
-		f.Close()
 	}
 }
 

@@ -107,7 +107,7 @@ func benchBundle(b *testing.B, compress bool) {
 			if _, err := f.Seek(0, 0); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := dst.ImportBundle(context.Background(), f); err != nil {
+			if _, err := dst.ImportBundle(context.Background(), f, ImportOptions{Size: int64(len(data))}); err != nil {
 				b.Fatal(err)
 			}
 		}

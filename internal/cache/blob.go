@@ -336,11 +336,15 @@ func (c *Cache) List() ([]Blob, error) {
 
 // Remove deletes a blob, e.g. a corrupt one so that it can be fetched again.
 // Refs pointing to it are left alone. A missing blob is an error wrapping
-// ErrNotFound.
+// ErrNotFound; in a cache directory labbake did not create, Remove removes
+// nothing and fails with ErrForeign.
 func (c *Cache) Remove(digest string) error {
 	h, err := ParseDigest(digest)
 	if err != nil {
 		return err
+	}
+	if !c.owned {
+		return c.foreignErr("remove " + digest)
 	}
 	c.forget(digest)
 	if err := os.Remove(c.blobPath(h)); err != nil {
@@ -356,8 +360,12 @@ func (c *Cache) Remove(digest string) error {
 // written by a concurrent Put or ImportBundle are not in the blob directory
 // yet and so are never touched; a blob that is Put and only then given a ref
 // can be removed in between, so callers that prune while builds run should
-// say through keep what those builds use.
+// say through keep what those builds use. In a cache directory labbake did
+// not create, Prune removes nothing and fails with ErrForeign.
 func (c *Cache) Prune(keep func(digest string) bool) (removed int, freed int64, err error) {
+	if !c.owned {
+		return 0, 0, c.foreignErr("prune")
+	}
 	refs, err := c.Refs()
 	if err != nil {
 		// An unreadable ref could protect a blob: prune nothing.

@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 )
 
 // Names inside a bundle.
@@ -30,7 +32,48 @@ const (
 	maxLockSize     = 16 << 20 // bytes of labbake.lock
 	maxTrailingData = 1 << 20  // zero bytes tolerated after the tar trailer
 	maxZstdWindow   = 64 << 20 // the encoder here uses at most 8 MiB
+
+	// maxZstdExpansion bounds how many bytes one byte of a zstd stream
+	// can decompress to: a block regenerates at most 128 KiB (RFC 8878,
+	// Block_Maximum_Size) and takes at least 4 bytes (an RLE block: a
+	// 3-byte header and the byte to repeat); frame headers only add input.
+	maxZstdExpansion = (128 << 10) / 4
+	tarBlock         = 512
 )
+
+// ErrBadBundle is wrapped by every ImportBundle error that the bundle's
+// content causes (truncated, tampered, malformed, declaring more than it
+// can hold, a lock that CheckLock refuses), and by no other: not by a
+// failure to read the bundle or to write the cache, nor by ctx being done.
+var ErrBadBundle = errors.New("bad bundle")
+
+// bundleError marks an error as the bundle's fault without changing its
+// message.
+type bundleError struct{ err error }
+
+func (e *bundleError) Error() string        { return e.err.Error() }
+func (e *bundleError) Unwrap() error        { return e.err }
+func (e *bundleError) Is(target error) bool { return target == ErrBadBundle }
+
+// localError marks a failure of the cache (its disk), never the bundle's.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+// ImportOptions are the optional settings of ImportBundle.
+type ImportOptions struct {
+	// Size is the length of the bundle as stored (compressed or not), 0
+	// if unknown. With it, an index declaring more blob bytes than a
+	// bundle of that size can hold is refused, at the first blob that
+	// cannot fit, before any blob is read or written: a small compressed
+	// bundle cannot make the import write gigabytes before it fails.
+	Size int64
+	// CheckLock, if set, validates the bundle's lock file as soon as it
+	// is read; its error refuses the bundle (wrapping ErrBadBundle), and
+	// the cache is left unchanged.
+	CheckLock func(lock []byte) error
+}
 
 var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 
@@ -206,20 +249,124 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // the whole bundle has been read and found complete and correct are the
 // blobs renamed into place and the refs set. Any defect — truncation, a blob
 // with a wrong digest or size, an entry not in the index, an index blob
-// missing — is an error naming it, and the cache is left unchanged. Blobs
-// already in the cache are verified from the bundle but not written again.
-func (c *Cache) ImportBundle(ctx context.Context, r io.Reader) (*BundleInfo, error) {
-	info, err := c.importBundle(ctx, r)
+// missing, sizes the bundle cannot hold (see ImportOptions) — is an error
+// naming it and wrapping ErrBadBundle, and the cache is left unchanged.
+// Blobs already in the cache are verified from the bundle but not written
+// again.
+func (c *Cache) ImportBundle(ctx context.Context, r io.Reader, opts ImportOptions) (*BundleInfo, error) {
+	src := &sourceReader{r: r}
+	info, err := c.importBundle(ctx, src, opts)
 	if err != nil {
+		var local *localError
+		if ctx.Err() == nil && src.err == nil && !errors.As(err, &local) {
+			err = &bundleError{err}
+		}
 		return nil, fmt.Errorf("cache: import bundle: %w", err)
 	}
 	return info, nil
 }
 
-func (c *Cache) importBundle(ctx context.Context, r io.Reader) (*BundleInfo, error) {
+// sourceReader remembers the first error of reading the bundle itself,
+// other than its end, so that such an error is not taken for a defect of
+// the bundle.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// errWriter remembers the first error of writing to w.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// checkCapacity refuses an index whose blobs need more tar bytes than a
+// bundle of size bytes can hold (plain: size; zstd: size ×
+// maxZstdExpansion), naming the first blob, in index order, past that
+// bound. indexEnd is where the index's data ends in the tar stream.
+func checkCapacity(idx *bundleIndex, size int64, compressed bool, indexEnd int64) error {
+	if size <= 0 {
+		return nil
+	}
+	capacity, kind := size, "plain"
+	if compressed {
+		kind = "zstd-compressed"
+		capacity = math.MaxInt64
+		if size < math.MaxInt64/maxZstdExpansion {
+			capacity = size * maxZstdExpansion
+		}
+	}
+	// The index, its padding and the end-of-archive marker; each blob
+	// then takes a header block and its data padded to whole blocks.
+	need := roundBlock(indexEnd) + 2*tarBlock
+	for _, b := range idx.Blobs {
+		// room cannot overflow; once b.Size fits, neither can roundBlock.
+		room := capacity - need - tarBlock
+		if b.Size > room || roundBlock(b.Size) > room {
+			return fmt.Errorf("%s: blob %s is declared with %d bytes: with the entries before it, more than a %s bundle of %d bytes can hold (%d bytes of tar at most, %d of them needed before it): damaged or forged",
+				bundleIndexName, b.Digest, b.Size, kind, size, capacity, need)
+		}
+		need += roundBlock(b.Size) + tarBlock
+	}
+	return nil
+}
+
+// freeBytes is how many bytes the file system of dir has free for labbake
+// (statfs f_bavail); a variable for tests.
+var freeBytes = func(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// checkSpace refuses a bundle whose new blobs (those not in the cache yet)
+// do not fit in the free space of the cache's file system, naming the
+// first that does not, before anything is written. When the free space
+// cannot be known, the writes themselves will tell.
+func (c *Cache) checkSpace(idx *bundleIndex) error {
+	free, err := freeBytes(c.ingestDir())
+	if err != nil {
+		return nil
+	}
+	var need int64
+	for _, b := range idx.Blobs {
+		if c.Has(b.Digest) {
+			continue
+		}
+		if b.Size > free-need {
+			return &localError{fmt.Errorf("blob %s (%d bytes) and the new blobs before it do not fit in the %d bytes free in %s", b.Digest, b.Size, free, c.dir)}
+		}
+		need += b.Size
+	}
+	return nil
+}
+
+func roundBlock(n int64) int64 { return (n + tarBlock - 1) / tarBlock * tarBlock }
+
+func (c *Cache) importBundle(ctx context.Context, r io.Reader, opts ImportOptions) (*BundleInfo, error) {
 	br := bufio.NewReaderSize(ctxReader{ctx, r}, 64<<10)
 	var src io.Reader = br
-	if magic, _ := br.Peek(len(zstdMagic)); bytes.Equal(magic, zstdMagic) {
+	magic, _ := br.Peek(len(zstdMagic))
+	compressed := bytes.Equal(magic, zstdMagic)
+	if compressed {
 		zr, err := zstd.NewReader(br,
 			zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderLowmem(true),
@@ -259,6 +406,12 @@ func (c *Cache) importBundle(ctx context.Context, r io.Reader) (*BundleInfo, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", bundleIndexName, err)
 	}
+	if err := checkCapacity(idx, opts.Size, compressed, cr.n); err != nil {
+		return nil, err
+	}
+	if err := c.checkSpace(idx); err != nil {
+		return nil, err
+	}
 	want := make(map[string]int64, len(idx.Blobs)) // hex → size
 	for _, b := range idx.Blobs {
 		want[b.Digest[len(digestPrefix):]] = b.Size
@@ -291,6 +444,11 @@ func (c *Cache) importBundle(ctx context.Context, r io.Reader) (*BundleInfo, err
 			lock, err := readEntry(tr, hdr, maxLockSize)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", bundleLockName, err)
+			}
+			if opts.CheckLock != nil {
+				if err := opts.CheckLock(lock); err != nil {
+					return nil, fmt.Errorf("the bundle's %s is refused: %w", bundleLockName, err)
+				}
 			}
 			info.Lock = lock
 		case strings.HasPrefix(hdr.Name, bundleBlobDir):
@@ -355,7 +513,7 @@ func (c *Cache) importBundle(ctx context.Context, r io.Reader) (*BundleInfo, err
 		in := staged[h]
 		if err := in.commitTo(c.blobPath(h)); err != nil {
 			in.discard()
-			errs = append(errs, fmt.Errorf("blob %s: %w", digestPrefix+h, err))
+			errs = append(errs, &localError{fmt.Errorf("blob %s: %w", digestPrefix+h, err)})
 			continue
 		}
 		c.mu.Lock()
@@ -363,10 +521,10 @@ func (c *Cache) importBundle(ctx context.Context, r io.Reader) (*BundleInfo, err
 		c.mu.Unlock()
 	}
 	if err := c.syncDir(c.blobDir()); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, &localError{err})
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, &localError{err}
 	}
 	keys := make([]string, 0, len(idx.Refs))
 	for k := range idx.Refs {
@@ -375,7 +533,7 @@ func (c *Cache) importBundle(ctx context.Context, r io.Reader) (*BundleInfo, err
 	slices.Sort(keys)
 	for _, k := range keys {
 		if err := c.SetRef(k, idx.Refs[k]); err != nil {
-			return nil, err
+			return nil, &localError{err}
 		}
 	}
 	info.Blobs = make([]string, 0, len(idx.Blobs))
@@ -393,11 +551,11 @@ func (c *Cache) importBundle(ctx context.Context, r io.Reader) (*BundleInfo, err
 // only the check is done and in is nil.
 func (c *Cache) importBlob(tr io.Reader, d string, size int64) (in *ingestFile, err error) {
 	sum := sha256.New()
-	var w io.Writer // nil: only hash
+	var w *errWriter // nil: only hash
 	if !c.Has(d) {
 		in, err = c.newIngest("import")
 		if err != nil {
-			return nil, fmt.Errorf("blob %s: %w", d, err)
+			return nil, &localError{fmt.Errorf("blob %s: %w", d, err)}
 		}
 		defer func() {
 			if err != nil {
@@ -405,10 +563,17 @@ func (c *Cache) importBlob(tr io.Reader, d string, size int64) (in *ingestFile, 
 				in = nil
 			}
 		}()
-		w = in.f
+		w = &errWriter{w: in.f}
 	}
-	n, err := copyHashed(w, tr, sum, size)
+	var dst io.Writer
+	if w != nil {
+		dst = w
+	}
+	n, err := copyHashed(dst, tr, sum, size)
 	if err != nil {
+		if w != nil && w.err != nil {
+			return in, &localError{fmt.Errorf("blob %s: writing to the cache: %w", d, err)}
+		}
 		return in, fmt.Errorf("blob %s: after %d of %d bytes: %w", d, n, size, tarErr(err))
 	}
 	if n != size {
@@ -419,7 +584,7 @@ func (c *Cache) importBlob(tr io.Reader, d string, size int64) (in *ingestFile, 
 	}
 	if in != nil {
 		if err := in.finish(); err != nil {
-			return in, fmt.Errorf("blob %s: %w", d, err)
+			return in, &localError{fmt.Errorf("blob %s: %w", d, err)}
 		}
 	}
 	return in, nil

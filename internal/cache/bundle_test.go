@@ -8,11 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // bundleFixture is a source cache with three blobs and two refs.
@@ -107,7 +111,7 @@ func TestBundleRoundTrip(t *testing.T) {
 			}
 
 			dst := openCache(t)
-			info, err := dst.ImportBundle(context.Background(), bytes.NewReader(b1))
+			info, err := dst.ImportBundle(context.Background(), bytes.NewReader(b1), ImportOptions{Size: int64(len(b1))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +130,7 @@ func TestBundleRoundTrip(t *testing.T) {
 			}
 			// Importing again changes nothing and still succeeds.
 			before := snapshot(t, dst.Dir())
-			if _, err := dst.ImportBundle(context.Background(), bytes.NewReader(b1)); err != nil {
+			if _, err := dst.ImportBundle(context.Background(), bytes.NewReader(b1), ImportOptions{Size: int64(len(b1))}); err != nil {
 				t.Fatal(err)
 			}
 			if after := snapshot(t, dst.Dir()); !sameBlobsAndRefs(before, after) {
@@ -230,7 +234,7 @@ func TestExportBundleNoLock(t *testing.T) {
 	if len(names) != 2 || names[0] != bundleIndexName || !strings.HasPrefix(names[1], "blobs/") {
 		t.Errorf("entries %v", names)
 	}
-	info, err := openCache(t).ImportBundle(context.Background(), &buf)
+	info, err := openCache(t).ImportBundle(context.Background(), &buf, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,9 +424,15 @@ func TestImportBundleRejects(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := snapshot(t, dst.Dir())
-			info, err := dst.ImportBundle(context.Background(), bytes.NewReader(tt.bundle))
+			// Without the size, so that the checks made while reading
+			// are under test (TestImportBundleCapacity has those made
+			// before).
+			info, err := dst.ImportBundle(context.Background(), bytes.NewReader(tt.bundle), ImportOptions{})
 			if err == nil {
 				t.Fatalf("ImportBundle succeeded: %+v", info)
+			}
+			if !errors.Is(err, ErrBadBundle) {
+				t.Errorf("error %v is not ErrBadBundle", err)
 			}
 			t.Log(err)
 			if !strings.HasPrefix(err.Error(), "cache: import bundle: ") {
@@ -450,10 +460,281 @@ func TestImportBundleCancelled(t *testing.T) {
 	before := snapshot(t, dst.Dir())
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &cancelReader{r: bytes.NewReader(plain), after: len(plain) / 2, cancel: cancel}
-	if _, err := dst.ImportBundle(ctx, r); !errors.Is(err, context.Canceled) {
-		t.Fatalf("ImportBundle with ctx cancelled: %v", err)
+	if _, err := dst.ImportBundle(ctx, r, ImportOptions{}); !errors.Is(err, context.Canceled) || errors.Is(err, ErrBadBundle) {
+		t.Fatalf("ImportBundle with ctx cancelled: %v; want context.Canceled, not ErrBadBundle", err)
 	}
 	if after := snapshot(t, dst.Dir()); after != before {
 		t.Errorf("cache changed:\n%s\n%s", before, after)
+	}
+}
+
+// forgedBundle is a bundle whose index declares one blob of declared bytes
+// (digest d) and whose tar then starts that entry and carries data, cut
+// short; compressed with zstd if compress.
+func forgedBundle(t *testing.T, d string, declared int64, data []byte, compress bool) []byte {
+	t.Helper()
+	idx, err := json.Marshal(bundleIndex{Format: 1, Blobs: []bundleBlob{{Digest: d, Size: declared}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: bundleIndexName, Mode: 0o644, Size: int64(len(idx)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(idx)
+	if err := tw.WriteHeader(&tar.Header{Name: bundleBlobDir + d[7:], Mode: 0o644, Size: declared, Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	// No Close: the entry is short of its declared size.
+	if !compress {
+		return buf.Bytes()
+	}
+	var zbuf bytes.Buffer
+	zw, err := zstd.NewWriter(&zbuf, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(buf.Bytes())
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return zbuf.Bytes()
+}
+
+// countReader counts what is read through it.
+type countReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// A bundle is refused, before any blob is read or written, when its index
+// declares more than a bundle of its size can hold: for zstd, 32768 bytes
+// of tar per byte at most.
+func TestImportBundleCapacity(t *testing.T) {
+	d := digestOf([]byte("never seen"))
+	zeros := make([]byte, 1<<20)
+	noise := content(9, 2<<20)
+	f := newBundleFixture(t)
+	plain, zst := f.export(t, false), f.export(t, true)
+	tests := []struct {
+		name   string
+		bundle []byte
+		ok     bool
+		// the first blob that cannot fit, for refusals
+		want string
+		// at most this many bytes of the bundle may be read
+		maxRead int
+	}{
+		// The case: a few hundred bytes of zstd announcing 1 GiB.
+		{name: "1 GiB declared in a small zstd bundle", bundle: forgedBundle(t, d, 1<<30, zeros, true), want: d, maxRead: 1 << 20},
+		{name: "1 TiB declared in 2 MiB of zstd", bundle: forgedBundle(t, d, 1<<40, noise, true), want: d, maxRead: 1 << 20},
+		{name: "more than the file in a plain bundle", bundle: forgedBundle(t, d, 3<<20, noise, false), want: d, maxRead: 128 << 10},
+		{name: "a size no bundle holds", bundle: forgedBundle(t, d, math.MaxInt64, nil, true), want: d, maxRead: 128 << 10},
+		{name: "the fixture, plain", bundle: plain, ok: true},
+		{name: "the fixture, zstd", bundle: zst, ok: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := openCache(t)
+			before := snapshot(t, dst.Dir())
+			r := &countReader{r: bytes.NewReader(tt.bundle)}
+			info, err := dst.ImportBundle(context.Background(), r, ImportOptions{Size: int64(len(tt.bundle))})
+			if tt.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(info.Blobs) != 3 {
+					t.Errorf("imported %d blobs", len(info.Blobs))
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("ImportBundle succeeded")
+			}
+			t.Log(err)
+			if !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "can hold") {
+				t.Errorf("error %v: want ErrBadBundle naming %s and what the bundle can hold", err, tt.want)
+			}
+			if r.n > tt.maxRead {
+				t.Errorf("read %d of %d bytes before refusing, want at most %d", r.n, len(tt.bundle), tt.maxRead)
+			}
+			if after := snapshot(t, dst.Dir()); after != before {
+				t.Errorf("cache changed:\n%s\n%s", before, after)
+			}
+		})
+	}
+	// A plain bundle without a lock (whose size the index does not give)
+	// holds exactly its tar: one byte less cannot hold the last blob
+	// (blobs are sorted by digest).
+	var buf bytes.Buffer
+	if err := f.c.ExportBundle(context.Background(), &buf, nil, f.refs, f.digests, false); err != nil {
+		t.Fatal(err)
+	}
+	exact := buf.Bytes()
+	idx := plainIndex(t, exact)
+	last := idx.Blobs[len(idx.Blobs)-1].Digest
+	if _, err := openCache(t).ImportBundle(context.Background(), bytes.NewReader(exact), ImportOptions{Size: int64(len(exact))}); err != nil {
+		t.Errorf("bundle of its exact size: %v", err)
+	}
+	_, err := openCache(t).ImportBundle(context.Background(), bytes.NewReader(exact), ImportOptions{Size: int64(len(exact) - 1)})
+	if !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "blob "+last+" is declared") {
+		t.Errorf("bundle one byte short: %v; want a refusal naming %s", err, last)
+	}
+}
+
+// plainIndex reads the index of a plain bundle.
+func plainIndex(t *testing.T, b []byte) *bundleIndex {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(b))
+	if _, err := tr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := parseIndex(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+// Of several blobs the bundle cannot hold, the first in the index is named.
+func TestImportBundleCapacityFirst(t *testing.T) {
+	a, b, c := digestOf([]byte("a")), digestOf([]byte("b")), digestOf([]byte("c"))
+	ds := []string{a, b, c}
+	slices.Sort(ds)
+	idx, _ := json.Marshal(bundleIndex{Format: 1, Blobs: []bundleBlob{{ds[0], 10}, {ds[1], 1 << 30}, {ds[2], 1 << 40}}})
+	bundle := craft(t, []craftEntry{{name: bundleIndexName, data: idx}})
+	_, err := openCache(t).ImportBundle(context.Background(), bytes.NewReader(bundle), ImportOptions{Size: 1 << 20})
+	if !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "blob "+ds[1]+" is declared with 1073741824 bytes") {
+		t.Errorf("error %v: want one naming %s", err, ds[1])
+	}
+}
+
+func TestImportBundleCheckLock(t *testing.T) {
+	f := newBundleFixture(t)
+	b := f.export(t, true)
+	var got []byte
+	refuse := errors.New("not a lock")
+	dst := openCache(t)
+	before := snapshot(t, dst.Dir())
+	_, err := dst.ImportBundle(context.Background(), bytes.NewReader(b), ImportOptions{
+		CheckLock: func(l []byte) error { got = l; return refuse },
+	})
+	if !errors.Is(err, refuse) || !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "the bundle's labbake.lock is refused: not a lock") {
+		t.Errorf("error %v: want the check's, as ErrBadBundle", err)
+	}
+	if !bytes.Equal(got, f.lock) {
+		t.Errorf("CheckLock got %q, want %q", got, f.lock)
+	}
+	if after := snapshot(t, dst.Dir()); after != before {
+		t.Errorf("cache changed:\n%s\n%s", before, after)
+	}
+	info, err := dst.ImportBundle(context.Background(), bytes.NewReader(b), ImportOptions{CheckLock: func([]byte) error { return nil }})
+	if err != nil || !bytes.Equal(info.Lock, f.lock) {
+		t.Errorf("import with an accepting check: %v", err)
+	}
+}
+
+// Failures that are not the bundle's are not ErrBadBundle: reading the
+// bundle fails, or writing the cache does.
+func TestImportBundleNotBad(t *testing.T) {
+	f := newBundleFixture(t)
+	plain := f.export(t, false)
+	eio := errors.New("input/output error")
+	r := io.MultiReader(bytes.NewReader(plain[:len(plain)/2]), iotestErrReader{eio})
+	_, err := openCache(t).ImportBundle(context.Background(), r, ImportOptions{})
+	if !errors.Is(err, eio) || errors.Is(err, ErrBadBundle) {
+		t.Errorf("read error: %v; want it, not ErrBadBundle", err)
+	}
+	// The cache cannot take the blobs: its ingest dir is gone, a file
+	// in its place.
+	dst := openCache(t)
+	if err := os.Remove(dst.ingestDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst.ingestDir(), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = dst.ImportBundle(context.Background(), bytes.NewReader(plain), ImportOptions{})
+	if err == nil || errors.Is(err, ErrBadBundle) {
+		t.Errorf("unwritable cache: %v; want an error, not ErrBadBundle", err)
+	}
+}
+
+type iotestErrReader struct{ err error }
+
+func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
+
+// A bundle whose new blobs do not fit in the cache's file system is refused
+// before anything is written; that is the machine's problem, not the
+// bundle's.
+func TestImportBundleSpace(t *testing.T) {
+	f := newBundleFixture(t)
+	b := f.export(t, true)
+	var big string
+	for d, data := range f.data {
+		if len(data) > 1<<20 {
+			big = d
+		}
+	}
+	dst := openCache(t)
+	mustPut(t, dst, f.data[big]) // present: needs no space
+	old := freeBytes
+	defer func() { freeBytes = old }()
+	freeBytes = func(string) (int64, error) { return 100 << 10, nil }
+	if _, err := dst.ImportBundle(context.Background(), bytes.NewReader(b), ImportOptions{}); err != nil {
+		t.Fatalf("import of blobs that fit: %v", err)
+	}
+	dst = openCache(t)
+	before := snapshot(t, dst.Dir())
+	_, err := dst.ImportBundle(context.Background(), bytes.NewReader(b), ImportOptions{})
+	if err == nil || errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "102400 bytes free") {
+		t.Errorf("error %v: want one naming %s and the free space, not ErrBadBundle", err, big)
+	}
+	if after := snapshot(t, dst.Dir()); after != before {
+		t.Errorf("cache changed:\n%s\n%s", before, after)
+	}
+}
+
+// checkCapacity at the edges of int64: no overflow lets a blob through.
+func TestCheckCapacityLimits(t *testing.T) {
+	d := digestOf([]byte("x"))
+	for _, tc := range []struct {
+		name       string
+		size       int64
+		compressed bool
+		blobs      []int64
+		ok         bool
+	}{
+		{"largest bundle, largest blob", math.MaxInt64, true, []int64{math.MaxInt64}, false},
+		{"largest plain bundle, largest blob", math.MaxInt64, false, []int64{math.MaxInt64}, false},
+		{"two blobs whose sum overflows", math.MaxInt64, true, []int64{math.MaxInt64 / 2, math.MaxInt64 / 2, math.MaxInt64 / 2}, false},
+		{"blob rounding past the end", 512 + 1024 + 512 + 512, false, []int64{513}, false},
+		{"blob filling the end exactly", 512 + 1024 + 512 + 512, false, []int64{512}, true},
+		{"unknown size", 0, true, []int64{math.MaxInt64}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			idx := &bundleIndex{}
+			for _, s := range tc.blobs {
+				idx.Blobs = append(idx.Blobs, bundleBlob{Digest: d, Size: s})
+			}
+			err := checkCapacity(idx, tc.size, tc.compressed, 100)
+			if (err == nil) != tc.ok {
+				t.Errorf("err = %v, want ok %v", err, tc.ok)
+			}
+		})
 	}
 }

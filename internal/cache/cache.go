@@ -16,6 +16,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labbake/labbake/internal/atomicfile"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -43,8 +45,9 @@ const (
 // Cache is a content-addressed blob store in one directory. It is safe for
 // concurrent use by several goroutines and several processes.
 type Cache struct {
-	dir string
-	log *slog.Logger
+	dir   string
+	log   *slog.Logger
+	owned bool // labbake created dir: see claim
 
 	mu       sync.Mutex
 	verified map[string]bool // digests Path has verified in this process
@@ -52,9 +55,13 @@ type Cache struct {
 	noSync bool // tests only: skip fsync (crash safety is not under test)
 }
 
-// Open opens the cache in dir, creating its directories as needed, and
-// removes ingest files left behind by writers that died (those whose lock is
-// free). A nil log discards debug logs.
+// Open opens the cache in dir, creating its directories as needed. A
+// missing or empty dir becomes labbake's: Open writes a CACHEDIR.TAG with
+// labbake's content at its top. In a dir that is labbake's, Open removes the
+// ingest files that writers which died left behind (labbake's names, lock
+// free). A dir with other content and no such tag (--cache ~ or /tmp) is
+// used as it is, but nothing there is swept, and Prune and Remove refuse:
+// see Owned. A nil log discards debug logs.
 func Open(dir string, log *slog.Logger) (*Cache, error) {
 	if dir == "" {
 		return nil, errors.New("cache: open: empty directory name")
@@ -67,10 +74,17 @@ func Open(dir string, log *slog.Logger) (*Cache, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Cache{dir: abs, log: log, verified: map[string]bool{}}
+	if c.owned, err = claim(abs); err != nil {
+		return nil, fmt.Errorf("cache: open %s: %w", dir, err)
+	}
 	for _, d := range []string{c.blobDir(), c.refDir(), c.ingestDir(), c.lockDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("cache: open %s: %w", dir, err)
 		}
+	}
+	if !c.owned {
+		log.Debug("cache: directory not created by labbake: sweeping nothing in it", "dir", abs)
+		return c, nil
 	}
 	if err := c.cleanIngest(); err != nil {
 		return nil, fmt.Errorf("cache: open %s: %w", dir, err)
@@ -227,15 +241,33 @@ func sameFile(f *os.File, path string) bool {
 	return os.SameFile(fi, pi)
 }
 
+// The prefixes of ingest files, one per kind of write: CreateTemp adds "-"
+// and random digits.
+var ingestPrefixes = []string{"put", "import", "ref"}
+
+func isIngestName(name string) bool {
+	for _, p := range ingestPrefixes {
+		if rest, ok := strings.CutPrefix(name, p+"-"); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // cleanIngest removes ingest files whose lock is free: their writer is gone.
+// Only regular files with the names newIngest gives are considered; the
+// caller has checked that the cache directory is labbake's.
 func (c *Cache) cleanIngest() error {
 	entries, err := os.ReadDir(c.ingestDir())
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
+		if !isIngestName(e.Name()) || !e.Type().IsRegular() {
+			continue
+		}
 		p := filepath.Join(c.ingestDir(), e.Name())
-		f, err := os.Open(p)
+		f, err := openNoFollow(p)
 		if err != nil {
 			continue // gone already, or not ours to read
 		}
@@ -266,15 +298,7 @@ func (c *Cache) syncDir(dir string) error {
 	if c.noSync {
 		return nil
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return atomicfile.SyncDir(dir)
 }
 
 // ctxReader fails reads once ctx is done.

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,10 +84,21 @@ func FuzzImportBundle(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before := snapshot(t, dir)
-		info, err := c.ImportBundle(context.Background(), bytes.NewReader(data))
+		// Half the inputs with their size, so that the checks made while
+		// reading are reached too.
+		opts := ImportOptions{}
+		if len(data)%2 == 0 {
+			opts.Size = int64(len(data))
+		}
+		info, err := c.ImportBundle(context.Background(), bytes.NewReader(data), opts)
 		if err != nil {
 			if info != nil {
 				t.Errorf("ImportBundle returned info with an error: %v", err)
+			}
+			// Reading from memory into a working cache: every failure is
+			// the bundle's.
+			if !errors.Is(err, ErrBadBundle) {
+				t.Errorf("error is not ErrBadBundle: %v", err)
 			}
 			if !strings.HasPrefix(err.Error(), "cache: import bundle: ") {
 				t.Errorf("error lacks the prefix: %v", err)
@@ -114,7 +126,7 @@ func FuzzImportBundle(f *testing.F) {
 		}
 		for _, e := range top {
 			switch e.Name() {
-			case "blobs", "refs", "ingest", "locks":
+			case "blobs", "refs", "ingest", "locks", tagName:
 			default:
 				t.Errorf("unexpected %s in the cache dir", e.Name())
 			}

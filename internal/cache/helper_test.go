@@ -61,6 +61,19 @@ func runHelper(mode string) error {
 		r := io.MultiReader(bytes.NewReader(content(7, 1<<20)), os.Stdin)
 		_, _, err := c.Put(ctx, &announceReader{r: r}, "")
 		return err
+	case "workdir":
+		// Makes a work dir with a file in it, prints its path and blocks
+		// until killed.
+		dir, _, err := WorkDir(os.Getenv("CACHE_DIR"), "master")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "disk.raw"), content(1, 1<<16), 0o644); err != nil {
+			return err
+		}
+		fmt.Println(dir)
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		return nil
 	case "lock":
 		unlock, err := c.Lock(ctx, os.Getenv("LOCK_NAME"))
 		if err != nil {

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/labbake/labbake/internal/atomicfile"
 	"github.com/labbake/labbake/internal/cache"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/resolve"
@@ -40,60 +43,7 @@ need. A name ending in .zst gives a zstd-compressed bundle.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			plans, err := planRoles(cmd, g, args[1:], all, inputFlags{offline: offline})
-			if err != nil {
-				return err
-			}
-			c, err := cache.Open(g.cache, nil)
-			if err != nil {
-				return err
-			}
-			var digests []string
-			for _, p := range plans {
-				for _, d := range planDigests(p) {
-					if c.Has(d) && !slices.Contains(digests, d) {
-						digests = append(digests, d)
-					}
-				}
-			}
-			allRefs, err := c.Refs()
-			if err != nil {
-				return err
-			}
-			refs := map[string]string{}
-			for k, d := range allRefs {
-				if slices.Contains(digests, d) {
-					refs[k] = d
-				}
-			}
-			lock, err := os.ReadFile(filepath.Join(g.dir, resolve.LockFile))
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-			file := args[0]
-			tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-*")
-			if err != nil {
-				return fmt.Errorf("writing %s: %w", file, err)
-			}
-			defer os.Remove(tmp.Name())
-			bw := bufio.NewWriterSize(tmp, 4<<20)
-			if err := c.ExportBundle(cmd.Context(), bw, lock, refs, digests, strings.HasSuffix(file, ".zst")); err != nil {
-				tmp.Close()
-				return err
-			}
-			if err := bw.Flush(); err != nil {
-				tmp.Close()
-				return fmt.Errorf("writing %s: %w", file, err)
-			}
-			if err := tmp.Close(); err != nil {
-				return fmt.Errorf("writing %s: %w", file, err)
-			}
-			if err := os.Rename(tmp.Name(), file); err != nil {
-				return fmt.Errorf("writing %s: %w", file, err)
-			}
-			st, _ := os.Stat(file)
-			fmt.Fprintf(g.stdout, "%s\t%d blobs\t%s\n", file, len(digests), humanBytes(st.Size()))
-			return nil
+			return runBundleExport(cmd, g, args[0], args[1:], all, offline)
 		},
 	}
 	export.Flags().BoolVar(&all, "all", false, "every role named by a node in lab.yaml")
@@ -101,40 +51,155 @@ need. A name ending in .zst gives a zstd-compressed bundle.`,
 	imp := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Verify a bundle and add its blobs to the cache",
-		Long: `Import checks every blob of FILE against its digest before adding anything to
-the cache; a truncated or tampered bundle changes nothing. When the lab dir has
-no labbake.lock, the bundle's is written there.`,
+		Long: `Import checks every blob of FILE against its digest, and the labbake.lock it
+carries as one in the lab dir is checked, before adding anything to the cache; a
+truncated, tampered or malformed bundle changes nothing (exit 2). When the lab
+dir has no labbake.lock, the bundle's is written there; one already there, even
+a symlink, is kept.`,
 		Example: `  labbake bundle import lab.bundle.zst && labbake build --offline --all`,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cache.Open(g.cache, nil)
-			if err != nil {
-				return err
-			}
-			f, err := os.Open(args[0])
-			if err != nil {
-				return &UsageError{err}
-			}
-			defer f.Close()
-			info, err := c.ImportBundle(cmd.Context(), bufio.NewReaderSize(f, 4<<20))
-			if err != nil {
-				return err
-			}
-			lockPath := filepath.Join(g.dir, resolve.LockFile)
-			if len(info.Lock) > 0 {
-				if _, err := os.Stat(lockPath); errors.Is(err, fs.ErrNotExist) {
-					if err := os.WriteFile(lockPath, info.Lock, 0o644); err != nil {
-						return err
-					}
-					fmt.Fprintf(g.stdout, "%s written from the bundle\n", lockPath)
-				}
-			}
-			fmt.Fprintf(g.stdout, "%d blobs and %d references imported into %s\n", len(info.Blobs), len(info.Refs), c.Dir())
-			return nil
+			return runBundleImport(cmd, g, args[0])
 		},
 	}
 	cmd.AddCommand(export, imp)
 	return cmd
+}
+
+// runBundleExport writes the bundle of the roles' inputs to file.
+func runBundleExport(cmd *cobra.Command, g *globals, file string, roleArgs []string, all, offline bool) error {
+	plans, err := planRoles(cmd, g, roleArgs, all, inputFlags{offline: offline})
+	if err != nil {
+		return err
+	}
+	c, err := cache.Open(g.cache, nil)
+	if err != nil {
+		return err
+	}
+	var digests []string
+	for _, p := range plans {
+		for _, d := range planDigests(p) {
+			if c.Has(d) && !slices.Contains(digests, d) {
+				digests = append(digests, d)
+			}
+		}
+	}
+	allRefs, err := c.Refs()
+	if err != nil {
+		return err
+	}
+	refs := map[string]string{}
+	for k, d := range allRefs {
+		if slices.Contains(digests, d) {
+			refs[k] = d
+		}
+	}
+	lock, err := os.ReadFile(filepath.Join(g.dir, resolve.LockFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	// Written to a temp file, fsynced and renamed: FILE is whole or not
+	// there (or as it was).
+	f, err := atomicfile.Create(file, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	cw := &countingWriter{w: f}
+	bw := bufio.NewWriterSize(cw, 4<<20)
+	if err := c.ExportBundle(cmd.Context(), bw, lock, refs, digests, strings.HasSuffix(file, ".zst")); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
+	if err := f.Commit(); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "%s\t%d blobs\t%s\n", file, len(digests), humanBytes(cw.n))
+	return nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// runBundleImport adds a bundle's blobs and refs to the cache and, when the
+// lab dir has no labbake.lock, writes the bundle's there. The bundle's lock
+// is checked like one in the lab dir before anything is imported, and is
+// written atomically, never through a symlink: a labbake.lock of any kind
+// already there, a dangling symlink included, is left as it is. A bundle
+// at fault (truncated, tampered, malformed) is bad input: exit 2.
+func runBundleImport(cmd *cobra.Command, g *globals, file string) error {
+	c, err := cache.Open(g.cache, nil)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return &UsageError{err}
+	}
+	defer f.Close()
+	opts := cache.ImportOptions{CheckLock: func(b []byte) error {
+		_, err := resolve.ParseLock(resolve.LockFile, b)
+		return err
+	}}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		opts.Size = fi.Size()
+	case fi.IsDir():
+		return &UsageError{fmt.Errorf("%s: a directory, not a bundle", file)}
+	}
+	info, err := c.ImportBundle(cmd.Context(), bufio.NewReaderSize(f, 4<<20), opts)
+	if errors.Is(err, cache.ErrBadBundle) {
+		return &UsageError{fmt.Errorf("%s: %w", file, err)}
+	}
+	if err != nil {
+		return err
+	}
+	if len(info.Lock) > 0 {
+		lockPath := filepath.Join(g.dir, resolve.LockFile)
+		err := atomicfile.WriteNew(lockPath, info.Lock, 0o644)
+		switch {
+		case err == nil:
+			fmt.Fprintf(g.stdout, "%s written from the bundle\n", lockPath)
+		case errors.Is(err, fs.ErrExist):
+			note := ""
+			if b, rerr := readRegular(lockPath); rerr != nil || !bytes.Equal(b, info.Lock) {
+				note = "; it differs from the bundle's (labbake lock updates it)"
+			}
+			fmt.Fprintf(g.stdout, "%s kept, not replaced by the bundle's%s\n", lockPath, note)
+		default:
+			return err
+		}
+	}
+	fmt.Fprintf(g.stdout, "%d blobs and %d references imported into %s\n", len(info.Blobs), len(info.Refs), c.Dir())
+	return nil
+}
+
+// readRegular reads path if it is a regular file (not a symlink, FIFO or
+// device).
+func readRegular(path string) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	return os.ReadFile(path)
 }
 
 // planDigests lists every cached blob a plan reads: fetched files, Debian

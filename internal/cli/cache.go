@@ -69,10 +69,20 @@ func newCacheCmd(g *globals) *cobra.Command {
 			Short: "Remove the blobs the lab's roles no longer need",
 			Long: `Prune removes every cached blob that no role of the lab in --dir needs (as
 resolved from the cache and labbake.lock, offline) and that no named reference
-points to, and corrupt blobs.`,
+points to, and corrupt blobs. It removes nothing from a --cache directory that
+labbake did not create (one without labbake's CACHEDIR.TAG at its top).`,
 			Example: `  labbake -C examples/lab cache prune`,
 			Args:    exactArgs(0),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := cache.Open(g.cache, nil)
+				if err != nil {
+					return err
+				}
+				// --cache names a directory labbake did not make: remove
+				// nothing from it.
+				if err := c.CheckOwned("prune"); err != nil {
+					return &UsageError{err}
+				}
 				plans, err := planRoles(cmd, g, nil, true, inputFlags{offline: true})
 				if err != nil {
 					return fmt.Errorf("cache prune: the lab's inputs must resolve from the cache first: %w", err)
@@ -82,10 +92,6 @@ points to, and corrupt blobs.`,
 					for _, d := range planDigests(p) {
 						keep[d] = true
 					}
-				}
-				c, err := cache.Open(g.cache, nil)
-				if err != nil {
-					return err
 				}
 				problems, err := c.VerifyAll(cmd.Context())
 				if err != nil {

@@ -1,13 +1,19 @@
 package resolve
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"strings"
 	"sync"
+	"unicode/utf8"
+
+	"github.com/labbake/labbake/internal/atomicfile"
+	"github.com/labbake/labbake/internal/cache"
 )
 
 // LockFile is the name of the lock file in the lab dir.
@@ -24,33 +30,220 @@ type Lock struct {
 	changed bool
 }
 
+// lockJSON is how Bytes writes the lock; ParseLock reads it back.
 type lockJSON struct {
 	Format int               `json:"format"`
 	Inputs map[string]string `json:"inputs"`
 }
 
+// The kinds of lock entries: a key is a kind's prefix followed by what was
+// resolved (see Resolver.DebianBase, Image and URL).
+const (
+	kindChecksum = "checksum " // "checksum URL FILE": a checksum file's line for FILE
+	kindDebian   = "debian "   // "debian SPEC-KEY": a Debian base built by mmdebstrap
+	kindOCI      = "oci "      // "oci REF": an image's manifest
+)
+
+// maxLockSize bounds a lock file: a lab's lock holds a few dozen lines.
+const maxLockSize = 16 << 20
+
 // LoadLock reads path; a missing file is an empty lock.
 func LoadLock(path string) (*Lock, error) {
-	l := &Lock{path: path, inputs: map[string]string{}}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return l, nil
+		return &Lock{path: path, inputs: map[string]string{}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	var j lockJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxLockSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	if j.Format != 1 {
-		return nil, fmt.Errorf("%s: format %d: this labbake reads format 1", path, j.Format)
+	l, err := ParseLock(path, b)
+	if err != nil {
+		return nil, err
 	}
-	for k, v := range j.Inputs {
-		l.inputs[k] = v
-	}
-	l.exists = true
+	l.path, l.exists = path, true
 	return l, nil
+}
+
+// ParseLock checks data as the content of a lock file and returns the lock
+// it holds. name (a path, or where the bytes came from) starts every error,
+// followed by the line and column of the problem. Everything must be as
+// labbake writes it: one JSON object with "format": 1 and "inputs", each
+// input a key of a known kind mapped to a sha256 digest, no other field,
+// nothing after the object. The lock returned is not tied to a file: Save
+// needs one from LoadLock.
+func ParseLock(name string, data []byte) (*Lock, error) {
+	p := lockParser{name: name, data: data}
+	inputs, err := p.parse()
+	if err != nil {
+		return nil, err
+	}
+	return &Lock{inputs: inputs}, nil
+}
+
+// lockParser reads a lock file token by token, so that errors can say
+// where they are.
+type lockParser struct {
+	name string
+	data []byte
+	dec  *json.Decoder
+}
+
+// errAt is an error at byte offset off of the data.
+func (p *lockParser) errAt(off int64, format string, args ...any) error {
+	off = min(max(off, 0), int64(len(p.data)))
+	line, col := 1, 1
+	for _, r := range string(p.data[:off]) {
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Errorf("%s:%d:%d: %s", p.name, line, col, fmt.Sprintf(format, args...))
+}
+
+// next returns the next token and the offset where it starts.
+func (p *lockParser) next() (json.Token, int64, error) {
+	off := p.dec.InputOffset()
+	for off < int64(len(p.data)) && strings.IndexByte(" \t\r\n,:", p.data[off]) >= 0 {
+		off++
+	}
+	tok, err := p.dec.Token()
+	if err != nil {
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &se):
+			return nil, off, p.errAt(se.Offset-1, "not a labbake.lock: %v", err)
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, off, p.errAt(int64(len(p.data)), "not a labbake.lock: unexpected end of the file")
+		}
+		return nil, off, p.errAt(off, "not a labbake.lock: %v", err)
+	}
+	return tok, off, nil
+}
+
+func (p *lockParser) parse() (map[string]string, error) {
+	if len(p.data) > maxLockSize {
+		return nil, fmt.Errorf("%s: %d bytes or more, more than a lock file may hold (%d)", p.name, len(p.data), maxLockSize)
+	}
+	if !utf8.Valid(p.data) {
+		return nil, p.errAt(int64(invalidUTF8(p.data)), "not a labbake.lock: invalid UTF-8")
+	}
+	p.dec = json.NewDecoder(bytes.NewReader(p.data))
+	p.dec.UseNumber()
+	tok, off, err := p.next()
+	if err != nil {
+		return nil, err
+	}
+	if tok != json.Delim('{') {
+		return nil, p.errAt(off, "not a labbake.lock: want a JSON object")
+	}
+	inputs := map[string]string{}
+	seen := map[string]bool{}
+	for p.dec.More() {
+		tok, off, err := p.next()
+		if err != nil {
+			return nil, err
+		}
+		field, _ := tok.(string)
+		if seen[field] {
+			return nil, p.errAt(off, "%q appears twice", field)
+		}
+		seen[field] = true
+		switch field {
+		case "format":
+			tok, off, err := p.next()
+			if err != nil {
+				return nil, err
+			}
+			if n, ok := tok.(json.Number); !ok || n.String() != "1" {
+				return nil, p.errAt(off, "format %v: this labbake reads format 1", tok)
+			}
+		case "inputs":
+			if err := p.inputs(inputs); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, p.errAt(off, "unknown field %q: a labbake.lock has format and inputs", field)
+		}
+	}
+	if _, _, err := p.next(); err != nil { // the closing brace
+		return nil, err
+	}
+	if !seen["format"] {
+		return nil, p.errAt(0, "no format: not a labbake.lock")
+	}
+	if off := p.dec.InputOffset(); len(bytes.TrimSpace(p.data[off:])) > 0 {
+		return nil, p.errAt(off+int64(len(p.data[off:])-len(bytes.TrimLeft(p.data[off:], " \t\r\n"))), "data after the lock's JSON object")
+	}
+	return inputs, nil
+}
+
+// inputs reads the "inputs" object into m.
+func (p *lockParser) inputs(m map[string]string) error {
+	tok, off, err := p.next()
+	if err != nil {
+		return err
+	}
+	if tok != json.Delim('{') {
+		return p.errAt(off, "inputs: want an object of input → digest")
+	}
+	for p.dec.More() {
+		tok, off, err := p.next()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		if _, dup := m[key]; dup {
+			return p.errAt(off, "input %q appears twice", key)
+		}
+		if err := checkLockKey(key); err != nil {
+			return p.errAt(off, "input %.100q: %v", key, err)
+		}
+		tok, off, err = p.next()
+		if err != nil {
+			return err
+		}
+		v, ok := tok.(string)
+		if !ok {
+			return p.errAt(off, "input %.100q: want a digest string, not %v", key, tok)
+		}
+		if _, err := cache.ParseDigest(v); err != nil {
+			return p.errAt(off, "input %.100q: %v", key, err)
+		}
+		m[key] = v
+	}
+	_, _, err = p.next() // the closing brace
+	return err
+}
+
+func checkLockKey(key string) error {
+	for _, kind := range []string{kindChecksum, kindDebian, kindOCI} {
+		if rest, ok := strings.CutPrefix(key, kind); ok {
+			if strings.TrimSpace(rest) == "" {
+				return fmt.Errorf("nothing after %q", kind)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown kind of input: want %q, %q or %q followed by what was resolved", kindChecksum, kindDebian, kindOCI)
+}
+
+// invalidUTF8 returns the offset of the first byte of b that is not UTF-8.
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 // Exists reports whether the lock was read from a file.
@@ -98,26 +291,18 @@ func (l *Lock) Bytes() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// Save writes the lock file atomically.
+// Save writes the lock file atomically (temp file, fsync, rename, fsync
+// of the lab dir); a symlink at its path is replaced, not followed.
 func (l *Lock) Save() error {
+	if l.path == "" {
+		return errors.New("saving a lock that LoadLock did not make: it has no path")
+	}
 	b, err := l.Bytes()
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(l.path), "."+filepath.Base(l.path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", l.path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", l.path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", l.path, err)
-	}
-	if err := os.Rename(tmp.Name(), l.path); err != nil {
-		return fmt.Errorf("writing %s: %w", l.path, err)
+	if err := atomicfile.WriteFile(l.path, b, 0o644); err != nil {
+		return err
 	}
 	l.exists = true
 	return nil

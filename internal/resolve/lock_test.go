@@ -7,15 +7,22 @@ import (
 	"testing"
 )
 
+// Digests for the tests.
+var (
+	dA = "sha256:" + strings.Repeat("a", 64)
+	dB = "sha256:" + strings.Repeat("b", 64)
+	dC = "sha256:" + strings.Repeat("c", 64)
+)
+
 func TestLockRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), LockFile)
 	l, err := LoadLock(path)
 	if err != nil || l.Exists() {
 		t.Fatalf("missing lock: %v, exists %v", err, l.Exists())
 	}
-	l.Set("oci docker://b:1", "sha256:bb")
-	l.Set("checksum https://a/x.sha256 x", "sha256:aa")
-	l.Set("debian debian:cc", "sha256:cc")
+	l.Set("oci docker://b:1", dB)
+	l.Set("checksum https://a/x.sha256 x", dA)
+	l.Set("debian debian:cc", dC)
 	if err := l.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -24,41 +31,114 @@ func TestLockRoundTrip(t *testing.T) {
 	want := `{
   "format": 1,
   "inputs": {
-    "checksum https://a/x.sha256 x": "sha256:aa",
-    "debian debian:cc": "sha256:cc",
-    "oci docker://b:1": "sha256:bb"
+    "checksum https://a/x.sha256 x": "` + dA + `",
+    "debian debian:cc": "` + dC + `",
+    "oci docker://b:1": "` + dB + `"
   }
 }
 `
 	if string(b) != want {
 		t.Errorf("lock file:\n%s\nwant:\n%s", b, want)
 	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("lock file mode: %v, %v; want 0644", fi.Mode(), err)
+	}
+	if left, _ := filepath.Glob(path + "*tmp*"); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
 	l2, err := LoadLock(path)
 	if err != nil || !l2.Exists() {
 		t.Fatal(err)
 	}
-	if v, ok := l2.Get("oci docker://b:1"); !ok || v != "sha256:bb" {
+	if v, ok := l2.Get("oci docker://b:1"); !ok || v != dB {
 		t.Errorf("Get = %q, %v", v, ok)
 	}
 	l2.Keep(map[string]bool{"oci docker://b:1": true})
 	if _, ok := l2.Get("debian debian:cc"); ok {
 		t.Error("Keep left an unused entry")
 	}
+	// ParseLock reads what Bytes writes.
+	l3, err := ParseLock("bytes", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b3, _ := l3.Bytes(); string(b3) != want {
+		t.Errorf("ParseLock then Bytes:\n%s", b3)
+	}
+	if err := l3.Save(); err == nil {
+		t.Error("Save of a lock from ParseLock succeeded: it has no path")
+	}
+}
+
+// Save replaces a symlink at the lock's path; it never writes through it.
+func TestLockSaveSymlink(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	target := filepath.Join(outside, "target")
+	path := filepath.Join(dir, LockFile)
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	l, err := LoadLock(path) // dangling: an empty lock
+	if err != nil || l.Exists() {
+		t.Fatalf("LoadLock of a dangling symlink: %v, exists %v", err, l.Exists())
+	}
+	l.Set("oci x", dA)
+	if err := l.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(target); err == nil {
+		t.Error("Save wrote through the symlink")
+	}
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("lock path after Save: %v, %v", fi, err)
+	}
 }
 
 func TestLockErrors(t *testing.T) {
+	good := func(inputs string) string { return `{"format": 1, "inputs": {` + inputs + `}}` }
 	for _, tc := range []struct{ name, content, want string }{
-		{"not json", "inputs = 1", "invalid character"},
-		{"future format", `{"format": 2, "inputs": {}}`, "format 2"},
+		{"not json", "inputs = 1", ":1:1: not a labbake.lock: invalid character 'i'"},
+		{"yaml", "format: 1\n", ":1:2: not a labbake.lock"},
+		{"empty", "", ":1:1: not a labbake.lock: unexpected end"},
+		{"array", "[1]", ":1:1: not a labbake.lock: want a JSON object"},
+		{"truncated", "{\n  \"format\": 1,\n  \"inputs\": {", ":3:14: not a labbake.lock: unexpected end"},
+		{"future format", `{"format": 2, "inputs": {}}`, ":1:12: format 2"},
+		{"format as a string", `{"format": "1", "inputs": {}}`, ":1:12: format 1:"},
+		{"no format", `{"inputs": {}}`, ":1:1: no format"},
+		{"format twice", `{"format": 1, "format": 1}`, `:1:15: "format" appears twice`},
+		{"unknown field", `{"format": 1, "extra": {}}`, `:1:15: unknown field "extra"`},
+		{"inputs not an object", `{"format": 1, "inputs": []}`, ":1:25: inputs: want an object"},
+		{"unknown kind", good(`"git x": "` + dA + `"`), `:1:26: input "git x": unknown kind`},
+		{"kind alone", good(`"oci ": "` + dA + `"`), `:1:26: input "oci ": nothing after "oci "`},
+		{"not a digest", good("\n \"oci x\": \"sha256:aa\""), `:2:11: input "oci x": cache: invalid digest "sha256:aa"`},
+		{"other algorithm", good(`"oci x": "sha512:` + strings.Repeat("a", 128) + `"`), `:1:35: input "oci x": cache: invalid digest`},
+		{"number value", good(`"oci x": 3`), `:1:35: input "oci x": want a digest string`},
+		{"input twice", good(`"oci x": "` + dA + `", "oci x": "` + dB + `"`), `:1:110: input "oci x" appears twice`},
+		{"trailing data", good("") + "\n{}", ":2:1: data after the lock's JSON object"},
+		{"invalid UTF-8", "{\n\"format\": 1, \"inputs\": {\"oci \xff\": 1}}", ":2:30: not a labbake.lock: invalid UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), LockFile)
-			os.WriteFile(path, []byte(tc.content), 0o644)
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			_, err := LoadLock(path)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
-				t.Errorf("err = %v, want one naming %s and %q", err, path, tc.want)
+			if err == nil || !strings.Contains(err.Error(), path+tc.want) {
+				t.Errorf("err = %v\nwant one containing %q", err, path+tc.want)
 			}
 		})
+	}
+	// A dangling symlink is a missing lock; an unreadable path is an error.
+	dir := t.TempDir()
+	if _, err := LoadLock(dir); err == nil {
+		t.Error("LoadLock of a directory succeeded")
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, maxLockSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadLock(big); err == nil || !strings.Contains(err.Error(), "more than a lock file may hold") {
+		t.Errorf("oversized lock: %v", err)
 	}
 }
 
@@ -75,4 +155,34 @@ func TestResolverFrozen(t *testing.T) {
 	if !r.Used()["oci docker://x:1"] {
 		t.Error("Used does not list a looked-up key")
 	}
+}
+
+// FuzzParseLock: any bytes give a lock or an error with a position, never a
+// panic; a lock that parses writes itself back in a form that parses to the
+// same entries.
+func FuzzParseLock(f *testing.F) {
+	f.Add([]byte(`{"format": 1, "inputs": {"oci x": "` + dA + `"}}`))
+	f.Add([]byte(`{"format": 1}`))
+	f.Add([]byte("{\"format\": 1, \"inputs\": {\"checksum u f\": 1"))
+	f.Add([]byte("\xff"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l, err := ParseLock("f", data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f:") {
+				t.Fatalf("error without the name: %v", err)
+			}
+			return
+		}
+		b, err := l.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l2, err := ParseLock("f", b)
+		if err != nil {
+			t.Fatalf("re-parse of %q: %v", b, err)
+		}
+		if b2, _ := l2.Bytes(); string(b2) != string(b) {
+			t.Fatalf("round trip changed the lock:\n%s\n%s", b, b2)
+		}
+	})
 }

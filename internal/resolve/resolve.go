@@ -100,7 +100,7 @@ func (r *Resolver) DebianBase(ctx context.Context, d *recipe.Debian, epoch int64
 		Suite: d.Suite, Mirror: d.Mirror, Components: d.Components, Variant: d.Variant,
 		Packages: d.Packages, Snapshot: d.Snapshot, Extra: d.Extra, Docs: d.Docs,
 	}
-	key := "debian " + spec.Normalize().Key(epoch)
+	key := kindDebian + spec.Normalize().Key(epoch)
 	pinned, ok, err := r.locked(key)
 	if err != nil {
 		return "", 0, err
@@ -137,7 +137,7 @@ func (r *Resolver) DebianBase(ctx context.Context, d *recipe.Debian, epoch int64
 
 // Image pins an OCI image by manifest digest and stores its blobs.
 func (r *Resolver) Image(ctx context.Context, ref string) (*oci.Resolved, error) {
-	key := "oci " + ref
+	key := kindOCI + ref
 	pinned, _, err := r.locked(key)
 	if err != nil {
 		return nil, err
@@ -176,7 +176,7 @@ func (r *Resolver) ImageInput(ctx context.Context, ref string) (manifest, config
 func (r *Resolver) URL(ctx context.Context, url, sha, shaURL string) (string, int64, error) {
 	want := sha
 	if want == "" {
-		key := "checksum " + shaURL + " " + path.Base(url)
+		key := kindChecksum + shaURL + " " + path.Base(url)
 		v, ok, err := r.locked(key)
 		if err != nil {
 			return "", 0, err
