@@ -1,10 +1,7 @@
 package recipe
 
 import (
-	"errors"
-	"io/fs"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -271,25 +268,8 @@ func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
 			good = good && ok
 			a.Path = s
 		case "file":
-			fn := f.get("file")
-			s, ok := d.str(fn, path+".file")
-			if ok {
-				p := l.hostPath(s)
-				fi, err := os.Stat(p)
-				switch {
-				case errors.Is(err, fs.ErrNotExist):
-					d.errorf(fn, path+".file", "file %s not found", s)
-					ok = false
-				case err != nil:
-					d.errorf(fn, path+".file", "file %s: %v", s, err)
-					ok = false
-				case !fi.Mode().IsRegular():
-					d.errorf(fn, path+".file", "%s is not a regular file", s)
-					ok = false
-				default:
-					a.File = p
-				}
-			}
+			p, ok := d.labPath(l, f.get("file"), path+".file", "file", regularKind)
+			a.File = p
 			good = good && ok
 		}
 		good = d.modeOwner(f, path, &a.Mode, &a.UID, &a.GID) && good

@@ -163,7 +163,7 @@ func (l *Lab) Recipe(role string) (*Recipe, error) {
 	var from *yaml.Node // the extends value naming the current file
 	for name := role; ; {
 		file := "recipes/" + name + ".yaml"
-		src, err := os.ReadFile(filepath.Join(l.Dir, "recipes", name+".yaml"))
+		src, err := l.readLabFile(file)
 		if err != nil {
 			switch {
 			case from == nil && errors.Is(err, fs.ErrNotExist):
@@ -337,38 +337,9 @@ func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
 	rec.Checks = d.decodeChecks(f.get("checks"))
 }
 
-// hostPath resolves a path of the recipe: relative ones are relative to
-// the lab dir.
-func (l *Lab) hostPath(p string) string {
-	if filepath.IsAbs(p) {
-		return filepath.Clean(p)
-	}
-	return filepath.Join(l.Dir, filepath.FromSlash(p))
-}
-
 // tarPath decodes and checks the path of a tar archive.
 func (d *decoder) tarPath(l *Lab, n *yaml.Node, field string) (string, bool) {
-	s, ok := d.str(n, field)
-	if !ok {
-		return "", false
-	}
-	if s == "" {
-		d.errorf(n, field, "tar path is empty")
-		return "", false
-	}
-	p := l.hostPath(s)
-	fi, err := os.Stat(p)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		d.errorf(n, field, "tar file %s not found", s)
-	case err != nil:
-		d.errorf(n, field, "tar file %s: %v", s, err)
-	case !fi.Mode().IsRegular():
-		d.errorf(n, field, "%s is not a regular file", s)
-	default:
-		return p, true
-	}
-	return "", false
+	return d.labPath(l, n, field, "tar file", regularKind)
 }
 
 func (d *decoder) decodeBase(l *Lab, top fields) Base {
@@ -404,27 +375,7 @@ func (d *decoder) decodeBase(l *Lab, top fields) Base {
 	case "debian":
 		b.Debian = d.decodeDebian(f.get("debian"))
 	default:
-		dir := f.get("dir")
-		s, ok := d.str(dir, "base.dir")
-		if !ok {
-			break
-		}
-		if s == "" {
-			d.errorf(dir, "base.dir", "directory path is empty")
-			break
-		}
-		p := l.hostPath(s)
-		fi, err := os.Stat(p)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			d.errorf(dir, "base.dir", "directory %s not found", s)
-		case err != nil:
-			d.errorf(dir, "base.dir", "directory %s: %v", s, err)
-		case !fi.IsDir():
-			d.errorf(dir, "base.dir", "%s is not a directory", s)
-		default:
-			b.Dir = p
-		}
+		b.Dir, _ = d.labPath(l, f.get("dir"), "base.dir", "directory", dirKind)
 	}
 	return b
 }
@@ -645,9 +596,13 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 		seen[name] = path
 		u.Name = name
 		rel := "units/" + name
-		plain, perr := regularFile(filepath.Join(l.Dir, "units", name))
-		tmpl, terr := regularFile(filepath.Join(l.Dir, "units", name+".tmpl"))
+		plainPath, plain, perr := l.regularFile(rel)
+		tmplPath, tmpl, terr := l.regularFile(rel + ".tmpl")
 		switch {
+		case errors.Is(perr, errOutside):
+			d.errorf(nn, path+".name", "unit file %v (%s)", perr, pathRule)
+		case errors.Is(terr, errOutside):
+			d.errorf(nn, path+".name", "unit file %v (%s)", terr, pathRule)
 		case perr != nil:
 			d.errorf(nn, path+".name", "unit file %s: %v", rel, perr)
 		case terr != nil:
@@ -657,7 +612,7 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 		case !plain && !tmpl:
 			d.errorf(nn, path+".name", "unit file %s not found", rel)
 		case plain:
-			u.Source = filepath.Join(l.Dir, "units", name)
+			u.Source = plainPath
 			b, err := os.ReadFile(u.Source)
 			if err != nil {
 				d.errorf(nn, path+".name", "reading %s: %v", rel, err)
@@ -665,7 +620,7 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 			}
 			u.Content = b
 		default:
-			u.Source = filepath.Join(l.Dir, "units", name+".tmpl")
+			u.Source = tmplPath
 			b, err := os.ReadFile(u.Source)
 			if err != nil {
 				d.errorf(nn, path+".name", "reading %s.tmpl: %v", rel, err)
@@ -686,18 +641,26 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 	return units
 }
 
-// regularFile reports whether p is a regular file; a missing p is no error.
-func regularFile(p string) (bool, error) {
+// regularFile resolves rel inside the lab dir and reports whether it is a
+// regular file; a missing rel is no error.
+func (l *Lab) regularFile(rel string) (string, bool, error) {
+	p, err := l.inLab(rel)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errOutside) {
+			return "", false, nil
+		}
+		return "", false, err
+	}
 	fi, err := os.Stat(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
+		return "", false, nil
 	case err != nil:
-		return false, err
+		return "", false, err
 	case !fi.Mode().IsRegular():
-		return false, errors.New("not a regular file")
+		return "", false, errors.New("not a regular file")
 	}
-	return true, nil
+	return p, true, nil
 }
 
 func (d *decoder) decodeOverlays(l *Lab, n *yaml.Node, role string) []Overlay {
@@ -720,9 +683,15 @@ func (d *decoder) decodeOverlays(l *Lab, n *yaml.Node, role string) []Overlay {
 		}
 		seen[name] = path
 		rel := "overlays/" + name
-		dir := filepath.Join(l.Dir, "overlays", name)
-		fi, err := os.Stat(dir)
+		dir, err := l.inLab(rel)
+		var fi fs.FileInfo
+		if err == nil {
+			fi, err = os.Stat(dir)
+		}
 		switch {
+		case errors.Is(err, errOutside):
+			d.errorf(item, path, "overlay directory %v (%s)", err, pathRule)
+			continue
 		case errors.Is(err, fs.ErrNotExist):
 			d.errorf(item, path, "overlay directory %s not found", rel)
 			continue
@@ -741,6 +710,17 @@ func (d *decoder) decodeOverlays(l *Lab, n *yaml.Node, role string) []Overlay {
 	return overlays
 }
 
+// typeName names a file type for messages.
+func typeName(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "special file"
+}
+
 // overlayTemplates renders every *.tmpl regular file of an overlay.
 func (d *decoder) overlayTemplates(l *Lab, item *yaml.Node, field, rel string, o *Overlay, role string) bool {
 	good := true
@@ -750,14 +730,23 @@ func (d *decoder) overlayTemplates(l *Lab, item *yaml.Node, field, rel string, o
 		if err != nil {
 			return err
 		}
-		if !e.Type().IsRegular() {
-			return nil
-		}
 		r, err := filepath.Rel(o.Dir, p)
 		if err != nil {
 			return err
 		}
 		r = filepath.ToSlash(r)
+		if !e.Type().IsRegular() {
+			// The overlay is copied without its *.tmpl entries: one
+			// that is not a file would be dropped without a word.
+			if r != "." && strings.HasSuffix(r, ".tmpl") {
+				d.errorf(item, field, "%s/%s is a %s: a template must be a regular file", rel, r, typeName(e.Type()))
+				good = false
+				if e.IsDir() {
+					return filepath.SkipDir
+				}
+			}
+			return nil
+		}
 		if strings.HasSuffix(r, ".tmpl") {
 			tmpls = append(tmpls, r)
 		} else {
