@@ -277,6 +277,8 @@ func (d *decoder) decodeNodes(f fields, lab *Lab) {
 				d.errorf(n, path+".ip", "%q is not an IP address", s)
 			case cidrErr == nil && (!cidr.Contains(a) || a == cidr.Addr()):
 				d.errorf(n, path+".ip", "ip %s is not a host address of network.cidr %s", s, lab.Network.CIDR)
+			case cidrErr == nil && a == broadcast(cidr):
+				d.errorf(n, path+".ip", "ip %s is the broadcast address of network.cidr %s", s, lab.Network.CIDR)
 			case a == gw:
 				d.errorf(n, path+".ip", "ip %s is the gateway's", s)
 			case ips[a] != nil:
@@ -309,6 +311,18 @@ func (d *decoder) decodeNodes(f fields, lab *Lab) {
 		}
 		lab.Nodes = append(lab.Nodes, node)
 	}
+}
+
+// broadcast is the broadcast address of an IPv4 network with room for
+// one (up to /30: a /31 has none, RFC 3021), else the zero Addr.
+func broadcast(p netip.Prefix) netip.Addr {
+	if !p.Addr().Is4() || p.Bits() > 30 {
+		return netip.Addr{}
+	}
+	a := p.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= 1<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // Roles returns the distinct roles of the lab's nodes in order of first
