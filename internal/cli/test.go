@@ -54,7 +54,7 @@ labbake test --node NAME (a node's seed ISO attached) comes with the seeds.`,
 		Example: `  labbake build master && labbake test master
   labbake test master --firmware bios --timeout 300s
   labbake -C examples/lab test node --accel tcg`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runTest(cmd, g, o, args[0]) },
 	}
 	cmd.Flags().StringVar(&o.firmware, "firmware", "", "firmware: uefi (OVMF, q35) or bios (SeaBIOS, pc); default: the image's first boot method")

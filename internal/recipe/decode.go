@@ -52,6 +52,9 @@ func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
 // YAML syntax errors, aliases, duplicate keys and extra documents.
 func (d *decoder) parse(name string, src, out []byte) (*yaml.Node, bool) {
 	f := &srcFile{name: name, lines: newLineMap(src, out)}
+	if !d.checkText(f, src, out) {
+		return nil, false
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(out))
 	var doc yaml.Node
 	err := decodeNode(dec, &doc)
