@@ -1,12 +1,15 @@
 package recipe
 
 import (
+	"errors"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/labbake/labbake/internal/source/debian"
 )
 
 // Artifact is a file (or files) put into the image from exactly one
@@ -34,10 +37,6 @@ type Artifact struct {
 
 var (
 	hexDigestRe = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
-	suiteRe     = regexp.MustCompile(`^[a-z][a-z0-9.-]*$`)
-	snapshotRe  = regexp.MustCompile(`^\d{8}T\d{6}Z$`)
-	packageRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$`)
-	variants    = []string{"extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "debootstrap", "standard"}
 	transports  = []string{"docker://", "oci:", "oci-archive:", "docker-archive:", "containers-storage:"}
 )
 
@@ -75,84 +74,77 @@ func (d *decoder) strList(n *yaml.Node, field string) ([]string, bool) {
 	return out, good
 }
 
+// decodeDebian decodes base.debian and checks it with the Debian spec's
+// own Validate, each problem placed at the field it names.
 func (d *decoder) decodeDebian(n *yaml.Node) *Debian {
 	const field = "base.debian"
-	f, ok := d.mapping(n, field, "suite", "mirror", "components", "variant", "packages", "snapshot", "extra")
+	keys := []string{"suite", "mirror", "components", "variant", "packages", "snapshot", "extra"}
+	f, ok := d.mapping(n, field, keys...)
 	if !ok {
 		return nil
 	}
 	deb := &Debian{Pos: d.pos(n)}
 	good := true
-	if sn := f.get("suite"); sn == nil {
-		d.errorf(f.at("suite"), field+".suite", "suite is required, e.g. trixie")
-		good = false
-	} else if s, ok := d.str(sn, field+".suite"); !ok || !suiteRe.MatchString(s) {
-		if ok {
-			d.errorf(sn, field+".suite", "suite %q is not a Debian suite name", s)
-		}
-		good = false
-	} else {
-		deb.Suite = s
-	}
-	if mn := f.get("mirror"); mn != nil {
-		if s, ok := d.str(mn, field+".mirror"); ok {
-			if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || u.Host == "" && u.Scheme != "file" {
-				d.errorf(mn, field+".mirror", "mirror %q must be an http(s) or file URL", s)
-				good = false
-			}
-			deb.Mirror = s
-		} else {
-			good = false
-		}
-	}
-	if vn := f.get("variant"); vn != nil {
-		if s, ok := d.str(vn, field+".variant"); ok && !slices.Contains(variants, s) {
-			d.errorf(vn, field+".variant", "unknown variant %q (one of %s)", s, strings.Join(variants, ", "))
-			good = false
-		} else {
-			deb.Variant = s
+	for _, s := range []struct {
+		key string
+		dst *string
+	}{{"suite", &deb.Suite}, {"mirror", &deb.Mirror}, {"variant", &deb.Variant}, {"snapshot", &deb.Snapshot}} {
+		if vn := f.get(s.key); vn != nil {
+			v, ok := d.str(vn, field+"."+s.key)
 			good = good && ok
+			*s.dst = v
 		}
 	}
-	if sn := f.get("snapshot"); sn != nil {
-		if s, ok := d.str(sn, field+".snapshot"); ok && !snapshotRe.MatchString(s) {
-			d.errorf(sn, field+".snapshot", "snapshot %q: want a timestamp like 20250520T000000Z", s)
-			good = false
-		} else {
-			deb.Snapshot = s
+	for _, l := range []struct {
+		key string
+		dst *[]string
+	}{{"components", &deb.Components}, {"packages", &deb.Packages}, {"extra", &deb.Extra}} {
+		if ln := f.get(l.key); ln != nil {
+			vals, ok := d.strList(ln, field+"."+l.key)
 			good = good && ok
+			*l.dst = vals
 		}
-	}
-	lists := []struct {
-		key  string
-		dst  *[]string
-		re   *regexp.Regexp
-		what string
-	}{
-		{"components", &deb.Components, suiteRe, "component"},
-		{"packages", &deb.Packages, packageRe, "package"},
-		{"extra", &deb.Extra, suiteRe, "suite"},
-	}
-	for _, l := range lists {
-		ln := f.get(l.key)
-		if ln == nil {
-			continue
-		}
-		vals, ok := d.strList(ln, field+"."+l.key)
-		good = good && ok
-		items, _ := d.sequence(ln, field+"."+l.key)
-		for i, v := range vals {
-			if !l.re.MatchString(v) && i < len(items) {
-				d.errorf(items[i], indexPath(field+"."+l.key, i), "%q is not a %s name", v, l.what)
-				good = false
-			}
-		}
-		*l.dst = vals
 	}
 	if !good {
 		return nil
 	}
-	return deb
+	var joined interface{ Unwrap() []error }
+	err := deb.Spec().Validate()
+	if err == nil {
+		return deb
+	}
+	if !errors.As(err, &joined) {
+		d.errorf(n, field, "%v", err)
+		return nil
+	}
+	for _, e := range joined.Unwrap() {
+		var fe *debian.FieldError
+		if !errors.As(e, &fe) {
+			d.errorf(n, field, "%v", e)
+			continue
+		}
+		path := field + "." + fe.Field
+		at := f.get(fe.Field)
+		if at == nil {
+			at = f.at(fe.Field)
+		}
+		if fe.Index >= 0 {
+			path = indexPath(path, fe.Index)
+			if items, _ := d.sequence(at, path); fe.Index < len(items) {
+				at = items[fe.Index]
+			}
+		}
+		d.errorf(at, path, "%s", fe.Msg)
+	}
+	return nil
+}
+
+// Spec is the mmdebstrap spec of the base, for the Debian builder.
+func (deb *Debian) Spec() debian.Spec {
+	return debian.Spec{
+		Suite: deb.Suite, Mirror: deb.Mirror, Components: deb.Components, Variant: deb.Variant,
+		Packages: deb.Packages, Snapshot: deb.Snapshot, Extra: deb.Extra,
+	}
 }
 
 func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {

@@ -14,6 +14,10 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/labbake/labbake/builders/boot"
+	"github.com/labbake/labbake/builders/disk"
+	"github.com/labbake/labbake/builders/tree"
 )
 
 // Recipe is the effective recipe of a role: its file and those it extends
@@ -113,10 +117,11 @@ type Disk struct {
 	Pos     Pos
 }
 
-// Boot methods.
+// Boot methods: the disk builder's (builders/boot), in the order they are
+// installed.
 const (
-	BootUEFI = "uefi"
-	BootBIOS = "bios"
+	BootUEFI = boot.UEFI
+	BootBIOS = boot.BIOS
 )
 
 // DefaultCmdline is the kernel command line after the root when a recipe
@@ -135,9 +140,10 @@ type Kernel struct {
 	Pos     Pos // of kernel, or of the recipe when it is not set
 }
 
-// Disk size bounds.
+// Disk size bounds. The minimum is the disk builder's: the fixed
+// partitions and the smallest root it makes.
 const (
-	MinDiskSize = 64 * MiB
+	MinDiskSize = disk.MinSize
 	MaxDiskSize = 2 * TiB
 )
 
@@ -589,6 +595,10 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 			d.errorf(nn, path+".name", "%s", msg)
 			continue
 		}
+		if err := tree.CheckUnitName(name); err != nil {
+			d.errorf(nn, path+".name", "%v", err)
+			continue
+		}
 		if first, dup := seen[name]; dup {
 			d.errorf(nn, path+".name", "duplicate unit %s (also %s)", name, first)
 			continue
@@ -788,41 +798,40 @@ func (d *decoder) overlayTemplates(l *Lab, item *yaml.Node, field, rel string, o
 }
 
 func (d *decoder) decodeDisk(top fields) Disk {
-	disk := Disk{Size: 8 * GiB, Filesystem: "ext4", FstabOptions: []string{"discard", "noatime"},
-		Boot: []string{BootUEFI, BootBIOS}, BootPos: d.pos(top.node)}
+	dk := Disk{Size: 8 * GiB, Filesystem: "ext4", FstabOptions: []string{"discard", "noatime"},
+		Boot: slices.Clone(boot.Methods), BootPos: d.pos(top.node)}
 	n := top.get("disk")
 	if n == nil {
-		disk.Pos = d.pos(top.node)
-		return disk
+		dk.Pos = d.pos(top.node)
+		return dk
 	}
-	disk.Pos = d.pos(n)
+	dk.Pos = d.pos(n)
 	f, ok := d.mapping(n, "disk", "size", "filesystem", "fstab", "boot")
 	if !ok {
-		return disk
+		return dk
 	}
 	if bn := f.get("boot"); bn != nil {
-		disk.BootPos, disk.BootSet = d.pos(bn), true
+		dk.BootPos, dk.BootSet = d.pos(bn), true
 		if isNull(bn) {
-			disk.Boot = []string{}
+			dk.Boot = []string{}
 		} else if items, ok := d.sequence(bn, "disk.boot"); ok {
 			seen := map[string]bool{}
 			for i, item := range items {
 				path := indexPath("disk.boot", i)
 				if s, ok := d.str(item, path); ok {
-					switch s {
-					case BootUEFI, BootBIOS:
+					if slices.Contains(boot.Methods, s) {
 						seen[s] = true
-					default:
-						d.errorf(item, path, "unknown boot method %q: use %s or %s", s, BootUEFI, BootBIOS)
+					} else {
+						d.errorf(item, path, "unknown boot method %q: use %s", s, strings.Join(boot.Methods, " or "))
 					}
 				}
 			}
 			// In a fixed order: extends appends lists, and the order
 			// written does not matter.
-			disk.Boot = []string{}
-			for _, m := range []string{BootUEFI, BootBIOS} {
+			dk.Boot = []string{}
+			for _, m := range boot.Methods {
 				if seen[m] {
-					disk.Boot = append(disk.Boot, m)
+					dk.Boot = append(dk.Boot, m)
 				}
 			}
 		}
@@ -848,7 +857,7 @@ func (d *decoder) decodeDisk(top fields) Disk {
 			case size%MiB != 0:
 				d.errorf(sn, "disk.size", "size %s is not a multiple of 1MiB", s)
 			default:
-				disk.Size = size
+				dk.Size = size
 			}
 		}
 	}
@@ -882,11 +891,11 @@ func (d *decoder) decodeDisk(top fields) Disk {
 						opts = append(opts, s)
 					}
 				}
-				disk.FstabOptions = opts
+				dk.FstabOptions = opts
 			}
 		}
 	}
-	return disk
+	return dk
 }
 
 func (d *decoder) decodeKernel(top fields) Kernel {
