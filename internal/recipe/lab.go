@@ -1,13 +1,13 @@
 package recipe
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 
@@ -56,16 +56,19 @@ var (
 	domainRe   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 )
 
-// Load reads DIR/lab.yaml, renders it as a template with no data (sprig
-// functions only) and decodes it strictly. Problems are returned as an
-// ErrorList.
-func Load(dir string) (*Lab, error) {
+// Load is LoadContext without a context.
+func Load(dir string) (*Lab, error) { return LoadContext(context.Background(), dir) }
+
+// LoadContext reads DIR/lab.yaml, renders it as a template with no data
+// (sprig functions only) and decodes it strictly. Problems are returned as
+// an ErrorList; when ctx is done first, its error.
+func LoadContext(ctx context.Context, dir string) (*Lab, error) {
 	const name = "lab.yaml"
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, ErrorList{{Pos: Pos{File: name}, Msg: fmt.Sprintf("lab directory %s: %v", dir, err)}}
 	}
-	src, err := os.ReadFile(filepath.Join(abs, name))
+	src, err := readCapped(filepath.Join(abs, name), maxYAMLFile)
 	if err != nil {
 		msg := fmt.Sprintf("reading lab: %v", err)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -73,11 +76,14 @@ func Load(dir string) (*Lab, error) {
 		}
 		return nil, ErrorList{{Pos: Pos{File: name}, Msg: msg}}
 	}
-	out, terr := render(name, src, map[string]any{})
+	out, terr := render(ctx, name, src, map[string]any{}, maxYAMLFile)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("loading the lab: %w", ctx.Err())
+	}
 	if terr != nil {
 		return nil, ErrorList{terr}
 	}
-	d := newDecoder()
+	d := newDecoder(ctx)
 	root, ok := d.parse(name, src, out)
 	if !ok {
 		return nil, d.err()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // What a lab may ask for. Each bound is far above what a lab needs and low
@@ -44,7 +46,49 @@ func readCapped(p string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %s, the most labbake reads", p, FormatSize(limit))
+		return nil, fmt.Errorf("larger than %s, the most labbake reads", FormatSize(limit))
 	}
 	return b, nil
+}
+
+// checkEntries bounds the lists of a merged recipe to maxEntries items
+// each, before any is decoded.
+func (d *decoder) checkEntries(top fields) bool {
+	good := true
+	check := func(n *yaml.Node, field string) {
+		if n != nil && n.Kind == yaml.SequenceNode && len(n.Content) > maxEntries {
+			d.errorf(n, field, "%d entries: a recipe may hold at most %d (extends included)", len(n.Content), maxEntries)
+			good = false
+		}
+	}
+	for _, key := range []string{"layers", "artifacts", "files", "units", "overlays"} {
+		check(top.get(key), key)
+	}
+	if c := top.get("checks"); c != nil && c.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(c.Content); i += 2 {
+			check(c.Content[i+1], "checks."+c.Content[i].Value)
+		}
+	}
+	return good
+}
+
+// inline counts the bytes a recipe holds in memory for the image (files'
+// content, unit files, rendered templates) against maxInline.
+type inline struct {
+	total int64
+	over  bool
+}
+
+// add counts n more bytes of the field at node at; past maxInline it
+// reports the problem there, once, and returns false.
+func (in *inline) add(d *decoder, at *yaml.Node, field string, n int) bool {
+	in.total += int64(n)
+	if in.total <= maxInline {
+		return true
+	}
+	if !in.over {
+		in.over = true
+		d.errorf(at, field, "the recipe's inline content (files, units and templates) passes %s here: put large files in an overlay", FormatSize(maxInline))
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package recipe
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -152,15 +153,29 @@ var (
 	ownerRe = regexp.MustCompile(`^([0-9]+):([0-9]+)$`)
 )
 
-// Recipe renders recipes/ROLE.yaml and the recipes it extends, merges them,
-// decodes the result strictly and checks it against the lab directory.
-// Problems are returned as an ErrorList.
+// Recipe is RecipeContext without a context.
 func (l *Lab) Recipe(role string) (*Recipe, error) {
+	return l.RecipeContext(context.Background(), role)
+}
+
+// RecipeContext renders recipes/ROLE.yaml and the recipes it extends,
+// merges them, decodes the result strictly and checks it against the lab
+// directory. Problems are returned as an ErrorList; when ctx is done first,
+// its error.
+func (l *Lab) RecipeContext(ctx context.Context, role string) (*Recipe, error) {
+	rec, err := l.recipe(ctx, role)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("loading the recipe of %s: %w", role, ctx.Err())
+	}
+	return rec, err
+}
+
+func (l *Lab) recipe(ctx context.Context, role string) (*Recipe, error) {
 	file := "recipes/" + role + ".yaml"
 	if !hostNameRe.MatchString(role) {
 		return nil, ErrorList{{Pos: Pos{File: file}, Msg: fmt.Sprintf("invalid role %q: a role is a-z, 0-9 and '-'", role)}}
 	}
-	d := newDecoder()
+	d := newDecoder(ctx)
 	rec := &Recipe{Role: role}
 
 	// Follow the extends chain: role file first.
@@ -183,7 +198,7 @@ func (l *Lab) Recipe(role string) (*Recipe, error) {
 			}
 			break
 		}
-		out, terr := render(file, src, l.templateData(role))
+		out, terr := render(d.ctx, file, src, l.templateData(role), maxYAMLFile)
 		if terr != nil {
 			d.addErr(terr)
 			break
@@ -330,6 +345,9 @@ func (d *decoder) merge(parent, child *yaml.Node, top bool) *yaml.Node {
 func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
 	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "disk", "kernel", "checks")
 	if !ok {
+		return
+	}
+	if !d.checkEntries(f) {
 		return
 	}
 	rec.Base = d.decodeBase(l, f)
@@ -485,6 +503,9 @@ func (d *decoder) decodeFiles(n *yaml.Node) []File {
 			file.Symlink = s
 		}
 		good = d.modeOwner(f, path, &file.Mode, &file.UID, &file.GID) && good
+		if content != nil && !d.inline.add(d, content, path+".content", len(file.Content)) {
+			good = false
+		}
 		if good {
 			files = append(files, file)
 		}
@@ -623,7 +644,7 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 			d.errorf(nn, path+".name", "unit file %s not found", rel)
 		case plain:
 			u.Source = plainPath
-			b, err := os.ReadFile(u.Source)
+			b, err := readCapped(u.Source, maxRendered)
 			if err != nil {
 				d.errorf(nn, path+".name", "reading %s: %v", rel, err)
 				good = false
@@ -631,18 +652,21 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 			u.Content = b
 		default:
 			u.Source = tmplPath
-			b, err := os.ReadFile(u.Source)
+			b, err := readCapped(u.Source, maxRendered)
 			if err != nil {
 				d.errorf(nn, path+".name", "reading %s.tmpl: %v", rel, err)
 				good = false
 				break
 			}
-			out, terr := render(rel+".tmpl", b, l.templateData(role))
+			out, terr := render(d.ctx, rel+".tmpl", b, l.templateData(role), maxRendered)
 			if terr != nil {
 				d.addErr(terr)
 				good = false
 			}
 			u.Content = out
+		}
+		if u.Source != "" && !d.inline.add(d, nn, path+".name", len(u.Content)) {
+			good = false
 		}
 		if good && u.Source != "" {
 			units = append(units, u)
@@ -780,17 +804,20 @@ func (d *decoder) overlayTemplates(l *Lab, item *yaml.Node, field, rel string, o
 			good = false
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(o.Dir, filepath.FromSlash(r)))
+		b, err := readCapped(filepath.Join(o.Dir, filepath.FromSlash(r)), maxRendered)
 		if err != nil {
 			d.errorf(item, field, "reading %s/%s: %v", rel, r, err)
 			good = false
 			continue
 		}
-		out, terr := render(rel+"/"+r, b, l.templateData(role))
+		out, terr := render(d.ctx, rel+"/"+r, b, l.templateData(role), maxRendered)
 		if terr != nil {
 			d.addErr(terr)
 			good = false
 			continue
+		}
+		if !d.inline.add(d, item, field, len(out)) {
+			return false
 		}
 		o.Templates[key] = out
 	}
