@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 	"unicode/utf8"
@@ -405,25 +406,83 @@ func quadratic(a []reflect.Value) int64 {
 	return m * m / 64
 }
 
-// budgetedFuncs returns the functions of funcMap, and the builtins that
-// format values, bounded by b, with the instrumentation's own.
-func budgetedFuncs(b *budget) template.FuncMap {
+// templateFuncs are what templates are parsed with: funcMap and the
+// builtins that format values, which bind replaces by their bounded
+// versions.
+var templateFuncs = sync.OnceValue(func() template.FuncMap {
 	fm := funcMap()
-	out := make(template.FuncMap, len(fm)+8)
-	for name, fn := range fm {
-		out[name] = b.wrap(name, fn)
-	}
 	// text/template's own functions that build strings (and/or/not, the
 	// comparisons, index, len, slice and call build nothing).
 	for name, fn := range map[string]any{
 		"print": fmt.Sprint, "printf": fmt.Sprintf, "println": fmt.Sprintln,
 		"html": template.HTMLEscaper, "js": template.JSEscaper, "urlquery": template.URLQueryEscaper,
 	} {
-		out[name] = b.wrap(name, fn)
+		fm[name] = fn
 	}
-	out[stepFunc] = b.step
-	out[outFunc] = b.out
-	return out
+	return fm
+})
+
+// bind gives the parsed template t the functions it calls, bounded by b,
+// and the instrumentation's own. Only those it names are wrapped: wrapping
+// all two hundred would cost more than most renders.
+func bind(t *template.Template, b *budget) {
+	all := templateFuncs()
+	used := template.FuncMap{stepFunc: b.step, outFunc: b.out}
+	for _, tt := range t.Templates() {
+		if tt.Tree == nil {
+			continue
+		}
+		walkIdentifiers(tt.Tree.Root, func(name string) {
+			if _, done := used[name]; !done {
+				if fn, ok := all[name]; ok {
+					used[name] = b.wrap(name, fn)
+				}
+			}
+		})
+	}
+	t.Funcs(used)
+}
+
+// walkIdentifiers calls f with the name of every function n calls.
+func walkIdentifiers(n parse.Node, f func(string)) {
+	switch n := n.(type) {
+	case *parse.IdentifierNode:
+		f(n.Ident)
+	case *parse.ListNode:
+		if n != nil {
+			for _, x := range n.Nodes {
+				walkIdentifiers(x, f)
+			}
+		}
+	case *parse.ActionNode:
+		walkIdentifiers(n.Pipe, f)
+	case *parse.PipeNode:
+		if n != nil {
+			for _, c := range n.Cmds {
+				walkIdentifiers(c, f)
+			}
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walkIdentifiers(a, f)
+		}
+	case *parse.ChainNode:
+		walkIdentifiers(n.Node, f)
+	case *parse.IfNode:
+		walkIdentifiers(n.Pipe, f)
+		walkIdentifiers(n.List, f)
+		walkIdentifiers(n.ElseList, f)
+	case *parse.WithNode:
+		walkIdentifiers(n.Pipe, f)
+		walkIdentifiers(n.List, f)
+		walkIdentifiers(n.ElseList, f)
+	case *parse.RangeNode:
+		walkIdentifiers(n.Pipe, f)
+		walkIdentifiers(n.List, f)
+		walkIdentifiers(n.ElseList, f)
+	case *parse.TemplateNode:
+		walkIdentifiers(n.Pipe, f)
+	}
 }
 
 // instrument inserts the step and output checks into every template of t.

@@ -21,10 +21,11 @@ const maxRendered = 16 << 20
 // bounded (see budget) and stops when ctx is done.
 func render(ctx context.Context, name string, src []byte, data any, limit int) ([]byte, *Error) {
 	b := &budget{ctx: ctx}
-	t, err := template.New(name).Option("missingkey=error").Funcs(budgetedFuncs(b)).Parse(string(src))
+	t, err := template.New(name).Option("missingkey=error").Funcs(templateFuncs()).Parse(string(src))
 	if err != nil {
 		return nil, templateError(name, src, err)
 	}
+	bind(t, b)
 	instrument(t)
 	buf := limitedBuffer{limit: limit}
 	if err := t.Execute(&buf, data); err != nil {
