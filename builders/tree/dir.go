@@ -48,6 +48,12 @@ func (t *Tree) applyDir(hostDir, destPrefix string, skip func(rel string) bool) 
 	if err != nil {
 		return err
 	}
+	// filepath.WalkDir does not descend into a root that is a symlink:
+	// walk the directory it leads to, or a symlinked overlay or dir: base
+	// would add nothing but its top directory.
+	if root, err = filepath.EvalSymlinks(root); err != nil {
+		return err
+	}
 	fi, err := os.Stat(root)
 	if err != nil {
 		return err
@@ -79,7 +85,7 @@ func (t *Tree) applyDir(hostDir, destPrefix string, skip func(rel string) bool) 
 		}
 		var info fs.FileInfo
 		if rel == "." {
-			info = fi // hostDir itself, followed when it is a symlink
+			info = fi
 		} else if info, err = d.Info(); err != nil {
 			return err
 		}

@@ -138,3 +138,53 @@ func TestApplyDirDevice(t *testing.T) {
 		t.Errorf("dev/null = %+v", e)
 	}
 }
+
+// A dir: base or an overlay may be a symlink to a directory (or a chain of
+// them): its content is added, not just its top directory.
+func TestApplyDirSymlinkedRoot(t *testing.T) {
+	host := t.TempDir()
+	real := filepath.Join(host, "real")
+	if err := os.MkdirAll(filepath.Join(real, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real, "etc/motd"), []byte("hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "plain"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range [][2]string{{"real", "link"}, {"link", "link2"}, {"plain", "filelink"}} {
+		if err := os.Symlink(l[0], filepath.Join(host, l[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		dir     string
+		wantErr string
+	}{
+		{"link", ""},
+		{"link2", ""},
+		{"filelink", "not a directory"},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			tr := New(testEpoch)
+			err := tr.ApplyDir(filepath.Join(host, tc.dir), "opt", nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ApplyDir = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkInvariants(t, tr, "")
+			if got := content(t, tr, "opt/etc/motd"); got != "hi\n" {
+				t.Errorf("opt/etc/motd = %q", got)
+			}
+			if e := mustGet(t, tr, "opt/etc/motd"); e.Content.Path != filepath.Join(real, "etc/motd") {
+				t.Errorf("blob path %s", e.Content.Path)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -46,7 +47,7 @@ func (t *Tree) AddUnits(units []Unit, blobDir string) error {
 }
 
 func (t *Tree) addUnit(u Unit, blobDir string) error {
-	if err := checkUnitName(u.Name); err != nil {
+	if err := CheckUnitName(u.Name); err != nil {
 		return err
 	}
 	// Parse before writing anything, so a bad unit leaves no trace.
@@ -119,13 +120,13 @@ func (in install) check(name string) error {
 	}
 	for _, lists := range [][]string{in.wantedBy, in.requiredBy, in.upheldBy} {
 		for _, d := range lists {
-			if err := checkUnitName(d); err != nil {
+			if err := CheckUnitName(d); err != nil {
 				return fmt.Errorf("[Install]: %w", err)
 			}
 		}
 	}
 	for _, a := range in.alias {
-		if err := checkUnitName(a); err != nil {
+		if err := CheckUnitName(a); err != nil {
 			return fmt.Errorf("[Install] Alias=: %w", err)
 		}
 		if unitSuffix(a) != unitSuffix(name) {
@@ -219,32 +220,50 @@ func parseInstall(content []byte) (install, error) {
 	return in, nil
 }
 
-// checkUnitName accepts a plain unit file name with a known suffix.
-func checkUnitName(name string) error {
+// maxUnitName is the longest unit name systemd accepts, in bytes.
+const maxUnitName = 255
+
+// CheckUnitName reports what is wrong with the name of a systemd unit
+// ("etcd.service", the template "getty@.service", the instance
+// "getty@ttyS0.service"), or nil: systemd's characters (ASCII letters and
+// digits, ':', '-', '_', '.', '\\' and one '@' after a non-empty prefix),
+// at most 255 bytes, and a unit type suffix systemd knows. It is the one
+// rule for unit names: the recipe checks its units and checks with it, so a
+// name AddUnits would refuse is refused at its place in the recipe.
+func CheckUnitName(name string) error {
 	if name == "" {
 		return errors.New("empty unit name")
 	}
-	if strings.ContainsAny(name, "/\x00") || strings.ContainsFunc(name, isSpace) {
-		return fmt.Errorf("invalid unit name %q", name)
+	if len(name) > maxUnitName {
+		return fmt.Errorf("unit name %.40q... is longer than %d bytes", name, maxUnitName)
+	}
+	for _, r := range name {
+		if !unitNameChar(r) {
+			return fmt.Errorf("invalid unit name %q: %q is not one of A-Z a-z 0-9 : - _ . \\ @", name, r)
+		}
 	}
 	suf := unitSuffix(name)
 	if suf == "" {
-		return fmt.Errorf("unit name %q has no known unit type suffix", name)
+		return fmt.Errorf("unit name %q has no unit type suffix (%s)", name, strings.Join(unitSuffixes, ", "))
 	}
-	if len(name) == len(suf) || strings.HasPrefix(name, "@") {
+	if len(name) == len(suf) || strings.HasPrefix(name, "@") || strings.Count(name, "@") > 1 {
 		return fmt.Errorf("invalid unit name %q", name)
 	}
 	return nil
 }
 
-func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }
+func unitNameChar(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune(":-_.\\@", r)
+}
+
+// unitSuffixes are the unit type suffixes systemd knows.
+var unitSuffixes = []string{".service", ".socket", ".target", ".timer", ".path", ".mount",
+	".automount", ".swap", ".slice", ".scope", ".device"}
 
 // unitSuffix returns the unit type suffix of name (".service", …), or ""
 // when it has none systemd knows.
 func unitSuffix(name string) string {
-	switch ext := path.Ext(name); ext {
-	case ".service", ".socket", ".target", ".timer", ".path", ".mount",
-		".automount", ".swap", ".slice", ".scope", ".device":
+	if ext := path.Ext(name); slices.Contains(unitSuffixes, ext) {
 		return ext
 	}
 	return ""

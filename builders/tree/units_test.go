@@ -89,7 +89,7 @@ func TestAddUnits(t *testing.T) {
 		{
 			name:    "no suffix",
 			units:   []Unit{{Name: "etcd", Content: []byte("")}},
-			wantErr: "no known unit type suffix",
+			wantErr: "has no unit type suffix",
 		},
 		{
 			name:    "bad target",
@@ -180,4 +180,38 @@ func TestAddFiles(t *testing.T) {
 		}
 	}
 	checkInvariants(t, tr, blobDir)
+}
+
+func TestCheckUnitName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want string // substring of the error; "" for none
+	}{
+		{"etcd.service", ""},
+		{"getty@.service", ""},
+		{"getty@ttyS0.service", ""},
+		{"dev-disk-by\\x2dlabel-root.device", ""},
+		{"var-lib.mount", ""},
+		{"k8s:x_y.timer", ""},
+		{"", "empty unit name"},
+		{"etcd", "has no unit type suffix"},
+		{"etcd.conf", "has no unit type suffix"},
+		{".service", "invalid unit name"},
+		{"@x.service", "invalid unit name"},
+		{"a@b@c.service", "invalid unit name"},
+		{"../evil.service", `'/' is not one of`},
+		{"my unit.service", `' ' is not one of`},
+		{"é.service", `'é' is not one of`},
+		{"a\x00.service", `'\x00' is not one of`},
+		{strings.Repeat("a", 248) + ".service", "longer than 255 bytes"},
+		{strings.Repeat("a", 247) + ".service", ""},
+	} {
+		err := CheckUnitName(tc.name)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("CheckUnitName(%q) = %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("CheckUnitName(%q) = %v, want %q", tc.name, err, tc.want)
+		}
+	}
 }

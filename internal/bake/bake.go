@@ -68,7 +68,7 @@ type Result struct {
 
 // Resolve loads a role's recipe and pins it into a plan.
 func Resolve(ctx context.Context, lab *recipe.Lab, role, sourceDateEpoch string, res *resolve.Resolver) (*recipe.Recipe, *plan.Plan, error) {
-	r, err := lab.Recipe(role)
+	r, err := lab.RecipeContext(ctx, role)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -128,7 +128,7 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	}
 	log = log.With("role", role)
 	start := time.Now()
-	r, err := lab.Recipe(role)
+	r, err := lab.RecipeContext(ctx, role)
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 	if err != nil {
 		return err
 	}
-	lab, err := g.loadLab()
+	lab, err := g.loadLab(cmd.Context())
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 	var problems recipe.ErrorList
 	seen := map[string]bool{}
 	for _, role := range names {
-		if _, err := lab.Recipe(role); err != nil {
+		if _, err := lab.RecipeContext(cmd.Context(), role); err != nil {
 			var el recipe.ErrorList
 			if !errors.As(err, &el) {
 				return err

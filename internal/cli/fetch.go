@@ -45,7 +45,7 @@ func planRoles(cmd *cobra.Command, g *globals, args []string, all bool, f inputF
 	if err != nil {
 		return nil, err
 	}
-	lab, err := g.loadLab()
+	lab, err := g.loadLab(cmd.Context())
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ anything it does not pin, so a rebuild months later gets the same bits.`,
 			if err != nil {
 				return err
 			}
-			lab, err := g.loadLab()
+			lab, err := g.loadLab(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -26,7 +26,7 @@ func (f *machineFlags) add(cmd *cobra.Command) {
 
 // openLab loads lab.yaml and resolves how the lab runs on this host.
 func (g *globals) openLab(cmd *cobra.Command, f machineFlags, log *slog.Logger) (*lab.Lab, error) {
-	l, err := g.loadLab()
+	l, err := g.loadLab(cmd.Context())
 	if err != nil {
 		return nil, err
 	}

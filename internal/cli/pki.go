@@ -92,7 +92,7 @@ func runPKIRenew(cmd *cobra.Command, g *globals) error {
 	if err != nil {
 		return err
 	}
-	lab, err := g.loadLab()
+	lab, err := g.loadLab(cmd.Context())
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ equal digests give byte-identical images.`,
   labbake plan master --json | jq .inputs`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, err := g.loadLab()
+			lab, err := g.loadLab(cmd.Context())
 			if err != nil {
 				return err
 			}

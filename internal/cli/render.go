@@ -14,11 +14,11 @@ lab's values, the recipe it extends merged in, as YAML. Nothing is built.`,
   labbake -C examples/lab render node`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, err := g.loadLab()
+			lab, err := g.loadLab(cmd.Context())
 			if err != nil {
 				return err
 			}
-			r, err := lab.Recipe(args[0])
+			r, err := lab.RecipeContext(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -147,8 +147,9 @@ func (g *globals) logger() (*slog.Logger, error) {
 	return nil, &UsageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
 }
 
-func (g *globals) loadLab() (*recipe.Lab, error) {
-	return recipe.Load(g.dir)
+// loadLab loads lab.yaml; rendering it stops when ctx is done (Ctrl-C).
+func (g *globals) loadLab(ctx context.Context) (*recipe.Lab, error) {
+	return recipe.LoadContext(ctx, g.dir)
 }
 
 // outDir is --out, relative to the lab dir unless absolute.

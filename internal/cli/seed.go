@@ -42,7 +42,7 @@ func runSeed(cmd *cobra.Command, g *globals, o *seedOptions, args []string) erro
 	if err != nil {
 		return err
 	}
-	lab, err := g.loadLab()
+	lab, err := g.loadLab(cmd.Context())
 	if err != nil {
 		return err
 	}

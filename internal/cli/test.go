@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,7 +111,7 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions, role string) error 
 	if err != nil {
 		return fmt.Errorf("testing %s: %w", role, err)
 	}
-	seed, nic, err := testMachine(g, o, role)
+	seed, nic, err := testMachine(cmd.Context(), g, o, role)
 	if err != nil {
 		return err
 	}
@@ -188,7 +189,7 @@ func pickFirmware(manifest, asked string) (string, error) {
 
 // testMachine finds the seed and lab NIC of --node: the machine must be of
 // the role tested and its seed written.
-func testMachine(g *globals, o *testOptions, role string) (string, *vmtest.NIC, error) {
+func testMachine(ctx context.Context, g *globals, o *testOptions, role string) (string, *vmtest.NIC, error) {
 	if o.node == "" {
 		if o.sshPort != 0 {
 			return "", nil, &UsageError{errors.New("--ssh-port needs --node: only a machine has an address to forward to")}
@@ -198,7 +199,7 @@ func testMachine(g *globals, o *testOptions, role string) (string, *vmtest.NIC, 
 	if o.sshPort < 0 || o.sshPort > 65535 {
 		return "", nil, &UsageError{fmt.Errorf("--ssh-port %d: want a TCP port", o.sshPort)}
 	}
-	lab, err := g.loadLab()
+	lab, err := g.loadLab(ctx)
 	if err != nil {
 		return "", nil, err
 	}

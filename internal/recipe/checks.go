@@ -1,10 +1,11 @@
 package recipe
 
 import (
-	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/labbake/labbake/builders/tree"
 )
 
 // Checks is what `labbake test` verifies inside a booted image.
@@ -21,8 +22,6 @@ type CheckCommand struct {
 	Expect string // a substring its output must hold; "" = only exit 0
 	Pos    Pos
 }
-
-var unitNameRe = regexp.MustCompile(`^[A-Za-z0-9:_.@\\-]+\.(service|socket|target|mount|timer|path|scope|slice|device|swap|automount)$`)
 
 // Empty reports whether there is nothing to check.
 func (c Checks) Empty() bool {
@@ -47,8 +46,8 @@ func (d *decoder) decodeChecks(n *yaml.Node) Checks {
 			if !ok {
 				continue
 			}
-			if !unitNameRe.MatchString(s) {
-				d.errorf(item, field, "%q is not a systemd unit name like etcd.service", s)
+			if err := tree.CheckUnitName(s); err != nil {
+				d.errorf(item, field, "%v", err)
 				continue
 			}
 			c.UnitsActive = append(c.UnitsActive, s)

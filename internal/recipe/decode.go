@@ -2,6 +2,7 @@ package recipe
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -25,11 +26,13 @@ type srcFile struct {
 // still report each problem in the file it came from.
 type decoder struct {
 	errs
-	files map[*yaml.Node]*srcFile
+	ctx    context.Context // of the templates rendered while decoding
+	files  map[*yaml.Node]*srcFile
+	inline inline
 }
 
-func newDecoder() *decoder {
-	return &decoder{files: make(map[*yaml.Node]*srcFile)}
+func newDecoder(ctx context.Context) *decoder {
+	return &decoder{ctx: ctx, files: make(map[*yaml.Node]*srcFile)}
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos {
@@ -52,6 +55,9 @@ func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
 // YAML syntax errors, aliases, duplicate keys and extra documents.
 func (d *decoder) parse(name string, src, out []byte) (*yaml.Node, bool) {
 	f := &srcFile{name: name, lines: newLineMap(src, out)}
+	if !d.checkText(f, src, out) {
+		return nil, false
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(out))
 	var doc yaml.Node
 	err := decodeNode(dec, &doc)

@@ -1,6 +1,9 @@
 package recipe
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 func TestYAMLErrorLines(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
@@ -15,7 +18,7 @@ func TestYAMLErrorLines(t *testing.T) {
 		{"", ""},
 		{"# only a comment\n", ""},
 	} {
-		d := newDecoder()
+		d := newDecoder(context.Background())
 		root, ok := d.parse("f.yaml", []byte(tc.src), []byte(tc.src))
 		got := ""
 		if err := d.err(); err != nil {

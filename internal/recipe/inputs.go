@@ -2,14 +2,14 @@ package recipe
 
 import (
 	"errors"
-	"io/fs"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/labbake/labbake/internal/source/debian"
 )
 
 // Artifact is a file (or files) put into the image from exactly one
@@ -37,10 +37,6 @@ type Artifact struct {
 
 var (
 	hexDigestRe = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
-	suiteRe     = regexp.MustCompile(`^[a-z][a-z0-9.-]*$`)
-	snapshotRe  = regexp.MustCompile(`^\d{8}T\d{6}Z$`)
-	packageRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$`)
-	variants    = []string{"extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "debootstrap", "standard"}
 	transports  = []string{"docker://", "oci:", "oci-archive:", "docker-archive:", "containers-storage:"}
 )
 
@@ -78,9 +74,12 @@ func (d *decoder) strList(n *yaml.Node, field string) ([]string, bool) {
 	return out, good
 }
 
+// decodeDebian decodes base.debian and checks it with the Debian spec's
+// own Validate, each problem placed at the field it names.
 func (d *decoder) decodeDebian(n *yaml.Node) *Debian {
 	const field = "base.debian"
-	f, ok := d.mapping(n, field, "suite", "mirror", "components", "variant", "packages", "snapshot", "extra", "docs")
+	keys := []string{"suite", "mirror", "components", "variant", "packages", "snapshot", "extra", "docs"}
+	f, ok := d.mapping(n, field, keys...)
 	if !ok {
 		return nil
 	}
@@ -90,76 +89,66 @@ func (d *decoder) decodeDebian(n *yaml.Node) *Debian {
 		v, ok := d.boolean(dn, field+".docs")
 		deb.Docs, good = v, good && ok
 	}
-	if sn := f.get("suite"); sn == nil {
-		d.errorf(f.at("suite"), field+".suite", "suite is required, e.g. trixie")
-		good = false
-	} else if s, ok := d.str(sn, field+".suite"); !ok || !suiteRe.MatchString(s) {
-		if ok {
-			d.errorf(sn, field+".suite", "suite %q is not a Debian suite name", s)
-		}
-		good = false
-	} else {
-		deb.Suite = s
-	}
-	if mn := f.get("mirror"); mn != nil {
-		if s, ok := d.str(mn, field+".mirror"); ok {
-			if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || u.Host == "" && u.Scheme != "file" {
-				d.errorf(mn, field+".mirror", "mirror %q must be an http(s) or file URL", s)
-				good = false
-			}
-			deb.Mirror = s
-		} else {
-			good = false
-		}
-	}
-	if vn := f.get("variant"); vn != nil {
-		if s, ok := d.str(vn, field+".variant"); ok && !slices.Contains(variants, s) {
-			d.errorf(vn, field+".variant", "unknown variant %q (one of %s)", s, strings.Join(variants, ", "))
-			good = false
-		} else {
-			deb.Variant = s
+	for _, s := range []struct {
+		key string
+		dst *string
+	}{{"suite", &deb.Suite}, {"mirror", &deb.Mirror}, {"variant", &deb.Variant}, {"snapshot", &deb.Snapshot}} {
+		if vn := f.get(s.key); vn != nil {
+			v, ok := d.str(vn, field+"."+s.key)
 			good = good && ok
+			*s.dst = v
 		}
 	}
-	if sn := f.get("snapshot"); sn != nil {
-		if s, ok := d.str(sn, field+".snapshot"); ok && !snapshotRe.MatchString(s) {
-			d.errorf(sn, field+".snapshot", "snapshot %q: want a timestamp like 20250520T000000Z", s)
-			good = false
-		} else {
-			deb.Snapshot = s
+	for _, l := range []struct {
+		key string
+		dst *[]string
+	}{{"components", &deb.Components}, {"packages", &deb.Packages}, {"extra", &deb.Extra}} {
+		if ln := f.get(l.key); ln != nil {
+			vals, ok := d.strList(ln, field+"."+l.key)
 			good = good && ok
+			*l.dst = vals
 		}
-	}
-	lists := []struct {
-		key  string
-		dst  *[]string
-		re   *regexp.Regexp
-		what string
-	}{
-		{"components", &deb.Components, suiteRe, "component"},
-		{"packages", &deb.Packages, packageRe, "package"},
-		{"extra", &deb.Extra, suiteRe, "suite"},
-	}
-	for _, l := range lists {
-		ln := f.get(l.key)
-		if ln == nil {
-			continue
-		}
-		vals, ok := d.strList(ln, field+"."+l.key)
-		good = good && ok
-		items, _ := d.sequence(ln, field+"."+l.key)
-		for i, v := range vals {
-			if !l.re.MatchString(v) && i < len(items) {
-				d.errorf(items[i], indexPath(field+"."+l.key, i), "%q is not a %s name", v, l.what)
-				good = false
-			}
-		}
-		*l.dst = vals
 	}
 	if !good {
 		return nil
 	}
-	return deb
+	var joined interface{ Unwrap() []error }
+	err := deb.Spec().Validate()
+	if err == nil {
+		return deb
+	}
+	if !errors.As(err, &joined) {
+		d.errorf(n, field, "%v", err)
+		return nil
+	}
+	for _, e := range joined.Unwrap() {
+		var fe *debian.FieldError
+		if !errors.As(e, &fe) {
+			d.errorf(n, field, "%v", e)
+			continue
+		}
+		path := field + "." + fe.Field
+		at := f.get(fe.Field)
+		if at == nil {
+			at = f.at(fe.Field)
+		}
+		if fe.Index >= 0 {
+			path = indexPath(path, fe.Index)
+			if items, _ := d.sequence(at, path); fe.Index < len(items) {
+				at = items[fe.Index]
+			}
+		}
+		d.errorf(at, path, "%s", fe.Msg)
+	}
+	return nil
+}
+
+// Spec is the mmdebstrap spec of the base, for the Debian builder.
+func (deb *Debian) Spec() debian.Spec {
+	return debian.Spec{
+		Suite: deb.Suite, Mirror: deb.Mirror, Components: deb.Components, Variant: deb.Variant,
+		Packages: deb.Packages, Snapshot: deb.Snapshot, Extra: deb.Extra, Docs: deb.Docs,
+	}
 }
 
 func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
@@ -275,25 +264,8 @@ func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
 			good = good && ok
 			a.Path = s
 		case "file":
-			fn := f.get("file")
-			s, ok := d.str(fn, path+".file")
-			if ok {
-				p := l.hostPath(s)
-				fi, err := os.Stat(p)
-				switch {
-				case errors.Is(err, fs.ErrNotExist):
-					d.errorf(fn, path+".file", "file %s not found", s)
-					ok = false
-				case err != nil:
-					d.errorf(fn, path+".file", "file %s: %v", s, err)
-					ok = false
-				case !fi.Mode().IsRegular():
-					d.errorf(fn, path+".file", "%s is not a regular file", s)
-					ok = false
-				default:
-					a.File = p
-				}
-			}
+			p, ok := d.labPath(l, f.get("file"), path+".file", "file", regularKind)
+			a.File = p
 			good = good && ok
 		}
 		good = d.modeOwner(f, path, &a.Mode, &a.UID, &a.GID) && good

@@ -76,7 +76,7 @@ artifacts:
 		{
 			name: "bad inputs",
 			recipe: `base:
-  debian: {suite: Trixie, variant: tiny, snapshot: yesterday, packages: ["bad pkg"]}
+  debian: {suite: "Tr!xie", variant: tiny, snapshot: yesterday, packages: ["bad pkg"]}
 layers:
   - {oci: registry.k8s.io/pause:3.10}
   - {tar: x.tar, oci: "oci:a:b"}
@@ -89,10 +89,10 @@ artifacts:
   - {file: missing.bin, dest: /e, path: /x}
 `,
 			errs: []string{
-				"2:19: base.debian.suite: suite \"Trixie\" is not a Debian suite name",
-				"2:36: base.debian.variant: unknown variant \"tiny\"",
-				"2:52: base.debian.snapshot: snapshot \"yesterday\"",
-				"2:74: base.debian.packages[0]: \"bad pkg\" is not a package name",
+				"2:19: base.debian.suite: invalid suite name \"Tr!xie\"",
+				"2:38: base.debian.variant: unknown variant \"tiny\"",
+				"2:54: base.debian.snapshot: want YYYYMMDDTHHMMSSZ, got \"yesterday\"",
+				"2:76: base.debian.packages[0]: invalid package \"bad pkg\"",
 				"4:11: layers[0].oci: image reference \"registry.k8s.io/pause:3.10\" needs a transport",
 				"5:5: layers[1]: set only one of tar or oci, not both",
 				"7:5: artifacts[0].sha256: sha256 is required",
@@ -174,9 +174,56 @@ checks:
 		t.Errorf("checks = %+v", c)
 	}
 	_, err = lab.Recipe("bad")
-	for _, want := range []string{"checks.units_active[0]: \"etcd\" is not a systemd unit name", "checks.files[0]: path \"relative\" must be absolute", "checks.commands[0].run: run is required", "checks.commands[1].run: run must be one non-empty line", "checks.extra: unknown key"} {
+	for _, want := range []string{"checks.units_active[0]: unit name \"etcd\" has no unit type suffix", "checks.files[0]: path \"relative\" must be absolute", "checks.commands[0].run: run is required", "checks.commands[1].run: run must be one non-empty line", "checks.extra: unknown key"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("no error %q in:\n%v", want, err)
 		}
+	}
+}
+
+// The recipe checks base.debian with the Debian spec's own Validate: what
+// one accepts the other does, and each problem is placed at its field.
+func TestDebianValidate(t *testing.T) {
+	dir := t.TempDir()
+	writeLab(t, dir, map[string]string{
+		"lab.yaml": miniLab,
+		"recipes/master.yaml": `base:
+  debian:
+    suite: trixie
+    mirror: mirror+file:///etc/apt/mirrors.txt
+    packages: [linux-image-amd64, "systemd/trixie-backports"]
+    extra:
+      - trixie-updates
+      - deb http://deb.debian.org/debian-security trixie-security main
+`,
+		"recipes/node.yaml": `base:
+  debian:
+    suite: trixie
+    components: [main, "Non Free"]
+    extra: [trixie-updates, "deb http://x", ""]
+    mirror: gopher://x
+`,
+	})
+	lab, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := lab.Recipe("master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Base.Debian.Spec().Validate(); err != nil {
+		t.Errorf("the decoded spec does not validate: %v", err)
+	}
+	if got := rec.Base.Debian.Extra; len(got) != 2 || got[1] != "deb http://deb.debian.org/debian-security trixie-security main" {
+		t.Errorf("Extra = %q", got)
+	}
+	_, err = lab.Recipe("node")
+	want := `recipes/node.yaml:4:24: base.debian.components[1]: invalid component "Non Free"
+recipes/node.yaml:5:29: base.debian.extra[1]: "deb http://x": want "deb URI SUITE [COMPONENT...]"
+recipes/node.yaml:5:45: base.debian.extra[2]: empty
+recipes/node.yaml:6:13: base.debian.mirror: "gopher://x": want an http, https, file or copy URL`
+	if err == nil || err.Error() != want {
+		t.Errorf("Recipe(node) = %v\nwant\n%s", err, want)
 	}
 }

@@ -1,13 +1,13 @@
 package recipe
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 
@@ -63,16 +63,19 @@ var (
 	domainRe   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 )
 
-// Load reads DIR/lab.yaml, renders it as a template with no data (sprig
-// functions only) and decodes it strictly. Problems are returned as an
-// ErrorList.
-func Load(dir string) (*Lab, error) {
+// Load is LoadContext without a context.
+func Load(dir string) (*Lab, error) { return LoadContext(context.Background(), dir) }
+
+// LoadContext reads DIR/lab.yaml, renders it as a template with no data
+// (sprig functions only) and decodes it strictly. Problems are returned as
+// an ErrorList; when ctx is done first, its error.
+func LoadContext(ctx context.Context, dir string) (*Lab, error) {
 	const name = "lab.yaml"
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, ErrorList{{Pos: Pos{File: name}, Msg: fmt.Sprintf("lab directory %s: %v", dir, err)}}
 	}
-	src, err := os.ReadFile(filepath.Join(abs, name))
+	src, err := readCapped(filepath.Join(abs, name), maxYAMLFile)
 	if err != nil {
 		msg := fmt.Sprintf("reading lab: %v", err)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -80,11 +83,14 @@ func Load(dir string) (*Lab, error) {
 		}
 		return nil, ErrorList{{Pos: Pos{File: name}, Msg: msg}}
 	}
-	out, terr := render(name, src, map[string]any{})
+	out, terr := render(ctx, name, src, map[string]any{}, maxYAMLFile)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("loading the lab: %w", ctx.Err())
+	}
 	if terr != nil {
 		return nil, ErrorList{terr}
 	}
-	d := newDecoder()
+	d := newDecoder(ctx)
 	root, ok := d.parse(name, src, out)
 	if !ok {
 		return nil, d.err()
@@ -286,6 +292,8 @@ func (d *decoder) decodeNodes(f fields, lab *Lab) {
 				d.errorf(n, path+".ip", "%q is not an IP address", s)
 			case cidrErr == nil && (!cidr.Contains(a) || a == cidr.Addr()):
 				d.errorf(n, path+".ip", "ip %s is not a host address of network.cidr %s", s, lab.Network.CIDR)
+			case cidrErr == nil && a == broadcast(cidr):
+				d.errorf(n, path+".ip", "ip %s is the broadcast address of network.cidr %s", s, lab.Network.CIDR)
 			case a == gw:
 				d.errorf(n, path+".ip", "ip %s is the gateway's", s)
 			case ips[a] != nil:
@@ -319,6 +327,18 @@ func (d *decoder) decodeNodes(f fields, lab *Lab) {
 		lab.Nodes = append(lab.Nodes, node)
 	}
 	d.checkMACs(names, lab.Nodes)
+}
+
+// broadcast is the broadcast address of an IPv4 network with room for
+// one (up to /30: a /31 has none, RFC 3021), else the zero Addr.
+func broadcast(p netip.Prefix) netip.Addr {
+	if !p.Addr().Is4() || p.Bits() > 30 {
+		return netip.Addr{}
+	}
+	a := p.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= 1<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // Roles returns the distinct roles of the lab's nodes in order of first

@@ -54,7 +54,7 @@ func TestLineMap(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, terr := render("t.yaml", []byte(tc.src), data)
+			out, terr := testRender("t.yaml", []byte(tc.src), data)
 			if terr != nil {
 				t.Fatal(terr)
 			}
@@ -79,7 +79,7 @@ func TestLineMap(t *testing.T) {
 
 func TestLineMapColumns(t *testing.T) {
 	src := "  content: \"hi {{ .name }} and {{ .name }}!\"\n"
-	out, terr := render("t", []byte(src), map[string]any{"name": "wörld"})
+	out, terr := testRender("t", []byte(src), map[string]any{"name": "wörld"})
 	if terr != nil {
 		t.Fatal(terr)
 	}
@@ -109,7 +109,7 @@ func TestLineMapLarge(t *testing.T) {
 		src.WriteString(": {{ .name }}\n")
 	}
 	src.WriteString("last: 1\n")
-	out, terr := render("t", []byte(src.String()), map[string]any{"name": "v"})
+	out, terr := testRender("t", []byte(src.String()), map[string]any{"name": "v"})
 	if terr != nil {
 		t.Fatal(terr)
 	}

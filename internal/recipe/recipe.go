@@ -2,6 +2,7 @@ package recipe
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,10 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/labbake/labbake/builders/boot"
+	"github.com/labbake/labbake/builders/disk"
+	"github.com/labbake/labbake/builders/tree"
 )
 
 // Recipe is the effective recipe of a role: its file and those it extends
@@ -115,10 +120,11 @@ type Disk struct {
 	Pos     Pos
 }
 
-// Boot methods.
+// Boot methods: the disk builder's (builders/boot), in the order they are
+// installed.
 const (
-	BootUEFI = "uefi"
-	BootBIOS = "bios"
+	BootUEFI = boot.UEFI
+	BootBIOS = boot.BIOS
 )
 
 // DefaultCmdline is the kernel command line after the root when a recipe
@@ -137,9 +143,10 @@ type Kernel struct {
 	Pos     Pos // of kernel, or of the recipe when it is not set
 }
 
-// Disk size bounds.
+// Disk size bounds. The minimum is the disk builder's: the fixed
+// partitions and the smallest root it makes.
 const (
-	MinDiskSize = 64 * MiB
+	MinDiskSize = disk.MinSize
 	MaxDiskSize = 2 * TiB
 )
 
@@ -148,15 +155,29 @@ var (
 	ownerRe = regexp.MustCompile(`^([0-9]+):([0-9]+)$`)
 )
 
-// Recipe renders recipes/ROLE.yaml and the recipes it extends, merges them,
-// decodes the result strictly and checks it against the lab directory.
-// Problems are returned as an ErrorList.
+// Recipe is RecipeContext without a context.
 func (l *Lab) Recipe(role string) (*Recipe, error) {
+	return l.RecipeContext(context.Background(), role)
+}
+
+// RecipeContext renders recipes/ROLE.yaml and the recipes it extends,
+// merges them, decodes the result strictly and checks it against the lab
+// directory. Problems are returned as an ErrorList; when ctx is done first,
+// its error.
+func (l *Lab) RecipeContext(ctx context.Context, role string) (*Recipe, error) {
+	rec, err := l.recipe(ctx, role)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("loading the recipe of %s: %w", role, ctx.Err())
+	}
+	return rec, err
+}
+
+func (l *Lab) recipe(ctx context.Context, role string) (*Recipe, error) {
 	file := "recipes/" + role + ".yaml"
 	if !hostNameRe.MatchString(role) {
 		return nil, ErrorList{{Pos: Pos{File: file}, Msg: fmt.Sprintf("invalid role %q: a role is a-z, 0-9 and '-'", role)}}
 	}
-	d := newDecoder()
+	d := newDecoder(ctx)
 	rec := &Recipe{Role: role}
 
 	// Follow the extends chain: role file first.
@@ -165,7 +186,7 @@ func (l *Lab) Recipe(role string) (*Recipe, error) {
 	var from *yaml.Node // the extends value naming the current file
 	for name := role; ; {
 		file := "recipes/" + name + ".yaml"
-		src, err := os.ReadFile(filepath.Join(l.Dir, "recipes", name+".yaml"))
+		src, err := l.readLabFile(file)
 		if err != nil {
 			switch {
 			case from == nil && errors.Is(err, fs.ErrNotExist):
@@ -179,7 +200,7 @@ func (l *Lab) Recipe(role string) (*Recipe, error) {
 			}
 			break
 		}
-		out, terr := render(file, src, l.templateData(role))
+		out, terr := render(d.ctx, file, src, l.templateData(role), maxYAMLFile)
 		if terr != nil {
 			d.addErr(terr)
 			break
@@ -328,6 +349,9 @@ func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
 	if !ok {
 		return
 	}
+	if !d.checkEntries(f) {
+		return
+	}
 	rec.Secrets = d.decodeSecrets(f.get("secrets"))
 	rec.Base = d.decodeBase(l, f)
 	rec.Layers = d.decodeLayers(l, f.get("layers"))
@@ -340,38 +364,9 @@ func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
 	rec.Checks = d.decodeChecks(f.get("checks"))
 }
 
-// hostPath resolves a path of the recipe: relative ones are relative to
-// the lab dir.
-func (l *Lab) hostPath(p string) string {
-	if filepath.IsAbs(p) {
-		return filepath.Clean(p)
-	}
-	return filepath.Join(l.Dir, filepath.FromSlash(p))
-}
-
 // tarPath decodes and checks the path of a tar archive.
 func (d *decoder) tarPath(l *Lab, n *yaml.Node, field string) (string, bool) {
-	s, ok := d.str(n, field)
-	if !ok {
-		return "", false
-	}
-	if s == "" {
-		d.errorf(n, field, "tar path is empty")
-		return "", false
-	}
-	p := l.hostPath(s)
-	fi, err := os.Stat(p)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		d.errorf(n, field, "tar file %s not found", s)
-	case err != nil:
-		d.errorf(n, field, "tar file %s: %v", s, err)
-	case !fi.Mode().IsRegular():
-		d.errorf(n, field, "%s is not a regular file", s)
-	default:
-		return p, true
-	}
-	return "", false
+	return d.labPath(l, n, field, "tar file", regularKind)
 }
 
 func (d *decoder) decodeBase(l *Lab, top fields) Base {
@@ -407,27 +402,7 @@ func (d *decoder) decodeBase(l *Lab, top fields) Base {
 	case "debian":
 		b.Debian = d.decodeDebian(f.get("debian"))
 	default:
-		dir := f.get("dir")
-		s, ok := d.str(dir, "base.dir")
-		if !ok {
-			break
-		}
-		if s == "" {
-			d.errorf(dir, "base.dir", "directory path is empty")
-			break
-		}
-		p := l.hostPath(s)
-		fi, err := os.Stat(p)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			d.errorf(dir, "base.dir", "directory %s not found", s)
-		case err != nil:
-			d.errorf(dir, "base.dir", "directory %s: %v", s, err)
-		case !fi.IsDir():
-			d.errorf(dir, "base.dir", "%s is not a directory", s)
-		default:
-			b.Dir = p
-		}
+		b.Dir, _ = d.labPath(l, f.get("dir"), "base.dir", "directory", dirKind)
 	}
 	return b
 }
@@ -531,6 +506,9 @@ func (d *decoder) decodeFiles(n *yaml.Node) []File {
 			file.Symlink = s
 		}
 		good = d.modeOwner(f, path, &file.Mode, &file.UID, &file.GID) && good
+		if content != nil && !d.inline.add(d, content, path+".content", len(file.Content)) {
+			good = false
+		}
 		if good {
 			files = append(files, file)
 		}
@@ -641,6 +619,10 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 			d.errorf(nn, path+".name", "%s", msg)
 			continue
 		}
+		if err := tree.CheckUnitName(name); err != nil {
+			d.errorf(nn, path+".name", "%v", err)
+			continue
+		}
 		if first, dup := seen[name]; dup {
 			d.errorf(nn, path+".name", "duplicate unit %s (also %s)", name, first)
 			continue
@@ -648,9 +630,13 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 		seen[name] = path
 		u.Name = name
 		rel := "units/" + name
-		plain, perr := regularFile(filepath.Join(l.Dir, "units", name))
-		tmpl, terr := regularFile(filepath.Join(l.Dir, "units", name+".tmpl"))
+		plainPath, plain, perr := l.regularFile(rel)
+		tmplPath, tmpl, terr := l.regularFile(rel + ".tmpl")
 		switch {
+		case errors.Is(perr, errOutside):
+			d.errorf(nn, path+".name", "unit file %v (%s)", perr, pathRule)
+		case errors.Is(terr, errOutside):
+			d.errorf(nn, path+".name", "unit file %v (%s)", terr, pathRule)
 		case perr != nil:
 			d.errorf(nn, path+".name", "unit file %s: %v", rel, perr)
 		case terr != nil:
@@ -660,27 +646,30 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 		case !plain && !tmpl:
 			d.errorf(nn, path+".name", "unit file %s not found", rel)
 		case plain:
-			u.Source = filepath.Join(l.Dir, "units", name)
-			b, err := os.ReadFile(u.Source)
+			u.Source = plainPath
+			b, err := readCapped(u.Source, maxRendered)
 			if err != nil {
 				d.errorf(nn, path+".name", "reading %s: %v", rel, err)
 				good = false
 			}
 			u.Content = b
 		default:
-			u.Source = filepath.Join(l.Dir, "units", name+".tmpl")
-			b, err := os.ReadFile(u.Source)
+			u.Source = tmplPath
+			b, err := readCapped(u.Source, maxRendered)
 			if err != nil {
 				d.errorf(nn, path+".name", "reading %s.tmpl: %v", rel, err)
 				good = false
 				break
 			}
-			out, terr := render(rel+".tmpl", b, l.templateData(role))
+			out, terr := render(d.ctx, rel+".tmpl", b, l.templateData(role), maxRendered)
 			if terr != nil {
 				d.addErr(terr)
 				good = false
 			}
 			u.Content = out
+		}
+		if u.Source != "" && !d.inline.add(d, nn, path+".name", len(u.Content)) {
+			good = false
 		}
 		if good && u.Source != "" {
 			units = append(units, u)
@@ -689,18 +678,26 @@ func (d *decoder) decodeUnits(l *Lab, n *yaml.Node, role string) []Unit {
 	return units
 }
 
-// regularFile reports whether p is a regular file; a missing p is no error.
-func regularFile(p string) (bool, error) {
+// regularFile resolves rel inside the lab dir and reports whether it is a
+// regular file; a missing rel is no error.
+func (l *Lab) regularFile(rel string) (string, bool, error) {
+	p, err := l.inLab(rel)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errOutside) {
+			return "", false, nil
+		}
+		return "", false, err
+	}
 	fi, err := os.Stat(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
+		return "", false, nil
 	case err != nil:
-		return false, err
+		return "", false, err
 	case !fi.Mode().IsRegular():
-		return false, errors.New("not a regular file")
+		return "", false, errors.New("not a regular file")
 	}
-	return true, nil
+	return p, true, nil
 }
 
 func (d *decoder) decodeOverlays(l *Lab, n *yaml.Node, role string) []Overlay {
@@ -723,9 +720,15 @@ func (d *decoder) decodeOverlays(l *Lab, n *yaml.Node, role string) []Overlay {
 		}
 		seen[name] = path
 		rel := "overlays/" + name
-		dir := filepath.Join(l.Dir, "overlays", name)
-		fi, err := os.Stat(dir)
+		dir, err := l.inLab(rel)
+		var fi fs.FileInfo
+		if err == nil {
+			fi, err = os.Stat(dir)
+		}
 		switch {
+		case errors.Is(err, errOutside):
+			d.errorf(item, path, "overlay directory %v (%s)", err, pathRule)
+			continue
 		case errors.Is(err, fs.ErrNotExist):
 			d.errorf(item, path, "overlay directory %s not found", rel)
 			continue
@@ -744,6 +747,17 @@ func (d *decoder) decodeOverlays(l *Lab, n *yaml.Node, role string) []Overlay {
 	return overlays
 }
 
+// typeName names a file type for messages.
+func typeName(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "special file"
+}
+
 // overlayTemplates renders every *.tmpl regular file of an overlay.
 func (d *decoder) overlayTemplates(l *Lab, item *yaml.Node, field, rel string, o *Overlay, role string) bool {
 	good := true
@@ -753,14 +767,23 @@ func (d *decoder) overlayTemplates(l *Lab, item *yaml.Node, field, rel string, o
 		if err != nil {
 			return err
 		}
-		if !e.Type().IsRegular() {
-			return nil
-		}
 		r, err := filepath.Rel(o.Dir, p)
 		if err != nil {
 			return err
 		}
 		r = filepath.ToSlash(r)
+		if !e.Type().IsRegular() {
+			// The overlay is copied without its *.tmpl entries: one
+			// that is not a file would be dropped without a word.
+			if r != "." && strings.HasSuffix(r, ".tmpl") {
+				d.errorf(item, field, "%s/%s is a %s: a template must be a regular file", rel, r, typeName(e.Type()))
+				good = false
+				if e.IsDir() {
+					return filepath.SkipDir
+				}
+			}
+			return nil
+		}
 		if strings.HasSuffix(r, ".tmpl") {
 			tmpls = append(tmpls, r)
 		} else {
@@ -784,17 +807,20 @@ func (d *decoder) overlayTemplates(l *Lab, item *yaml.Node, field, rel string, o
 			good = false
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(o.Dir, filepath.FromSlash(r)))
+		b, err := readCapped(filepath.Join(o.Dir, filepath.FromSlash(r)), maxRendered)
 		if err != nil {
 			d.errorf(item, field, "reading %s/%s: %v", rel, r, err)
 			good = false
 			continue
 		}
-		out, terr := render(rel+"/"+r, b, l.templateData(role))
+		out, terr := render(d.ctx, rel+"/"+r, b, l.templateData(role), maxRendered)
 		if terr != nil {
 			d.addErr(terr)
 			good = false
 			continue
+		}
+		if !d.inline.add(d, item, field, len(out)) {
+			return false
 		}
 		o.Templates[key] = out
 	}
@@ -802,41 +828,40 @@ func (d *decoder) overlayTemplates(l *Lab, item *yaml.Node, field, rel string, o
 }
 
 func (d *decoder) decodeDisk(top fields) Disk {
-	disk := Disk{Size: 8 * GiB, Filesystem: "ext4", FstabOptions: []string{"discard", "noatime"},
-		Boot: []string{BootUEFI, BootBIOS}, BootPos: d.pos(top.node)}
+	dk := Disk{Size: 8 * GiB, Filesystem: "ext4", FstabOptions: []string{"discard", "noatime"},
+		Boot: slices.Clone(boot.Methods), BootPos: d.pos(top.node)}
 	n := top.get("disk")
 	if n == nil {
-		disk.Pos = d.pos(top.node)
-		return disk
+		dk.Pos = d.pos(top.node)
+		return dk
 	}
-	disk.Pos = d.pos(n)
+	dk.Pos = d.pos(n)
 	f, ok := d.mapping(n, "disk", "size", "filesystem", "fstab", "boot")
 	if !ok {
-		return disk
+		return dk
 	}
 	if bn := f.get("boot"); bn != nil {
-		disk.BootPos, disk.BootSet = d.pos(bn), true
+		dk.BootPos, dk.BootSet = d.pos(bn), true
 		if isNull(bn) {
-			disk.Boot = []string{}
+			dk.Boot = []string{}
 		} else if items, ok := d.sequence(bn, "disk.boot"); ok {
 			seen := map[string]bool{}
 			for i, item := range items {
 				path := indexPath("disk.boot", i)
 				if s, ok := d.str(item, path); ok {
-					switch s {
-					case BootUEFI, BootBIOS:
+					if slices.Contains(boot.Methods, s) {
 						seen[s] = true
-					default:
-						d.errorf(item, path, "unknown boot method %q: use %s or %s", s, BootUEFI, BootBIOS)
+					} else {
+						d.errorf(item, path, "unknown boot method %q: use %s", s, strings.Join(boot.Methods, " or "))
 					}
 				}
 			}
 			// In a fixed order: extends appends lists, and the order
 			// written does not matter.
-			disk.Boot = []string{}
-			for _, m := range []string{BootUEFI, BootBIOS} {
+			dk.Boot = []string{}
+			for _, m := range boot.Methods {
 				if seen[m] {
-					disk.Boot = append(disk.Boot, m)
+					dk.Boot = append(dk.Boot, m)
 				}
 			}
 		}
@@ -862,7 +887,7 @@ func (d *decoder) decodeDisk(top fields) Disk {
 			case size%MiB != 0:
 				d.errorf(sn, "disk.size", "size %s is not a multiple of 1MiB", s)
 			default:
-				disk.Size = size
+				dk.Size = size
 			}
 		}
 	}
@@ -896,11 +921,11 @@ func (d *decoder) decodeDisk(top fields) Disk {
 						opts = append(opts, s)
 					}
 				}
-				disk.FstabOptions = opts
+				dk.FstabOptions = opts
 			}
 		}
 	}
-	return disk
+	return dk
 }
 
 func (d *decoder) decodeKernel(top fields) Kernel {

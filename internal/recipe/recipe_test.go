@@ -2,6 +2,7 @@ package recipe
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -291,7 +292,7 @@ func TestDroppedFuncs(t *testing.T) {
 		if _, ok := fm[name]; ok {
 			t.Errorf("%s is still in the func map", name)
 		}
-		_, err := render("x.yaml", []byte("a: {{ "+name+" }}\n"), nil)
+		_, err := testRender("x.yaml", []byte("a: {{ "+name+" }}\n"), nil)
 		if err == nil || !strings.Contains(err.Msg, fmt.Sprintf("function %q not defined", name)) {
 			t.Errorf("%s: got %v, want function not defined", name, err)
 		}
@@ -315,17 +316,17 @@ func TestBoundedFuncs(t *testing.T) {
 		{`{{ seq 1 2 7 }}`, "1 3 5 7"},
 		{`{{ repeat 3 "ab" }}`, "ababab"},
 	} {
-		out, err := render("t", []byte(tc.tmpl), nil)
+		out, err := testRender("t", []byte(tc.tmpl), nil)
 		if err != nil || string(out) != tc.want {
 			t.Errorf("%s = %q, %v; want %q", tc.tmpl, out, err, tc.want)
 		}
 	}
 	for _, tmpl := range []string{`{{ until 100000000000 }}`, `{{ repeat 1000000000 "ab" }}`, `{{ untilStep -9223372036854775808 9223372036854775807 1 }}`} {
-		if _, err := render("t", []byte(tmpl), nil); err == nil {
+		if _, err := testRender("t", []byte(tmpl), nil); err == nil {
 			t.Errorf("%s: no error", tmpl)
 		}
 	}
-	if _, err := render("t", []byte(`{{ range until 1000 }}{{ repeat 100000 "x" }}{{ end }}`), nil); err == nil || !strings.Contains(err.Msg, "larger than") {
+	if _, err := testRender("t", []byte(`{{ range until 1000 }}{{ repeat 100000 "x" }}{{ end }}`), nil); err == nil || !strings.Contains(err.Msg, "larger than") {
 		t.Errorf("huge output: %v", err)
 	}
 }
@@ -338,9 +339,14 @@ func TestTemplateErrors(t *testing.T) {
 		{"é: {{ fail \"boom\" }}\n", `f.yaml:1:7: template: <fail "boom">: error calling fail: boom`},
 		{"{{ if true }}\n", `f.yaml:2:1: template: unexpected EOF`},
 	} {
-		_, err := render("f.yaml", []byte(tc.src), map[string]any{"x": 1})
+		_, err := testRender("f.yaml", []byte(tc.src), map[string]any{"x": 1})
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("render(%q) = %v, want %s", tc.src, err, tc.want)
 		}
 	}
+}
+
+// testRender renders a template as unit and overlay templates are.
+func testRender(name string, src []byte, data any) ([]byte, *Error) {
+	return render(context.Background(), name, src, data, maxRendered)
 }

@@ -2,6 +2,7 @@ package recipe
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -10,35 +11,43 @@ import (
 	"text/template"
 )
 
-// maxRendered bounds the output of one template.
+// maxRendered bounds the output of one unit or overlay template; recipe
+// files and lab.yaml are bounded by maxYAMLFile.
 const maxRendered = 16 << 20
 
 // render executes src as a Go template named name (the file's path relative
-// to the lab dir) with data. missingkey=error makes a misspelt key an error
-// instead of "<no value>".
-func render(name string, src []byte, data any) ([]byte, *Error) {
-	t, err := template.New(name).Option("missingkey=error").Funcs(funcMap()).Parse(string(src))
+// to the lab dir) with data, writing at most limit bytes. missingkey=error
+// makes a misspelt key an error instead of "<no value>". Rendering is
+// bounded (see budget) and stops when ctx is done.
+func render(ctx context.Context, name string, src []byte, data any, limit int) ([]byte, *Error) {
+	b := &budget{ctx: ctx}
+	t, err := template.New(name).Option("missingkey=error").Funcs(templateFuncs()).Parse(string(src))
 	if err != nil {
 		return nil, templateError(name, src, err)
 	}
-	var buf limitedBuffer
+	bind(t, b)
+	instrument(t)
+	buf := limitedBuffer{limit: limit}
 	if err := t.Execute(&buf, data); err != nil {
 		return nil, templateError(name, src, err)
 	}
 	return buf.Bytes(), nil
 }
 
-type limitedBuffer struct{ bytes.Buffer }
+type limitedBuffer struct {
+	bytes.Buffer
+	limit int
+}
 
-type outputTooLarge struct{}
+type outputTooLarge struct{ limit int }
 
-func (outputTooLarge) Error() string {
-	return fmt.Sprintf("output is larger than %d MiB", maxRendered>>20)
+func (e outputTooLarge) Error() string {
+	return fmt.Sprintf("output is larger than %s", FormatSize(int64(e.limit)))
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if b.Len()+len(p) > maxRendered {
-		return 0, outputTooLarge{}
+	if b.Len()+len(p) > b.limit {
+		return 0, outputTooLarge{b.limit}
 	}
 	return b.Buffer.Write(p)
 }
@@ -60,6 +69,8 @@ func templateError(name string, src []byte, err error) *Error {
 	if errors.As(err, &big) {
 		return &Error{Pos: Pos{File: name, Line: 1, Col: 1}, Msg: "template: " + big.Error()}
 	}
+	var limit *limitError
+	bounded := errors.As(err, &limit)
 	msg := err.Error()
 	rest, ok := strings.CutPrefix(msg, "template: "+name+":")
 	if !ok {
@@ -72,6 +83,10 @@ func templateError(name string, src []byte, err error) *Error {
 	line, _ := strconv.Atoi(m[1])
 	line = max(line, 1)
 	text := tmplExecRe.ReplaceAllString(m[3], "")
+	if bounded {
+		// Not "<labbakeStep 12>: error calling labbakeStep: …".
+		text = limit.Error()
+	}
 	// "unclosed action started at NAME:LINE" is reported at the end of the
 	// file; report it where it starts.
 	if before, start, ok := strings.Cut(text, " started at "+name+":"); ok {

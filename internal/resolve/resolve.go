@@ -96,10 +96,7 @@ func (r *Resolver) pin(key, digest string) error {
 // the cache when the lock or an earlier build pins it, else built once with
 // mmdebstrap.
 func (r *Resolver) DebianBase(ctx context.Context, d *recipe.Debian, epoch int64) (string, int64, error) {
-	spec := debian.Spec{
-		Suite: d.Suite, Mirror: d.Mirror, Components: d.Components, Variant: d.Variant,
-		Packages: d.Packages, Snapshot: d.Snapshot, Extra: d.Extra, Docs: d.Docs,
-	}
+	spec := d.Spec()
 	key := kindDebian + spec.Normalize().Key(epoch)
 	pinned, ok, err := r.locked(key)
 	if err != nil {

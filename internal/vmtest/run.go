@@ -16,14 +16,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labbake/labbake/builders/boot"
 	"github.com/labbake/labbake/builders/checks"
 	"github.com/labbake/labbake/builders/qcow2"
 )
 
-// Firmware choices.
+// Firmware choices: the boot methods an image is baked with.
 const (
-	UEFI = "uefi" // OVMF, machine q35
-	BIOS = "bios" // SeaBIOS (QEMU's default), machine pc
+	UEFI = boot.UEFI // OVMF, machine q35
+	BIOS = boot.BIOS // SeaBIOS (QEMU's default), machine pc
 )
 
 // Default paths and sizes.

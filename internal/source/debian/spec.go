@@ -80,52 +80,73 @@ var (
 	packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+|/[A-Za-z0-9.-]+)?$`)
 )
 
+// FieldError is one problem Validate finds: the field of the Spec it
+// concerns, named as in the recipe ("suite", "extra"), the index of the
+// list item when it is one (else -1), and what is wrong. The recipe
+// decoder places each at the YAML node of its field.
+type FieldError struct {
+	Field string
+	Index int
+	Msg   string
+}
+
+// Error formats e as "FIELD: MSG" or "FIELD[INDEX]: MSG".
+func (e *FieldError) Error() string {
+	if e.Index < 0 {
+		return e.Field + ": " + e.Msg
+	}
+	return fmt.Sprintf("%s[%d]: %s", e.Field, e.Index, e.Msg)
+}
+
 // Validate reports every problem of s at once (joined with errors.Join), each
-// naming its field: "suite: required", "variant: unknown variant …",
-// "snapshot: want YYYYMMDDTHHMMSSZ". Defaults are applied first, so an empty
-// Variant, Arch or Components is fine.
+// a *FieldError naming its field: "suite: required", "variant: unknown
+// variant …", "snapshot: want YYYYMMDDTHHMMSSZ". Defaults are applied first,
+// so an empty Variant, Arch or Components is fine. It is the one check of a
+// Debian spec: the recipe decoder uses it too.
 func (s Spec) Validate() error {
 	n := s.Normalize()
 	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	add := func(field string, index int, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Index: index, Msg: fmt.Sprintf(format, args...)})
+	}
 
 	switch {
 	case n.Suite == "":
-		add("suite: required")
+		add("suite", -1, "required")
 	case !suiteRE.MatchString(n.Suite):
-		add("suite: invalid suite name %q", n.Suite)
+		add("suite", -1, "invalid suite name %q", n.Suite)
 	}
 	if n.Mirror != "" {
 		if err := checkMirror(n.Mirror); err != nil {
-			add("mirror: %v", err)
+			add("mirror", -1, "%v", err)
 		}
 	}
 	// Lists are checked as written, so that indexes match the recipe.
 	for i, c := range s.Components {
 		if c = strings.TrimSpace(c); !componentRE.MatchString(c) {
-			add("components[%d]: invalid component %q", i, c)
+			add("components", i, "invalid component %q", c)
 		}
 	}
 	if !slices.Contains(Variants(), n.Variant) {
-		add("variant: unknown variant %q (one of %s)", n.Variant, strings.Join(Variants(), ", "))
+		add("variant", -1, "unknown variant %q (one of %s)", n.Variant, strings.Join(Variants(), ", "))
 	}
 	for i, p := range s.Packages {
 		if p = strings.TrimSpace(p); !packageRE.MatchString(p) {
-			add("packages[%d]: invalid package %q (want name, name=version or name/release)", i, p)
+			add("packages", i, "invalid package %q (want name, name=version or name/release)", p)
 		}
 	}
 	if n.Snapshot != "" {
 		if _, err := time.Parse(snapshotLayout, n.Snapshot); err != nil || !snapshotRE.MatchString(n.Snapshot) {
-			add("snapshot: want YYYYMMDDTHHMMSSZ, got %q", n.Snapshot)
+			add("snapshot", -1, "want YYYYMMDDTHHMMSSZ, got %q", n.Snapshot)
 		}
 	}
 	for i, e := range s.Extra {
 		if err := checkExtra(strings.TrimSpace(e)); err != nil {
-			add("extra[%d]: %v", i, err)
+			add("extra", i, "%v", err)
 		}
 	}
 	if !archRE.MatchString(n.Arch) {
-		add("arch: invalid architecture %q", n.Arch)
+		add("arch", -1, "invalid architecture %q", n.Arch)
 	}
 	return errors.Join(errs...)
 }

@@ -170,6 +170,25 @@ func TestValidateErrorsJoined(t *testing.T) {
 	if !errors.As(err, &joined) || len(joined.Unwrap()) != 3 {
 		t.Fatalf("Validate() = %v, want 3 joined errors", err)
 	}
+	// Each names its field, so that the recipe can place it.
+	err = Spec{Suite: "trixie", Packages: []string{"ok", "Bad!"}, Extra: []string{"deb http://x"}}.Validate()
+	var got []FieldError
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			var fe *FieldError
+			if !errors.As(e, &fe) {
+				t.Fatalf("%v is a %T, not a *FieldError", e, e)
+			}
+			got = append(got, *fe)
+		}
+	}
+	want := []FieldError{
+		{Field: "packages", Index: 1, Msg: `invalid package "Bad!" (want name, name=version or name/release)`},
+		{Field: "extra", Index: 0, Msg: `"deb http://x": want "deb URI SUITE [COMPONENT...]"`},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("field errors = %+v, want %+v", got, want)
+	}
 }
 
 func TestName(t *testing.T) {
