@@ -134,3 +134,24 @@ func SyncDir(dir string) error {
 	}
 	return err
 }
+
+// MkdirPrivate makes dir (and its parents) and makes sure dir itself is
+// a directory, not a symlink, with mode perm.
+func MkdirPrivate(dir string, perm fs.FileMode) error {
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("creating %s: not a directory (a symlink?)", dir)
+	}
+	if st.Mode().Perm() != perm {
+		if err := os.Chmod(dir, perm); err != nil {
+			return fmt.Errorf("creating %s: %w", dir, err)
+		}
+	}
+	return nil
+}

@@ -149,3 +149,19 @@ func TestLinkNoReplace(t *testing.T) {
 		t.Errorf("new holds %q", b)
 	}
 }
+
+func TestMkdirPrivate(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a", "pki")
+	if err := MkdirPrivate(p, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o700 {
+		t.Errorf("mode %v", st.Mode())
+	}
+	link := filepath.Join(dir, "link")
+	os.Symlink(dir, link)
+	if err := MkdirPrivate(link, 0o700); err == nil {
+		t.Error("a symlink was taken for the directory")
+	}
+}

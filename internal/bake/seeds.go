@@ -12,7 +12,7 @@ import (
 
 	"github.com/labbake/labbake/builders/iso9660"
 	"github.com/labbake/labbake/builders/seed"
-	"github.com/labbake/labbake/internal/fsutil"
+	"github.com/labbake/labbake/internal/atomicfile"
 	"github.com/labbake/labbake/internal/macaddr"
 	"github.com/labbake/labbake/internal/pki"
 	"github.com/labbake/labbake/internal/plan"
@@ -86,7 +86,7 @@ func EnsurePKI(lab *recipe.Lab, opts SeedOptions) (*pki.PKI, error) {
 	if err != nil {
 		return nil, &InputError{err}
 	}
-	if err := fsutil.MkdirPrivate(opts.OutDir, 0o755); err != nil {
+	if err := atomicfile.MkdirPrivate(opts.OutDir, 0o755); err != nil {
 		return nil, err
 	}
 	p, err := pki.Ensure(filepath.Join(opts.OutDir, PKIDir), spec, pki.WithLogger(opts.logger()))
@@ -132,7 +132,7 @@ func Seeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOption
 		machines = append(machines, m)
 	}
 	dir := filepath.Join(opts.OutDir, SeedDir)
-	if err := fsutil.MkdirPrivate(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirPrivate(dir, 0o700); err != nil {
 		return nil, err
 	}
 	var out []SeedResult
@@ -153,7 +153,7 @@ func Seeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOption
 			return nil, fmt.Errorf("seed of %s: %w", m.Name, err)
 		}
 		path := filepath.Join(dir, m.Name+".iso")
-		if err := fsutil.WriteFile(path, img, 0o600); err != nil {
+		if err := atomicfile.WriteFile(path, img, 0o600); err != nil {
 			return nil, err
 		}
 		log.Info("seed written", "node", m.Name, "path", path, "instance-id", s.InstanceID)
@@ -180,14 +180,14 @@ func writeAccess(lab *recipe.Lab, p *pki.PKI, out string) error {
 		if err != nil {
 			return err
 		}
-		if err := fsutil.WriteFile(filepath.Join(out, Kubeconfig), kc, 0o600); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(out, Kubeconfig), kc, 0o600); err != nil {
 			return err
 		}
 	}
 	if err := os.MkdirAll(filepath.Join(out, KitDir), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", KitDir, err)
 	}
-	return fsutil.WriteFile(filepath.Join(out, KnownHosts), p.KnownHosts(), 0o644)
+	return atomicfile.WriteFile(filepath.Join(out, KnownHosts), p.KnownHosts(), 0o644)
 }
 
 // seedMachine gathers what n's seed holds.

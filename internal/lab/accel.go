@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/labbake/labbake/builders/kit"
-	"github.com/labbake/labbake/internal/fsutil"
+	"github.com/labbake/labbake/internal/atomicfile"
 )
 
 // accel picks the accelerator: the one asked for, else KVM when it really
@@ -49,7 +49,7 @@ func (s *Lab) accel(ctx context.Context) (string, error) {
 	}
 	c.Key, c.Accel = key, accel
 	b, _ := json.Marshal(c)
-	if err := fsutil.WriteFile(cache, append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(cache, append(b, '\n'), 0o644); err != nil {
 		return "", err
 	}
 	if accel == kit.AccelTCG {

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/labbake/labbake/builders/kit"
+	"github.com/labbake/labbake/internal/atomicfile"
 	"github.com/labbake/labbake/internal/bake"
-	"github.com/labbake/labbake/internal/fsutil"
 	"github.com/labbake/labbake/internal/macaddr"
 )
 
@@ -30,7 +30,7 @@ func (s *Lab) WriteKit() error {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
-		if err := fsutil.WriteFile(p, content, kit.FileMode(name)); err != nil {
+		if err := atomicfile.WriteFile(p, content, kit.FileMode(name)); err != nil {
 			return err
 		}
 	}
@@ -66,7 +66,7 @@ func (s *Lab) writeKubeconfig() error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFile(filepath.Join(s.OutDir, bake.Kubeconfig), kc, 0o600)
+	return atomicfile.WriteFile(filepath.Join(s.OutDir, bake.Kubeconfig), kc, 0o600)
 }
 
 // SSHConfig is OUT/kit/ssh_config.

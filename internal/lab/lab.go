@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/labbake/labbake/builders/kit"
+	"github.com/labbake/labbake/internal/atomicfile"
 	"github.com/labbake/labbake/internal/bake"
-	"github.com/labbake/labbake/internal/fsutil"
 	"github.com/labbake/labbake/internal/machine"
 	"github.com/labbake/labbake/internal/recipe"
 )
@@ -101,7 +101,7 @@ func Open(ctx context.Context, l *recipe.Lab, opts Options) (*Lab, error) {
 		return nil, &UsageError{fmt.Errorf("--network %q: want auto, bridge or user", mode)}
 	}
 	s.Mode = mode
-	if err := fsutil.MkdirPrivate(s.RunDir, 0o755); err != nil {
+	if err := atomicfile.MkdirPrivate(s.RunDir, 0o755); err != nil {
 		return nil, err
 	}
 	accel, err := s.accel(ctx)
@@ -250,7 +250,7 @@ func (s *Lab) ports() (map[string]map[string]int, error) {
 	}
 	if changed {
 		b, _ := json.MarshalIndent(ports, "", "  ")
-		if err := fsutil.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		if err := atomicfile.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 			return nil, err
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/labbake/labbake/internal/fsutil"
+	"github.com/labbake/labbake/internal/atomicfile"
 )
 
 // Paths are a machine's files under the run dir.
@@ -72,7 +72,7 @@ func writeRecord(path string, r *Record) error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFile(path, append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // States a machine can be in.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/labbake/labbake/builders/qcow2"
-	"github.com/labbake/labbake/internal/fsutil"
+	"github.com/labbake/labbake/internal/atomicfile"
 )
 
 // Spec is one machine to start.
@@ -49,7 +49,7 @@ func Up(ctx context.Context, s Spec) (started bool, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := fsutil.MkdirPrivate(s.RunDir, 0o755); err != nil {
+	if err := atomicfile.MkdirPrivate(s.RunDir, 0o755); err != nil {
 		return false, err
 	}
 	p := PathsFor(s.RunDir, s.Name)
@@ -74,7 +74,7 @@ func Up(ctx context.Context, s Spec) (started bool, err error) {
 			if err != nil {
 				return false, fmt.Errorf("UEFI variables (install the ovmf package): %w", err)
 			}
-			if err := fsutil.WriteFile(p.Vars, b, 0o644); err != nil {
+			if err := atomicfile.WriteFile(p.Vars, b, 0o644); err != nil {
 				return false, err
 			}
 		}
@@ -140,7 +140,7 @@ func ensureOverlay(ctx context.Context, s Spec, p Paths, rec *Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := fsutil.WriteFile(p.Overlay, buf.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(p.Overlay, buf.Bytes(), 0o644); err != nil {
 		return err
 	}
 	// A new overlay starts a new machine: forget the old record.

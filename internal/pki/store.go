@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"github.com/labbake/labbake/internal/atomicfile"
+
 	"errors"
 	"fmt"
 	"io/fs"
@@ -82,52 +84,15 @@ func (s store) mkdir(name string) error {
 	}
 }
 
-// put writes a file atomically: a temporary file in the same directory,
-// written, synced and renamed over the name, then the directory synced.
+// put writes a file atomically (atomicfile: temporary file, fsync,
+// rename, fsync of the directory).
 func (s store) put(w write) error {
 	p := s.path(w.name)
-	dir := filepath.Dir(p)
 	if err := s.mkdir(path.Dir(w.name)); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp*")
-	if err != nil {
+	if err := atomicfile.WriteFile(p, w.data, w.mode); err != nil {
 		return fmt.Errorf("pki: %w", err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("pki: writing %s: %w", p, err)
-	}
-	if _, err := f.Write(w.data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(w.mode); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("pki: writing %s: %w", p, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("pki: writing %s: %w", p, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("pki: syncing %s: %w", dir, err)
 	}
 	return nil
 }
