@@ -50,5 +50,6 @@ OUT/run/MACHINE.log.`,
 			return err
 		},
 	}
+	f.addNetwork(cmd)
 	return cmd
 }

@@ -50,5 +50,6 @@ are kept: the next labbake up continues where they stopped.`,
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long a guest may take to shut down before QEMU is stopped")
+	f.addNetwork(cmd)
 	return cmd
 }

@@ -19,9 +19,14 @@ type machineFlags struct {
 }
 
 func (f *machineFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.network, "network", "", "auto (bridge when the host has lab.yaml's bridge, else user), bridge or user; default lab.yaml's network.mode")
+	f.addNetwork(cmd)
 	cmd.Flags().StringVar(&f.accel, "accel", "auto", "auto (KVM when it runs guests here, else TCG), kvm or tcg")
 	cmd.Flags().BoolVar(&f.restrict, "restrict", false, "user mode: the machines reach nothing outside this host but the forwarded ports")
+}
+
+// addNetwork adds only --network, for the verbs that start nothing.
+func (f *machineFlags) addNetwork(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.network, "network", "", "auto (bridge when the host has lab.yaml's bridge, else user), bridge or user; default lab.yaml's network.mode")
 }
 
 // openLab loads lab.yaml and resolves how the lab runs on this host.

@@ -63,5 +63,6 @@ machine must be stopped (labbake down). Asks first unless --yes.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask")
+	f.addNetwork(cmd)
 	return cmd
 }

@@ -58,5 +58,6 @@ command to run.`,
 			return nil
 		},
 	}
+	f.addNetwork(cmd)
 	return cmd
 }

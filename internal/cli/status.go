@@ -69,6 +69,7 @@ ports forwarded to it and its uptime.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	f.addNetwork(cmd)
 	return cmd
 }
 

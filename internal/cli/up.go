@@ -57,6 +57,9 @@ func runUp(cmd *cobra.Command, g *globals, f machineFlags, args []string) error 
 	if err := s.Check(names); err != nil {
 		return usage(err)
 	}
+	if err := s.ResolveAccel(cmd.Context()); err != nil {
+		return usage(err)
+	}
 	if err := s.WriteKit(); err != nil {
 		return err
 	}

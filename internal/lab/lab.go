@@ -104,9 +104,11 @@ func Open(ctx context.Context, l *recipe.Lab, opts Options) (*Lab, error) {
 	if err := atomicfile.MkdirPrivate(s.RunDir, 0o755); err != nil {
 		return nil, err
 	}
-	accel, err := s.accel(ctx)
-	if err != nil {
-		return nil, err
+	// The accelerator matters only to Up (see ResolveAccel); until then
+	// the command lines say TCG.
+	accel := kit.AccelTCG
+	if opts.Accel == kit.AccelKVM {
+		accel = kit.AccelKVM
 	}
 	s.Accel = accel
 	ports, err := s.ports()
@@ -171,6 +173,18 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// ResolveAccel picks the accelerator machines are started with: the one
+// asked for, else KVM when it runs guests here (probed once per host
+// boot), else TCG.
+func (s *Lab) ResolveAccel(ctx context.Context) error {
+	accel, err := s.accel(ctx)
+	if err != nil {
+		return err
+	}
+	s.Accel, s.Kit.Host.Accel = accel, accel
+	return nil
 }
 
 // firmware is the first boot method of the role's image (its manifest);

@@ -155,7 +155,7 @@ checks:
 // loaders, etcd, and cloud-init with openssh-server for the seeds.
 var basePackages = []string{
 	"linux-image-amd64", "systemd-sysv", "udev", "systemd-boot-efi", "grub-pc-bin", "grub-efi-amd64-bin",
-	"etcd-server", "etcd-client", "cloud-init", "openssh-server", "iproute2",
+	"etcd-server", "etcd-client", "cloud-init", "openssh-server", "iproute2", "iputils-ping",
 }
 
 var sharedCache string
