@@ -225,3 +225,22 @@ func TestScanErrors(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestScanSkipsELF: a shared library that embeds a key for its self-test
+// (as libgnutls does) is not a finding; the same bytes in a data file are.
+func TestScanSkipsELF(t *testing.T) {
+	dir := t.TempDir()
+	body := "\x00key\x00" + pkcs8PEM(t) + "\x00\x01\x02"
+	tr := tree.New(testEpoch)
+	for name, data := range map[string]string{"lib.so": "\x7fELF\x02\x01\x01\x00" + body, "data.bin": "DATA\x02\x01\x01\x00" + body} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		addFile(t, tr, "usr/lib/"+name, p)
+	}
+	found, _ := Scan(context.Background(), tr, nil)
+	if len(found) != 1 || found[0].Path != "/usr/lib/data.bin" {
+		t.Errorf("found %+v, want only /usr/lib/data.bin", found)
+	}
+}

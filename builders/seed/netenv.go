@@ -41,15 +41,25 @@ func (e NetworkEnvironment) File() (File, error) {
 	if p := labelProblem(e.NodeName); p != "" {
 		bad("NodeName", "%q is not a host name: %s", e.NodeName, p)
 	}
-	for _, a := range []struct {
+	// A lab without a control plane has no cluster to name: then the
+	// file has only the machine's own values and the networks.
+	cluster := e.MasterIP.IsValid() || len(e.EtcdEndpoints) > 0 || e.APIServerURL != ""
+	addrs := []struct {
 		field string
 		addr  netip.Addr
-	}{{"NodeIP", e.NodeIP}, {"MasterIP", e.MasterIP}, {"ClusterDNS", e.ClusterDNS}} {
+	}{{"NodeIP", e.NodeIP}, {"ClusterDNS", e.ClusterDNS}}
+	if cluster {
+		addrs = append(addrs, struct {
+			field string
+			addr  netip.Addr
+		}{"MasterIP", e.MasterIP})
+	}
+	for _, a := range addrs {
 		if !a.addr.IsValid() || a.addr.Zone() != "" || a.addr.IsUnspecified() || a.addr.IsMulticast() {
 			bad(a.field, "%q is not a unicast address", a.addr.String())
 		}
 	}
-	if len(e.EtcdEndpoints) == 0 {
+	if cluster && len(e.EtcdEndpoints) == 0 {
 		bad("EtcdEndpoints", "none")
 	}
 	for i, u := range e.EtcdEndpoints {
@@ -57,7 +67,7 @@ func (e NetworkEnvironment) File() (File, error) {
 			bad(fmt.Sprintf("EtcdEndpoints[%d]", i), "%q: %s", u, p)
 		}
 	}
-	if p := httpsURLProblem(e.APIServerURL, true); p != "" {
+	if p := httpsURLProblem(e.APIServerURL, true); cluster && p != "" {
 		bad("APIServerURL", "%q: %s", e.APIServerURL, p)
 	}
 	for _, c := range []struct {
@@ -80,18 +90,24 @@ func (e NetworkEnvironment) File() (File, error) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s of %s, written by labbake.\n", NetworkEnvironmentPath, e.NodeName)
-	for _, kv := range [][2]string{
+	kvs := [][2]string{
 		{"NODE_NAME", e.NodeName},
 		{"NODE_IP", e.NodeIP.String()},
 		{"DEFAULT_IPV4", e.NodeIP.String()},
-		{"MASTER_IP", e.MasterIP.String()},
-		{"ETCD_ENDPOINTS", strings.Join(e.EtcdEndpoints, ",")},
-		{"KUBE_API_URL", e.APIServerURL},
+	}
+	if cluster {
+		kvs = append(kvs, [][2]string{
+			{"MASTER_IP", e.MasterIP.String()},
+			{"ETCD_ENDPOINTS", strings.Join(e.EtcdEndpoints, ",")},
+			{"KUBE_API_URL", e.APIServerURL},
+		}...)
+	}
+	for _, kv := range append(kvs, [][2]string{
 		{"POD_CIDR", e.PodCIDR.String()},
 		{"SERVICE_CIDR", e.ServiceCIDR.String()},
 		{"CLUSTER_DNS", e.ClusterDNS.String()},
 		{"CLUSTER_DOMAIN", e.ClusterDomain},
-	} {
+	}...) {
 		if !plainValue(kv[1]) {
 			// Unreachable after the checks above; kept so no value can ever
 			// need quoting.

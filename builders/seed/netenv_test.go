@@ -61,8 +61,13 @@ SERVICE_CIDR=fd00:100::/108
 CLUSTER_DNS=fd00:100::10
 CLUSTER_DOMAIN=cluster.local
 `, nil},
-		{"empty", func(e *NetworkEnvironment) { *e = NetworkEnvironment{} }, "",
-			[]string{"NodeName", "NodeIP", "MasterIP", "ClusterDNS", "EtcdEndpoints", "APIServerURL", "PodCIDR", "ServiceCIDR", "ClusterDomain"}},
+		{"empty: no cluster fields asked for", func(e *NetworkEnvironment) { *e = NetworkEnvironment{} }, "",
+			[]string{"NodeName", "NodeIP", "ClusterDNS", "PodCIDR", "ServiceCIDR", "ClusterDomain"}},
+		{"a cluster field asks for all", func(e *NetworkEnvironment) { e.MasterIP, e.APIServerURL = netip.Addr{}, "" }, "",
+			[]string{"MasterIP", "APIServerURL"}},
+		{"no control plane", func(e *NetworkEnvironment) { e.MasterIP, e.EtcdEndpoints, e.APIServerURL = netip.Addr{}, nil, "" },
+			"# /etc/network-environment of node-one, written by labbake.\nNODE_NAME=node-one\nNODE_IP=172.18.100.122\nDEFAULT_IPV4=172.18.100.122\n" +
+				"POD_CIDR=172.19.0.0/16\nSERVICE_CIDR=10.100.0.0/24\nCLUSTER_DNS=10.100.0.10\nCLUSTER_DOMAIN=cluster.local\n", nil},
 		{"bad node name", func(e *NetworkEnvironment) { e.NodeName = "node one" }, "", []string{"NodeName"}},
 		{"http etcd", func(e *NetworkEnvironment) { e.EtcdEndpoints = append(e.EtcdEndpoints, "http://172.18.100.187:2379") }, "", []string{"EtcdEndpoints[1]"}},
 		{"etcd without port", func(e *NetworkEnvironment) { e.EtcdEndpoints[0] = "https://172.18.100.187" }, "", []string{"EtcdEndpoints[0]"}},

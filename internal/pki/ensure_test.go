@@ -412,7 +412,6 @@ func TestSpecErrors(t *testing.T) {
 		{"no time", func(s *Spec) { s.Now = time.Time{} }, "issuance time"},
 		{"bad domain", func(s *Spec) { s.ClusterDomain = "Cluster Local" }, "not a DNS name"},
 		{"no service CIDR", func(s *Spec) { s.ServiceCIDR = netip.Prefix{} }, "service CIDR"},
-		{"no control plane", func(s *Spec) { s.Machines[0].ControlPlane = false }, "no machine is a control plane"},
 		{"same name", func(s *Spec) { s.Machines[2].Name = "node1" }, `"node1" is given twice`},
 		{"same IP", func(s *Spec) { s.Machines[2].IP = s.Machines[1].IP }, "same IP address"},
 		{"bad name", func(s *Spec) { s.Machines[1].Name = "Node_1" }, "not a DNS label"},

@@ -34,6 +34,9 @@ func (p *PKI) MachineFiles(name string) ([]File, error) {
 	if !ok {
 		return nil, fmt.Errorf("pki: no machine %q in the lab", name)
 	}
+	if p.Server() == "" {
+		return nil, nil // no control plane, no cluster to join
+	}
 	var files []File
 	add := func(path string, content []byte, mode fs.FileMode) {
 		files = append(files, File{Path: path, Content: content, Mode: mode})

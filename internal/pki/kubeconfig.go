@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"errors"
 	"bytes"
 	"encoding/base64"
 	"fmt"
@@ -89,6 +90,9 @@ func (p *PKI) Server() string { return p.spec.server() }
 func (p *PKI) AdminKubeconfig(server string) ([]byte, error) {
 	if server == "" {
 		server = p.Server()
+	}
+	if server == "" {
+		return nil, errors.New("pki: the lab has no control plane, so no API server for a kubeconfig")
 	}
 	return p.kubeconfigFor("admin", server)
 }

@@ -62,7 +62,6 @@ func (s *Spec) validate() error {
 	}
 	names := map[string]bool{}
 	ips := map[netip.Addr]string{}
-	cp := 0
 	for i, m := range s.Machines {
 		if !dnsLabelRe.MatchString(m.Name) {
 			bad("machines[%d]: name %q is not a DNS label", i, m.Name)
@@ -77,13 +76,9 @@ func (s *Spec) validate() error {
 		} else {
 			ips[m.IP] = m.Name
 		}
-		if m.ControlPlane {
-			cp++
-		}
 	}
-	if len(s.Machines) > 0 && cp == 0 {
-		bad("no machine is a control plane")
-	}
+	// A lab of plain machines has no control plane: its machines get no
+	// Kubernetes files then (see MachineFiles).
 	return errors.Join(errs...)
 }
 
@@ -115,5 +110,9 @@ func (s *Spec) kubernetesServiceIP() netip.Addr {
 
 // server is the URL of the master's kube-apiserver.
 func (s *Spec) server() string {
-	return "https://" + netip.AddrPortFrom(s.master().IP, APIServerPort).String()
+	m := s.master()
+	if !m.IP.IsValid() {
+		return "" // no control plane
+	}
+	return "https://" + netip.AddrPortFrom(m.IP, APIServerPort).String()
 }
