@@ -1,9 +1,9 @@
 package pki
 
 import (
-	"errors"
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 
 	"go.yaml.in/yaml/v3"
