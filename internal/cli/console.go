@@ -23,16 +23,9 @@ OUT/run/MACHINE.log.`,
 		Example: `  labbake console node-one`,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			s, _, err := g.machines(cmd, *f, args)
 			if err != nil {
 				return err
-			}
-			s, err := g.openLab(cmd, *f, log)
-			if err != nil {
-				return err
-			}
-			if _, err := s.Names(args); err != nil {
-				return usage(err)
 			}
 			fd := int(os.Stdin.Fd())
 			if term.IsTerminal(fd) {

@@ -21,17 +21,9 @@ are kept: the next labbake up continues where they stopped.`,
 		Example: `  labbake down
   labbake down node-two --timeout 10s`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			s, names, err := g.machines(cmd, *f, args)
 			if err != nil {
 				return err
-			}
-			s, err := g.openLab(cmd, *f, log)
-			if err != nil {
-				return err
-			}
-			names, err := s.Names(args)
-			if err != nil {
-				return usage(err)
 			}
 			var errs []error
 			for _, r := range s.Down(cmd.Context(), names, timeout) {

@@ -45,6 +45,24 @@ func (g *globals) openLab(cmd *cobra.Command, f machineFlags, log *slog.Logger) 
 	return s, usage(err)
 }
 
+// machines opens the lab and checks the machines named in args (all of
+// them when there are none): what every machine verb starts with.
+func (g *globals) machines(cmd *cobra.Command, f machineFlags, args []string) (*lab.Lab, []string, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := g.openLab(cmd, f, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	names, err := s.Names(args)
+	if err != nil {
+		return nil, nil, usage(err)
+	}
+	return s, names, nil
+}
+
 // usage turns the lab's usage errors into the CLI's (exit 2).
 func usage(err error) error {
 	var ue *lab.UsageError

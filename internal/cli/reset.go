@@ -30,16 +30,9 @@ machine must be stopped (labbake down). Asks first unless --yes.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			s, _, err := g.machines(cmd, *f, args)
 			if err != nil {
 				return err
-			}
-			s, err := g.openLab(cmd, *f, log)
-			if err != nil {
-				return err
-			}
-			if _, err := s.Names(args); err != nil {
-				return usage(err)
 			}
 			if !yes {
 				fmt.Fprintf(g.stderr, "discard the disks of %s? [y/N] ", strings.Join(args, ", "))

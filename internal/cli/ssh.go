@@ -27,20 +27,13 @@ command to run.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
-			s, err := g.openLab(cmd, *f, log)
+			s, _, err := g.machines(cmd, *f, args[:1])
 			if err != nil {
 				return err
 			}
 			name, rest := args[0], args[1:]
 			if dash := cmd.ArgsLenAtDash(); dash > 1 {
 				return &UsageError{fmt.Errorf("one machine, then -- and the command")}
-			}
-			if _, err := s.Names([]string{name}); err != nil {
-				return usage(err)
 			}
 			conf := s.SSHConfig()
 			if _, err := os.Stat(conf); err != nil {

@@ -23,17 +23,9 @@ ports forwarded to it and its uptime.`,
 		Example: `  labbake status
   labbake status --json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			s, names, err := g.machines(cmd, *f, args)
 			if err != nil {
 				return err
-			}
-			s, err := g.openLab(cmd, *f, log)
-			if err != nil {
-				return err
-			}
-			names, err := s.Names(args)
-			if err != nil {
-				return usage(err)
 			}
 			st, err := s.Status(names)
 			if err != nil {

@@ -42,17 +42,9 @@ writes the host kit into OUT/kit/.`,
 }
 
 func runUp(cmd *cobra.Command, g *globals, f machineFlags, args []string) error {
-	log, err := g.logger()
+	s, names, err := g.machines(cmd, f, args)
 	if err != nil {
 		return err
-	}
-	s, err := g.openLab(cmd, f, log)
-	if err != nil {
-		return err
-	}
-	names, err := s.Names(args)
-	if err != nil {
-		return usage(err)
 	}
 	if err := s.Check(names); err != nil {
 		return usage(err)

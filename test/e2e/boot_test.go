@@ -158,6 +158,13 @@ var basePackages = []string{
 	"etcd-server", "etcd-client", "cloud-init", "openssh-server", "iproute2", "iputils-ping",
 }
 
+// networkdFiles enable systemd-networkd in a recipe (files: section):
+// cloud-init renders the seed's network-config for it, and Debian leaves it
+// disabled.
+const networkdFiles = "files:\n" +
+	"  - {path: /etc/systemd/system/multi-user.target.wants/systemd-networkd.service, symlink: /usr/lib/systemd/system/systemd-networkd.service}\n" +
+	"  - {path: /etc/systemd/system/sockets.target.wants/systemd-networkd.socket, symlink: /usr/lib/systemd/system/systemd-networkd.socket}\n"
+
 var sharedCache string
 
 // TestMain gives the tests one cache, so the Debian base is built once.

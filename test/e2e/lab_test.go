@@ -30,7 +30,7 @@ func TestLabUp(t *testing.T) {
 	write(t, lab, "lab.yaml", "name: e2e-up\nepoch: 1735689600\nnetwork: {mode: user}\nnodes:\n"+
 		"  - {name: n1, role: master, ip: 172.18.0.5, memory: 1GiB}\n"+
 		"  - {name: n2, role: node, ip: 172.18.0.6, memory: 1GiB}\n")
-	write(t, lab, "recipes/master.yaml", "base:\n  debian:\n    suite: trixie\n    packages: ["+strings.Join(basePackages, ", ")+"]\ndisk: {size: 3GiB}\n")
+	write(t, lab, "recipes/master.yaml", "base:\n  debian:\n    suite: trixie\n    packages: ["+strings.Join(basePackages, ", ")+"]\ndisk: {size: 3GiB}\n"+networkdFiles)
 	write(t, lab, "recipes/node.yaml", "extends: master\n")
 	run := func(args ...string) (string, string, error) {
 		var so, se bytes.Buffer

@@ -58,7 +58,7 @@ func TestSeedBoot(t *testing.T) {
 		t.Fatalf("no fingerprint for n1 in known_hosts:\n%s", fp)
 	}
 	write(t, lab, "recipes/master.yaml", "base:\n  debian:\n    suite: trixie\n    packages: ["+strings.Join(basePackages, ", ")+"]\n"+
-		"disk: {size: 3GiB}\n"+
+		"disk: {size: 3GiB}\n"+networkdFiles+
 		"checks:\n  commands:\n"+
 		"    - {run: hostname, expect: \"${NODE_NAME}\"}\n"+
 		"    - {run: \"ip -o -4 addr show\", expect: \"inet ${NODE_IP}/16\"}\n"+
