@@ -90,6 +90,9 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions, role string) error 
 	default:
 		return &UsageError{fmt.Errorf("--accel %q: want auto, kvm or tcg", o.accel)}
 	}
+	if o.node == "" && o.sshPort != 0 {
+		return &UsageError{errors.New("--ssh-port needs --node: only a machine has an address to forward to")}
+	}
 	if o.timeout <= 0 {
 		return &UsageError{errors.New("--timeout must be positive")}
 	}
@@ -191,9 +194,6 @@ func pickFirmware(manifest, asked string) (string, error) {
 // the role tested and its seed written.
 func testMachine(ctx context.Context, g *globals, o *testOptions, role string) (string, *vmtest.NIC, error) {
 	if o.node == "" {
-		if o.sshPort != 0 {
-			return "", nil, &UsageError{errors.New("--ssh-port needs --node: only a machine has an address to forward to")}
-		}
 		return "", nil, nil
 	}
 	if o.sshPort < 0 || o.sshPort > 65535 {

@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// machineLab writes a lab of two machines whose images are not built.
+func machineLab(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for p, c := range map[string]string{
+		"lab.yaml":            "name: m\nnodes:\n  - {name: master, role: master, ip: 172.18.0.2}\n  - {name: n1, role: node, ip: 172.18.0.3}\n",
+		"recipes/master.yaml": "base: {dir: root}\ndisk: {boot: []}\n",
+		"recipes/node.yaml":   "extends: master\n",
+		"root/etc/hostname":   "x\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestMachineVerbs: the machine verbs' usage errors exit 2 and say what to
+// run; status of a lab never started says stopped.
+func TestMachineVerbs(t *testing.T) {
+	lab := machineLab(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"up", "--network", "user"}, 2, "run labbake build master"},
+		{[]string{"up", "nosuch", "--network", "user"}, 2, `no machine "nosuch"`},
+		{[]string{"up", "--network", "token-ring"}, 2, "want auto, bridge or user"},
+		{[]string{"status", "--network", "user"}, 0, "stopped"},
+		{[]string{"down", "--network", "user"}, 0, "not running"},
+		{[]string{"ssh", "--network", "user"}, 2, "name a machine"},
+		{[]string{"ssh", "--network", "user", "n1", "--", "true"}, 2, "labbake up writes it"},
+		{[]string{"console", "--network", "user", "n1"}, 1, "not running"},
+		{[]string{"reset", "--network", "user"}, 2, "name the machines"},
+		{[]string{"reset", "--yes", "--network", "user", "n1"}, 0, "no disk to reset"},
+		{[]string{"seed", "nosuch"}, 2, `no machine "nosuch"`},
+		{[]string{"seed"}, 2, "or give --all"},
+		{[]string{"pki", "renew"}, 2, "labbake seed --all makes it"},
+		{[]string{"test", "master", "--ssh-port", "2222"}, 2, "--ssh-port needs --node"},
+	} {
+		so, se, code := run(t, append([]string{"-C", lab}, tc.args...)...)
+		if code != tc.code || !strings.Contains(so+se, tc.want) {
+			t.Errorf("labbake %s: exit %d, want %d with %q\nstdout: %s\nstderr: %s", strings.Join(tc.args, " "), code, tc.code, tc.want, so, se)
+		}
+	}
+}
