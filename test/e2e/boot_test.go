@@ -158,10 +158,12 @@ var basePackages = []string{
 	"etcd-server", "etcd-client", "cloud-init", "openssh-server", "iproute2", "iputils-ping",
 }
 
-// networkdFiles enable systemd-networkd in a recipe (files: section):
-// cloud-init renders the seed's network-config for it, and Debian leaves it
-// disabled.
+// networkdFiles enable systemd-networkd in a recipe (files: section) and
+// make it cloud-init's renderer: Debian leaves networkd disabled, and
+// without ifupdown or netplan cloud-init wrote no network configuration
+// at all (only the udev rename rule).
 const networkdFiles = "files:\n" +
+	"  - {path: /etc/cloud/cloud.cfg.d/10-labbake-network.cfg, content: \"system_info:\\n  network:\\n    renderers: [networkd]\\n    activators: [networkd]\\n\"}\n" +
 	"  - {path: /etc/systemd/system/multi-user.target.wants/systemd-networkd.service, symlink: /usr/lib/systemd/system/systemd-networkd.service}\n" +
 	"  - {path: /etc/systemd/system/sockets.target.wants/systemd-networkd.socket, symlink: /usr/lib/systemd/system/systemd-networkd.socket}\n"
 
