@@ -2,8 +2,6 @@ package recipe
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,7 +22,7 @@ type Lab struct {
 	Network Network
 	Nodes   []Node
 	SSH     SSH
-	Digest  string // "sha256:<hex>" of the rendered lab.yaml bytes
+	Digest  string // "sha256:<hex>" of the rendered lab.yaml bytes (and values files, when given)
 }
 
 // Network is the lab's host bridge and the cluster's address ranges. The
@@ -67,9 +65,10 @@ var (
 func Load(dir string) (*Lab, error) { return LoadContext(context.Background(), dir) }
 
 // LoadContext reads DIR/lab.yaml, renders it as a template with no data
-// (sprig functions only) and decodes it strictly. Problems are returned as
-// an ErrorList; when ctx is done first, its error.
-func LoadContext(ctx context.Context, dir string) (*Lab, error) {
+// (sprig functions only), lays the values files over it in order (see
+// values.go) and decodes the result strictly. Problems are returned as an
+// ErrorList; when ctx is done first, its error.
+func LoadContext(ctx context.Context, dir string, values ...string) (*Lab, error) {
 	const name = "lab.yaml"
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -95,8 +94,14 @@ func LoadContext(ctx context.Context, dir string) (*Lab, error) {
 	if !ok {
 		return nil, d.err()
 	}
-	sum := sha256.Sum256(out)
-	lab := &Lab{Dir: abs, Digest: "sha256:" + hex.EncodeToString(sum[:]), Vars: map[string]any{}}
+	root, digest, ok := d.applyValues(root, out, values)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("loading the lab: %w", ctx.Err())
+	}
+	if !ok {
+		return nil, d.err()
+	}
+	lab := &Lab{Dir: abs, Digest: digest, Vars: map[string]any{}}
 	d.decodeLab(root, lab)
 	if err := d.err(); err != nil {
 		return nil, err
