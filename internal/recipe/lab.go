@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -41,7 +43,14 @@ type Network struct {
 	// DNSDomain is the machines' own DNS domain (their FQDNs), default
 	// NAME.internal.
 	DNSDomain string
+	// CNI is the pod network the lab's recipes set up: calico (the
+	// default) or bridge (the CNI reference bridge plugin with a pod
+	// subnet per node and routes between nodes, no add-on pods).
+	CNI string
 }
+
+// CNIs are the values network.cni may take.
+var CNIs = []string{"calico", "bridge"}
 
 // Node is one machine of the lab.
 type Node struct {
@@ -137,7 +146,7 @@ func (d *decoder) decodeLab(root *yaml.Node, lab *Lab) {
 			lab.Vars = v.(map[string]any)
 		}
 	}
-	nf, nok := d.mapping(f.vals["network"], "network", "bridge", "cidr", "gateway", "pod_cidr", "service_cidr", "cluster_dns", "domain", "mode", "dns_domain")
+	nf, nok := d.mapping(f.vals["network"], "network", "bridge", "cidr", "gateway", "pod_cidr", "service_cidr", "cluster_dns", "domain", "mode", "dns_domain", "cni")
 	if nf.node == nil {
 		nf.node = root
 	}
@@ -181,12 +190,16 @@ func (d *decoder) decodeNetwork(f fields, ok bool) Network {
 	svc := d.netField(f, "service_cidr", "10.100.0.0/24")
 	dns := d.netField(f, "cluster_dns", "10.100.0.10")
 	domain := d.netField(f, "domain", "cluster.local")
+	cni := d.netField(f, "cni", CNIs[0])
 	net := Network{
 		Bridge: bridge.value, CIDR: cidr.value, Gateway: gateway.value, PodCIDR: pod.value,
-		ServiceCIDR: svc.value, ClusterDNS: dns.value, Domain: domain.value,
+		ServiceCIDR: svc.value, ClusterDNS: dns.value, Domain: domain.value, CNI: cni.value,
 	}
 	if !ok {
 		return net
+	}
+	if cni.value != "" && !slices.Contains(CNIs, cni.value) {
+		d.errorf(cni.at, "network.cni", "cni %q: want one of %s", cni.value, strings.Join(CNIs, ", "))
 	}
 	if bridge.value != "" && !bridgeRe.MatchString(bridge.value) {
 		d.errorf(bridge.at, "network.bridge", "bridge %q is not an interface name (1 to 15 of A-Z, a-z, 0-9, '_', '.', '-')", bridge.value)
@@ -386,6 +399,7 @@ func (l *Lab) templateData(role string) map[string]any {
 				"domain":       l.Network.Domain,
 				"mode":         l.Network.Mode,
 				"dns_domain":   l.Network.DNSDomain,
+				"cni":          l.Network.CNI,
 			},
 			"nodes": all,
 		},

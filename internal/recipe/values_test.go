@@ -102,6 +102,18 @@ func TestValues(t *testing.T) {
 		values: []string{"vars: {cni: bridge}\n", "\nnetwork: {service_cidr: 10.100.0.1/24}\n"},
 		errs:   []string{`v1.yaml:2:25: network.service_cidr: 10.100.0.1/24 has host bits set: use 10.100.0.0/24`},
 	}, {
+		name:   "network.cni from a values file",
+		values: []string{"network: {cni: bridge}\n"},
+		check: func(t *testing.T, lab *Lab) {
+			if lab.Network.CNI != "bridge" {
+				t.Errorf("network.cni = %q", lab.Network.CNI)
+			}
+		},
+	}, {
+		name:   "network.cni unknown",
+		values: []string{"network: {cni: flannel}\n"},
+		errs:   []string{`v0.yaml:1:16: network.cni: cni "flannel": want one of calico, bridge`},
+	}, {
 		name:   "not a mapping",
 		values: []string{"- a\n- b\n"},
 		errs:   []string{`v0.yaml:1:1: a values file is a mapping shaped like lab.yaml, got a list`},
