@@ -1,7 +1,7 @@
 # labbake: `make lab` bakes the lab, `make test` runs every test.
 GO      ?= go
 BIN     := bin/labbake
-LAB     ?= examples/lab
+LAB     ?= .
 FUZZTIME ?=
 export PATH := $(PATH):/usr/sbin:/sbin
 # The OCI library (go.podman.io/image) in pure Go: OpenPGP signatures without
