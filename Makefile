@@ -1,7 +1,7 @@
 # labbake: `make lab` bakes the lab, `make test` runs every test.
 GO      ?= go
 BIN     := bin/labbake
-LAB     ?= examples/lab
+LAB     ?= .
 FUZZTIME ?=
 export PATH := $(PATH):/usr/sbin:/sbin
 # The OCI library (go.podman.io/image) in pure Go: OpenPGP signatures without
@@ -46,6 +46,7 @@ fuzz-one = $(GO) test -run '^$$' -fuzz '^$(1)$$' -fuzztime $(or $(FUZZTIME),$(3)
 fuzz:
 	$(call fuzz-one,FuzzLoad,./internal/recipe,10000x)
 	$(call fuzz-one,FuzzLab,./internal/recipe,20000x)
+	$(call fuzz-one,FuzzValues,./internal/recipe,10000x)
 	$(call fuzz-one,FuzzApplyTar,./builders/tree,5000x)
 	$(call fuzz-one,FuzzOpen,./builders/qcow2,30000x)
 	$(call fuzz-one,FuzzFATNames,./builders/disk,60000x)

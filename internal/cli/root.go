@@ -24,6 +24,7 @@ type globals struct {
 	verbose   bool
 	logFormat string
 	mirrors   []string
+	values    []string
 	stdout    io.Writer
 	stderr    io.Writer
 	getenv    func(string) string
@@ -99,6 +100,7 @@ Builds are reproducible: the same inputs give the same bytes.`,
 	f.StringVar(&g.cache, "cache", defaultCache(getenv), "cache directory")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "log debug details")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	f.StringArrayVar(&g.values, "values", nil, "a YAML file laid over lab.yaml, deep-merged like Helm's -f (repeatable; later files win)")
 	f.StringArrayVar(&g.mirrors, "mirror", nil, "rewrite a URL prefix, FROM=TO (repeatable; also read from $XDG_CONFIG_HOME/labbake/mirrors)")
 	cmd.AddCommand(
 		newBuildCmd(g),
@@ -147,9 +149,10 @@ func (g *globals) logger() (*slog.Logger, error) {
 	return nil, &UsageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
 }
 
-// loadLab loads lab.yaml; rendering it stops when ctx is done (Ctrl-C).
+// loadLab loads lab.yaml and the --values files over it; rendering stops
+// when ctx is done (Ctrl-C).
 func (g *globals) loadLab(ctx context.Context) (*recipe.Lab, error) {
-	return recipe.LoadContext(ctx, g.dir)
+	return recipe.LoadContext(ctx, g.dir, g.values...)
 }
 
 // outDir is --out, relative to the lab dir unless absolute.

@@ -2,14 +2,14 @@ package recipe
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -24,7 +24,7 @@ type Lab struct {
 	Network Network
 	Nodes   []Node
 	SSH     SSH
-	Digest  string // "sha256:<hex>" of the rendered lab.yaml bytes
+	Digest  string // "sha256:<hex>" of the rendered lab.yaml bytes (and values files, when given)
 }
 
 // Network is the lab's host bridge and the cluster's address ranges. The
@@ -43,7 +43,14 @@ type Network struct {
 	// DNSDomain is the machines' own DNS domain (their FQDNs), default
 	// NAME.internal.
 	DNSDomain string
+	// CNI is the pod network the lab's recipes set up: calico (the
+	// default) or bridge (the CNI reference bridge plugin with a pod
+	// subnet per node and routes between nodes, no add-on pods).
+	CNI string
 }
+
+// CNIs are the values network.cni may take.
+var CNIs = []string{"calico", "bridge"}
 
 // Node is one machine of the lab.
 type Node struct {
@@ -67,9 +74,10 @@ var (
 func Load(dir string) (*Lab, error) { return LoadContext(context.Background(), dir) }
 
 // LoadContext reads DIR/lab.yaml, renders it as a template with no data
-// (sprig functions only) and decodes it strictly. Problems are returned as
-// an ErrorList; when ctx is done first, its error.
-func LoadContext(ctx context.Context, dir string) (*Lab, error) {
+// (sprig functions only), lays the values files over it in order (see
+// values.go) and decodes the result strictly. Problems are returned as an
+// ErrorList; when ctx is done first, its error.
+func LoadContext(ctx context.Context, dir string, values ...string) (*Lab, error) {
 	const name = "lab.yaml"
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -95,8 +103,14 @@ func LoadContext(ctx context.Context, dir string) (*Lab, error) {
 	if !ok {
 		return nil, d.err()
 	}
-	sum := sha256.Sum256(out)
-	lab := &Lab{Dir: abs, Digest: "sha256:" + hex.EncodeToString(sum[:]), Vars: map[string]any{}}
+	root, digest, ok := d.applyValues(root, out, values)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("loading the lab: %w", ctx.Err())
+	}
+	if !ok {
+		return nil, d.err()
+	}
+	lab := &Lab{Dir: abs, Digest: digest, Vars: map[string]any{}}
 	d.decodeLab(root, lab)
 	if err := d.err(); err != nil {
 		return nil, err
@@ -132,7 +146,7 @@ func (d *decoder) decodeLab(root *yaml.Node, lab *Lab) {
 			lab.Vars = v.(map[string]any)
 		}
 	}
-	nf, nok := d.mapping(f.vals["network"], "network", "bridge", "cidr", "gateway", "pod_cidr", "service_cidr", "cluster_dns", "domain", "mode", "dns_domain")
+	nf, nok := d.mapping(f.vals["network"], "network", "bridge", "cidr", "gateway", "pod_cidr", "service_cidr", "cluster_dns", "domain", "mode", "dns_domain", "cni")
 	if nf.node == nil {
 		nf.node = root
 	}
@@ -176,12 +190,16 @@ func (d *decoder) decodeNetwork(f fields, ok bool) Network {
 	svc := d.netField(f, "service_cidr", "10.100.0.0/24")
 	dns := d.netField(f, "cluster_dns", "10.100.0.10")
 	domain := d.netField(f, "domain", "cluster.local")
+	cni := d.netField(f, "cni", CNIs[0])
 	net := Network{
 		Bridge: bridge.value, CIDR: cidr.value, Gateway: gateway.value, PodCIDR: pod.value,
-		ServiceCIDR: svc.value, ClusterDNS: dns.value, Domain: domain.value,
+		ServiceCIDR: svc.value, ClusterDNS: dns.value, Domain: domain.value, CNI: cni.value,
 	}
 	if !ok {
 		return net
+	}
+	if cni.value != "" && !slices.Contains(CNIs, cni.value) {
+		d.errorf(cni.at, "network.cni", "cni %q: want one of %s", cni.value, strings.Join(CNIs, ", "))
 	}
 	if bridge.value != "" && !bridgeRe.MatchString(bridge.value) {
 		d.errorf(bridge.at, "network.bridge", "bridge %q is not an interface name (1 to 15 of A-Z, a-z, 0-9, '_', '.', '-')", bridge.value)
@@ -381,6 +399,7 @@ func (l *Lab) templateData(role string) map[string]any {
 				"domain":       l.Network.Domain,
 				"mode":         l.Network.Mode,
 				"dns_domain":   l.Network.DNSDomain,
+				"cni":          l.Network.CNI,
 			},
 			"nodes": all,
 		},
