@@ -17,7 +17,7 @@ type ethernets struct {
 
 type ethernet struct {
 	Match          match          `yaml:"match"`
-	SetName        qstring        `yaml:"set-name"`
+	SetName        qstring        `yaml:"set-name,omitempty"`
 	DHCP4          bool           `yaml:"dhcp4"`
 	DHCP6          bool           `yaml:"dhcp6"`
 	DHCP4Overrides *dhcpOverrides `yaml:"dhcp4-overrides,omitempty"`
@@ -63,8 +63,12 @@ func networkConfigOf(m Machine) networkConfig {
 	nc := networkConfig{Version: 2, Ethernets: ethernets{Lab: lab}}
 	if m.UplinkMAC != "" {
 		nc.Ethernets.Uplink = &ethernet{
+			// No set-name: cloud-init renames every NIC with one before
+			// it writes any configuration, and a rename of a NIC that is
+			// not there (the uplink exists only under labbake up in user
+			// mode) fails the whole network configuration. Matched by MAC
+			// it keeps its kernel name.
 			Match:          match{MACAddress: q(canonicalMAC(m.UplinkMAC))},
-			SetName:        UplinkInterface,
 			DHCP4:          true,
 			DHCP4Overrides: &dhcpOverrides{RouteMetric: UplinkRouteMetric},
 			Optional:       true,

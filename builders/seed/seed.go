@@ -19,7 +19,9 @@ const (
 	UplinkRouteMetric = 100
 )
 
-// Names the NICs get in the guest (set-name).
+// LabInterface is the name the lab NIC gets in the guest (set-name);
+// UplinkInterface only names the uplink's entry in network-config: the
+// NIC keeps its kernel name (see networkConfigOf).
 const (
 	LabInterface    = "lab0"
 	UplinkInterface = "uplink0"
