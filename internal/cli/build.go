@@ -81,12 +81,10 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 	if err != nil {
 		return err
 	}
-	// With several roles, or offline, pin every role's inputs before baking
-	// any, so that a missing input writes nothing and all are listed.
-	if len(names) > 1 || o.inputs.offline {
-		if err := resolveAll(cmd, g, lab, names, res); err != nil {
-			return err
-		}
+	// Pin every role's inputs before baking any, so that a missing or
+	// unreachable input writes nothing and all are listed.
+	if err := resolveAll(cmd, g, lab, names, res); err != nil {
+		return err
 	}
 	for _, role := range names {
 		res, err := bake.Build(cmd.Context(), lab, role, bake.Options{

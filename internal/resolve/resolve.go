@@ -104,6 +104,13 @@ func (r *Resolver) DebianBase(ctx context.Context, d *recipe.Debian, epoch int64
 	}
 	digest := pinned
 	if !ok || !r.Cache.Has(pinned) {
+		if !r.Offline() {
+			for _, mirror := range debian.MirrorURLs(spec) {
+				if err := r.Fetcher.Reach.Check(ctx, mirror); err != nil {
+					return "", 0, offlineHint(fmt.Errorf("debian: base %s: mirror %w", spec.Name(), err))
+				}
+			}
+		}
 		digest, err = r.Debian.Build(ctx, r.Cache, spec, epoch, r.Offline())
 		if err != nil {
 			return "", 0, offlineHint(err)
@@ -254,6 +261,9 @@ func (r *Resolver) size(digest string) (int64, error) {
 
 // offlineHint tells how to provide an input that is missing offline.
 func offlineHint(err error) error {
+	if errors.Is(err, source.ErrUnreachable) {
+		return fmt.Errorf("%w; give another source with --mirror FROM=TO (or $XDG_CONFIG_HOME/labbake/mirrors), point the lab elsewhere with --values FILE, or labbake bundle import a bundle made where it can be reached", err)
+	}
 	if err != nil && (errors.Is(err, source.ErrOffline) || errors.Is(err, debian.ErrOffline) || errors.Is(err, oci.ErrOffline)) {
 		return fmt.Errorf("%w; provide it with labbake fetch on a connected machine, or labbake bundle export there and bundle import here", err)
 	}
@@ -263,7 +273,7 @@ func offlineHint(err error) error {
 // IsInputError reports whether err is the user's to fix: an input missing
 // offline, refused by --frozen, or not matching its pinned digest.
 func IsInputError(err error) bool {
-	for _, target := range []error{source.ErrOffline, source.ErrMismatch, debian.ErrOffline, oci.ErrOffline, oci.ErrDigestMismatch, oci.ErrPolicyRejected, ErrFrozen} {
+	for _, target := range []error{source.ErrUnreachable, source.ErrOffline, source.ErrMismatch, debian.ErrOffline, oci.ErrOffline, oci.ErrDigestMismatch, oci.ErrPolicyRejected, ErrFrozen} {
 		if errors.Is(err, target) {
 			return true
 		}

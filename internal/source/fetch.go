@@ -62,6 +62,9 @@ type Fetcher struct {
 	Client *http.Client
 	// Mirrors rewrite URLs before they are requested (see Rewrite).
 	Mirrors []Mirror
+	// Reach remembers hosts that do not resolve: their requests fail at
+	// once, without retries.
+	Reach Reach
 	// Offline forbids any connection: what is not in the store is an
 	// error wrapping ErrOffline.
 	Offline bool
@@ -229,6 +232,9 @@ func (f *Fetcher) get(ctx context.Context, target string, consume consumeFunc) e
 	wait := f.Backoff
 	if wait <= 0 {
 		wait = DefaultBackoff
+	}
+	if err := f.Reach.Check(ctx, target); err != nil {
+		return err
 	}
 	for attempt := 1; ; attempt++ {
 		retry, err := f.once(ctx, client, target, attempt, consume)

@@ -151,3 +151,28 @@ func Sources(spec Spec) []string {
 	}
 	return out
 }
+
+// MirrorURLs are the archive URLs a spec makes mmdebstrap read.
+func MirrorURLs(spec Spec) []string {
+	n := spec.Normalize()
+	lines := Sources(n)
+	if len(lines) == 0 {
+		return []string{defaultMirror}
+	}
+	var urls []string
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "deb" {
+			u := f[1]
+			if strings.HasPrefix(u, "[") { // deb [options] URL …
+				for _, x := range f[2:] {
+					if strings.Contains(x, "://") {
+						u = x
+						break
+					}
+				}
+			}
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}
