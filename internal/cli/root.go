@@ -120,6 +120,7 @@ Builds are reproducible: the same inputs give the same bytes.`,
 		newConsoleCmd(g),
 		newSSHCmd(g),
 		newResetCmd(g),
+		newKitCmd(g),
 	)
 	return cmd
 }
