@@ -152,10 +152,12 @@ checks:
 
 // basePackages are the Debian packages of the e2e tests' one base (built
 // once by mmdebstrap, shared through e2eCache): a kernel, both boot
-// loaders, etcd, and cloud-init with openssh-server for the seeds.
+// loaders, etcd, and cloud-init with openssh-server for the seeds; dbus so
+// that systemd-logind runs and turns the ACPI power button (labbake down)
+// into a clean shutdown.
 var basePackages = []string{
 	"linux-image-amd64", "systemd-sysv", "udev", "systemd-boot-efi", "grub-pc-bin", "grub-efi-amd64-bin",
-	"etcd-server", "etcd-client", "cloud-init", "openssh-server", "iproute2", "iputils-ping",
+	"etcd-server", "etcd-client", "cloud-init", "openssh-server", "iproute2", "iputils-ping", "dbus",
 }
 
 // networkdFiles enable systemd-networkd in a recipe (files: section) and
