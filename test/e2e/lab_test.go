@@ -103,7 +103,7 @@ func TestLabUp(t *testing.T) {
 	}
 
 	// A file written in n1 survives down and up; the shutdown is clean.
-	ssh("n1", 30*time.Second, "sh", "-c", "echo kept > /root/kept && sync")
+	ssh("n1", 30*time.Second, "echo kept > /root/kept && sync") // one string: ssh hands it to the remote shell
 	so := must(append([]string{"down", "n1", "--timeout", "120s"}, machineFlags...)...)
 	if !strings.Contains(so, "n1\tshut down in") {
 		t.Errorf("down n1: %s", so)
@@ -134,7 +134,7 @@ func TestLabUp(t *testing.T) {
 		t.Errorf("reset: %s", so)
 	}
 	up("n1")
-	if so := ssh("n1", 400*time.Second, "sh", "-c", "test -e /root/kept && echo still there || echo gone"); strings.TrimSpace(so) != "gone" {
+	if so := ssh("n1", 400*time.Second, "test -e /root/kept && echo still there || echo gone"); strings.TrimSpace(so) != "gone" {
 		t.Errorf("after reset /root/kept is %q", so)
 	}
 	so = must(append([]string{"down", "--timeout", "120s"}, machineFlags...)...)
