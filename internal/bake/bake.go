@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/labbake/labbake/builders/boot"
@@ -22,6 +21,7 @@ import (
 	"github.com/labbake/labbake/builders/secrets"
 	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/cache"
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/internal/resolve"
@@ -163,7 +163,7 @@ func Build(ctx context.Context, lab *recipe.Lab, role string, opts Options) (*Re
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output dir: %w", err)
 	}
-	unlock, err := lockFile(filepath.Join(opts.OutDir, "."+role+".lock"))
+	unlock, err := iox.LockFile(ctx, filepath.Join(opts.OutDir, "."+role+".lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -507,20 +507,6 @@ func writeTemp(dst string, v any) (string, error) {
 		return "", err
 	}
 	return tmp.Name(), nil
-}
-
-// lockFile takes an exclusive lock so that two builds of one role into one
-// output dir do not race; it waits for the other build to finish.
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("locking %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
 }
 
 // removeStale removes temporary files that a killed build of the same role

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labbake/labbake/internal/bake"
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/internal/resolve"
@@ -102,7 +103,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 		if err != nil {
 			return fmt.Errorf("baking %s: %w", role, err)
 		}
-		fmt.Fprintf(g.stdout, "%s\t%s\tsha256:%s\t%d files\t%s\n", res.Image, humanBytes(res.Size), res.SHA256, res.Files, res.Took.Round(1e7))
+		fmt.Fprintf(g.stdout, "%s\t%s\tsha256:%s\t%d files\t%s\n", res.Image, iox.Bytes(res.Size), res.SHA256, res.Files, res.Took.Round(1e7))
 		fmt.Fprintf(g.stdout, "%s\n", res.Manifest)
 		if res.Raw != "" {
 			fmt.Fprintf(g.stdout, "%s\n", res.Raw)
@@ -150,17 +151,4 @@ func resolveAll(cmd *cobra.Command, g *globals, lab *recipe.Lab, names []string,
 
 func resolveRole(cmd *cobra.Command, g *globals, lab *recipe.Lab, role string, res *resolve.Resolver) (*recipe.Recipe, *plan.Plan, error) {
 	return bake.Resolve(cmd.Context(), lab, role, g.getenv("SOURCE_DATE_EPOCH"), res)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/labbake/labbake/internal/atomicfile"
 	"github.com/labbake/labbake/internal/cache"
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/resolve"
 )
@@ -116,7 +117,7 @@ func runBundleExport(cmd *cobra.Command, g *globals, file string, roleArgs []str
 	if err := f.Commit(); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "%s\t%d blobs\t%s\n", file, len(digests), humanBytes(cw.n))
+	fmt.Fprintf(g.stdout, "%s\t%d blobs\t%s\n", file, len(digests), iox.Bytes(cw.n))
 	return nil
 }
 

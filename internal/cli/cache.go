@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labbake/labbake/internal/cache"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 func newCacheCmd(g *globals) *cobra.Command {
@@ -34,9 +35,9 @@ func newCacheCmd(g *globals) *cobra.Command {
 				var total int64
 				for _, b := range blobs {
 					total += b.Size
-					fmt.Fprintf(g.stdout, "%s\t%10s\t%s\n", b.Digest, humanBytes(b.Size), joinRefs(b.Refs))
+					fmt.Fprintf(g.stdout, "%s\t%10s\t%s\n", b.Digest, iox.Bytes(b.Size), joinRefs(b.Refs))
 				}
-				fmt.Fprintf(g.stdout, "%d blobs, %s in %s\n", len(blobs), humanBytes(total), c.Dir())
+				fmt.Fprintf(g.stdout, "%d blobs, %s in %s\n", len(blobs), iox.Bytes(total), c.Dir())
 				return nil
 			},
 		},
@@ -109,7 +110,7 @@ labbake did not create (one without labbake's CACHEDIR.TAG at its top).`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(g.stdout, "removed %d blobs (%d corrupt), freed %s\n", n+removed, removed, humanBytes(freed))
+				fmt.Fprintf(g.stdout, "removed %d blobs (%d corrupt), freed %s\n", n+removed, removed, iox.Bytes(freed))
 				return nil
 			},
 		},

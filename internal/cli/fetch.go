@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/plan"
 )
 
@@ -29,7 +30,7 @@ build needs no network: labbake build --offline.`,
 				for _, in := range p.Inputs {
 					size += in.Size
 				}
-				fmt.Fprintf(g.stdout, "%s\t%d inputs\t%s\tplan %s\n", p.Role, len(p.Inputs), humanBytes(size), p.Digest)
+				fmt.Fprintf(g.stdout, "%s\t%d inputs\t%s\tplan %s\n", p.Role, len(p.Inputs), iox.Bytes(size), p.Digest)
 			}
 			return nil
 		},

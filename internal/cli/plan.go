@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labbake/labbake/internal/bake"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 func newPlanCmd(g *globals) *cobra.Command {
@@ -47,7 +48,7 @@ equal digests give byte-identical images.`,
 				return err
 			}
 			fmt.Fprintf(g.stdout, "role %s of lab %s\nplan   %s\nrecipe %s\nepoch  %d (%s)\ndisk   %s %s, fstab %v\n",
-				p.Role, p.Lab, p.Digest, p.RecipeDigest, p.Epoch, p.EpochSource, humanBytes(p.Disk.Size), p.Disk.Filesystem, p.Disk.FstabOptions)
+				p.Role, p.Lab, p.Digest, p.RecipeDigest, p.Epoch, p.EpochSource, iox.Bytes(p.Disk.Size), p.Disk.Filesystem, p.Disk.FstabOptions)
 			for _, in := range p.Inputs {
 				fmt.Fprintf(g.stdout, "%-16s %-40s %s  (%s)\n", in.Kind, in.Name, in.Digest, in.Pos)
 				if in.Source != "" && in.Source != in.Name {

@@ -20,6 +20,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Member is an archive member as Extract hands it over.
@@ -62,7 +63,7 @@ func Extract(ctx context.Context, store Store, digest string, paths []string, tm
 		return fail(err)
 	}
 	defer rc.Close()
-	raw := bufio.NewReaderSize(ctxReader{ctx, rc}, 64<<10)
+	raw := bufio.NewReaderSize(iox.Reader(ctx, rc), 64<<10)
 	magic, err := raw.Peek(512)
 	if err != nil && err != io.EOF {
 		return fail(err)
