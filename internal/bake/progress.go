@@ -60,6 +60,15 @@ func allocated(path string) int64 {
 	return fi.Size()
 }
 
+// rootEstimate is what a root file system of size bytes made from the tree
+// takes, at the least: the files' and directories' content in 4 KiB blocks
+// and what mke2fs writes besides (inode tables and journal). One estimate
+// serves both the size check before a build and the progress bar during
+// it.
+func rootEstimate(t *tree.Tree, size int64) (content, meta int64) {
+	return contentBytes(t), ext4Overhead(size)
+}
+
 // ext4Overhead estimates what mke2fs writes besides file contents into a
 // root of size bytes: the inode tables (one 256-byte inode per 16 KiB,
 // written in full) and the journal (e2fsprogs' default size).

@@ -17,7 +17,6 @@ import (
 	"github.com/labbake/labbake/internal/atomicfile"
 	"github.com/labbake/labbake/internal/cache"
 	"github.com/labbake/labbake/internal/iox"
-	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/resolve"
 )
 
@@ -79,7 +78,7 @@ func runBundleExport(cmd *cobra.Command, g *globals, file string, roleArgs []str
 	}
 	var digests []string
 	for _, p := range plans {
-		for _, d := range planDigests(p) {
+		for _, d := range p.Blobs() {
 			if c.Has(d) && !slices.Contains(digests, d) {
 				digests = append(digests, d)
 			}
@@ -201,20 +200,4 @@ func readRegular(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
 	return os.ReadFile(path)
-}
-
-// planDigests lists every cached blob a plan reads: fetched files, Debian
-// tarballs, and each image's manifest, config and layers.
-func planDigests(p *plan.Plan) []string {
-	var out []string
-	for _, in := range p.Inputs {
-		switch in.Kind {
-		case "base-debian", "artifact-url", "artifact-archive":
-			out = append(out, in.Digest)
-		case "base-oci", "layer-oci", "artifact-image":
-			out = append(out, in.Digest, in.Config)
-			out = append(out, in.Layers...)
-		}
-	}
-	return out
 }

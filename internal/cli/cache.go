@@ -90,7 +90,7 @@ labbake did not create (one without labbake's CACHEDIR.TAG at its top).`,
 				}
 				keep := map[string]bool{}
 				for _, p := range plans {
-					for _, d := range planDigests(p) {
+					for _, d := range p.Blobs() {
 						keep[d] = true
 					}
 				}

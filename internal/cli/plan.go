@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/labbake/labbake/internal/bake"
 	"github.com/labbake/labbake/internal/iox"
 )
 
@@ -23,22 +22,11 @@ equal digests give byte-identical images.`,
   labbake plan master --json | jq .inputs`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, err := g.loadLab(cmd.Context())
+			plans, err := planRoles(cmd, g, args, false, in)
 			if err != nil {
 				return err
 			}
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
-			res, err := g.resolver(log, in)
-			if err != nil {
-				return err
-			}
-			_, p, err := bake.Resolve(cmd.Context(), lab, args[0], g.getenv("SOURCE_DATE_EPOCH"), res)
-			if err != nil {
-				return err
-			}
+			p := plans[0]
 			if asJSON {
 				b, err := p.JSON()
 				if err != nil {

@@ -32,7 +32,7 @@ func TestPlanGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := New(context.Background(), lab, r, epoch, src, nil)
+			p, err := New(context.Background(), lab, r, epoch, src, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -117,6 +117,7 @@ type Disk struct {
 	Boot    []string
 	BootPos Pos  // of disk.boot, or of the recipe when it is not set
 	BootSet bool // the recipe sets disk.boot
+	SizePos Pos  // of disk.size, or of disk (or the recipe) when it is not set
 	Pos     Pos
 }
 
@@ -833,9 +834,11 @@ func (d *decoder) decodeDisk(top fields) Disk {
 	n := top.get("disk")
 	if n == nil {
 		dk.Pos = d.pos(top.node)
+		dk.SizePos = dk.Pos
 		return dk
 	}
 	dk.Pos = d.pos(n)
+	dk.SizePos = dk.Pos
 	f, ok := d.mapping(n, "disk", "size", "filesystem", "fstab", "boot")
 	if !ok {
 		return dk
@@ -867,6 +870,7 @@ func (d *decoder) decodeDisk(top fields) Disk {
 		}
 	}
 	if sn := f.get("size"); sn != nil {
+		dk.SizePos = d.pos(sn)
 		var s string
 		ok := true
 		switch {
