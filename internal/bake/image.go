@@ -2,6 +2,7 @@ package bake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -67,10 +68,11 @@ func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 	if err := checkFits(j.Recipe, t, layout); err != nil {
 		return nil, err
 	}
-	out := &Result{Role: j.Role, Plan: p}
-	if err := b.write(ctx, t, out, layout, bootRes, work, log); err != nil {
+	w := &writer{opts: b.opts, r: j.Recipe, t: t, out: &Result{Role: j.Role, Plan: p}, layout: layout, boot: bootRes, work: work, log: log}
+	if err := w.write(ctx); err != nil {
 		return nil, err
 	}
+	out := w.out
 	out.Took = time.Since(start)
 	return out, nil
 }
@@ -112,74 +114,104 @@ func prepareBoot(ctx context.Context, t *tree.Tree, r *recipe.Recipe, p *plan.Pl
 }
 
 // checkFits refuses a tree that cannot fit the root partition, at the
-// recipe's disk.size, before anything is written: what the tree's files
-// and directories take in 4 KiB blocks plus what mke2fs writes besides
-// them (see rootEstimate) is a lower bound of what the root needs.
+// recipe's disk.size, before the disk is written: rootEstimate's Sure is
+// a lower bound of what the root needs. What it cannot tell (files of the
+// host that mke2fs may store sparser) is caught when mke2fs runs out of
+// room, by tooSmall, still before anything is written to OutDir.
 func checkFits(r *recipe.Recipe, t *tree.Tree, l disk.Layout) error {
-	content, meta := rootEstimate(t, l.Root.Size)
-	if content+meta <= l.Root.Size {
-		return nil
+	if u := rootEstimate(t, l.Root.Size); u.Sure > l.Root.Size {
+		return tooSmall(r, l, fmt.Sprintf("the files take at least %s", iox.Bytes(u.Sure)))
 	}
-	return at(r.Disk.SizePos, fmt.Errorf("disk.size: %s is too small for the image's files: its root file system holds %s, and the files take at least %s (%s of content, %s of ext4 inode tables and journal); make the disk larger",
-		recipe.FormatSize(r.Disk.Size), iox.Bytes(l.Root.Size), iox.Bytes(content+meta), iox.Bytes(content), iox.Bytes(meta)))
+	return nil
+}
+
+// tooSmall places a root file system too small for the tree at disk.size.
+func tooSmall(r *recipe.Recipe, l disk.Layout, why string) error {
+	return at(r.Disk.SizePos, fmt.Errorf("disk.size: %s is too small for the image's files: its root file system holds %s and %s (directories and files in 4 KiB blocks, ext4's inode tables and journal); make the disk larger",
+		recipe.FormatSize(r.Disk.Size), iox.Bytes(l.Root.Size), why))
+}
+
+// writer writes one role's outputs from its assembled tree and plan.
+type writer struct {
+	opts   Options
+	r      *recipe.Recipe
+	t      *tree.Tree
+	out    *Result
+	layout disk.Layout
+	boot   *boot.Result
+	work   string
+	log    *slog.Logger
 }
 
 // write writes the raw disk in the work dir, then the image and its
 // manifest into OutDir under the role's lock.
-func (b *Batch) write(ctx context.Context, t *tree.Tree, out *Result, layout disk.Layout, bootRes *boot.Result, work string, log *slog.Logger) error {
-	p, role := out.Plan, out.Role
-	rawPath := filepath.Join(work, "disk.raw")
-	step := time.Now()
-	dopts := disk.Options{
-		Size: p.Disk.Size, IDs: diskIDs(p), Epoch: p.EpochTime(), WorkDir: filepath.Join(work, "disk"), Logger: log,
-		ESPFiles: bootRes.ESPFiles,
-	}
-	if bootRes.BIOS != nil {
-		dopts.MBRCode, dopts.BIOSCore = bootRes.BIOS.MBRCode, bootRes.BIOS.Core
-	}
-	content, meta := rootEstimate(t, layout.Root.Size)
-	stopWatch := watch(b.opts.Progress, role+" disk", content+meta+espBytes(bootRes), func() int64 { return allocated(rawPath) })
-	res, err := disk.Build(ctx, t, rawPath, dopts)
-	stopWatch()
+func (w *writer) write(ctx context.Context) error {
+	rawPath := filepath.Join(w.work, "disk.raw")
+	res, err := w.writeDisk(ctx, rawPath)
 	if err != nil {
-		return fmt.Errorf("writing disk: %w", err)
+		return err
 	}
-	out.Files = res.Files
-	log.Info("raw disk written", "files", res.Files, "size", p.Disk.Size, "took", since(step))
-
-	if err := os.MkdirAll(b.opts.OutDir, 0o755); err != nil {
+	out, outDir := w.out, w.opts.OutDir
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return fmt.Errorf("creating output dir: %w", err)
 	}
-	unlock, err := iox.LockFile(ctx, filepath.Join(b.opts.OutDir, "."+role+".lock"))
+	unlock, err := iox.LockFile(ctx, filepath.Join(outDir, "."+out.Role+".lock"))
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	removeStale(b.opts.OutDir, "."+role+".")
+	removeStale(outDir, "."+out.Role+".")
 
-	step = time.Now()
-	out.Image = filepath.Join(b.opts.OutDir, role+".qcow2")
-	tmpImage, sum, size, err := writeQcow2(ctx, rawPath, out.Image, p.Disk.Size, b.opts.Compress, b.opts.Progress)
+	step := time.Now()
+	out.Image = filepath.Join(outDir, out.Role+".qcow2")
+	tmpImage, sum, size, err := writeQcow2(ctx, rawPath, out.Image, out.Plan.Disk.Size, w.opts.Compress, w.opts.Progress)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmpImage) // a no-op once renamed
 	out.SHA256, out.Size = sum, size
-	log.Info("qcow2 converted", "bytes", size, "compressed", b.opts.Compress, "took", since(step))
+	w.log.Info("qcow2 converted", "bytes", size, "compressed", w.opts.Compress, "took", since(step))
 
-	out.Manifest = filepath.Join(b.opts.OutDir, role+".manifest.json")
-	tmpManifest, err := writeTemp(out.Manifest, newManifest(p, out, b.opts.Compress, res.Layout, bootRes))
+	out.Manifest = filepath.Join(outDir, out.Role+".manifest.json")
+	tmpManifest, err := writeTemp(out.Manifest, newManifest(out.Plan, out, w.opts.Compress, res.Layout, w.boot))
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmpManifest)
-	if b.opts.KeepRaw {
-		out.Raw = filepath.Join(b.opts.OutDir, role+".raw")
+	if w.opts.KeepRaw {
+		out.Raw = filepath.Join(outDir, out.Role+".raw")
 		if err := os.Rename(rawPath, out.Raw); err != nil {
 			return fmt.Errorf("keeping the raw disk: %w", err)
 		}
 	}
 	return commitPair(tmpManifest, out.Manifest, tmpImage, out.Image)
+}
+
+// writeDisk writes the raw disk at rawPath (in the work dir). A root file
+// system too small for the tree is the recipe's fault, at disk.size.
+func (w *writer) writeDisk(ctx context.Context, rawPath string) (*disk.Result, error) {
+	p := w.out.Plan
+	step := time.Now()
+	dopts := disk.Options{
+		Size: p.Disk.Size, IDs: diskIDs(p), Epoch: p.EpochTime(), WorkDir: filepath.Join(w.work, "disk"), Logger: w.log,
+		ESPFiles: w.boot.ESPFiles,
+	}
+	if w.boot.BIOS != nil {
+		dopts.MBRCode, dopts.BIOSCore = w.boot.BIOS.MBRCode, w.boot.BIOS.Core
+	}
+	u := rootEstimate(w.t, w.layout.Root.Size)
+	stopWatch := watch(w.opts.Progress, w.out.Role+" disk", u.Sure+u.Host+espBytes(w.boot), func() int64 { return allocated(rawPath) })
+	res, err := disk.Build(ctx, w.t, rawPath, dopts)
+	stopWatch()
+	if errors.Is(err, disk.ErrRootFull) {
+		return nil, tooSmall(w.r, w.layout, "mke2fs ran out of room: "+err.Error())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing disk: %w", err)
+	}
+	w.out.Files = res.Files
+	w.log.Info("raw disk written", "files", res.Files, "size", p.Disk.Size, "took", since(step))
+	return res, nil
 }
 
 // espBytes is what the ESP's files hold.
