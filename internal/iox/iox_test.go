@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,5 +144,26 @@ func TestLockFileRefusesSymlink(t *testing.T) {
 	}
 	if _, err := LockFile(context.Background(), link); !errors.Is(err, unix.ELOOP) {
 		t.Fatalf("lock through a symlink: %v, want ELOOP", err)
+	}
+}
+
+func TestPermBits(t *testing.T) {
+	for _, tc := range []struct {
+		mode fs.FileMode
+		bits uint32
+	}{
+		{0o644, 0o644},
+		{0o755 | fs.ModeDir, 0o755},
+		{0o755 | fs.ModeSetuid, 0o4755},
+		{0o2755&0o777 | fs.ModeSetgid, 0o2755},
+		{0o777 | fs.ModeSticky | fs.ModeDir, 0o1777},
+		{0o7777&0o777 | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky, 0o7777},
+	} {
+		if got := PermBits(tc.mode); got != tc.bits {
+			t.Errorf("PermBits(%v) = %o, want %o", tc.mode, got, tc.bits)
+		}
+		if got := FileMode(tc.bits); got != tc.mode&^fs.ModeDir {
+			t.Errorf("FileMode(%o) = %v, want %v", tc.bits, got, tc.mode&^fs.ModeDir)
+		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/recipe"
 )
@@ -432,7 +431,7 @@ func digestDir(ctx context.Context, dir string, rendered map[string][]byte) (str
 		mode := info.Mode()
 		switch {
 		case mode.IsDir():
-			fmt.Fprintf(h, "d %q %o\n", rel, tree.PermBits(mode))
+			fmt.Fprintf(h, "d %q %o\n", rel, iox.PermBits(mode))
 		case mode&fs.ModeSymlink != 0:
 			target, err := os.Readlink(path)
 			if err != nil {
@@ -451,7 +450,7 @@ func digestDir(ctx context.Context, dir string, rendered map[string][]byte) (str
 				return err
 			}
 			total += n
-			fmt.Fprintf(h, "f %q %o %s\n", rel, tree.PermBits(mode), d)
+			fmt.Fprintf(h, "f %q %o %s\n", rel, iox.PermBits(mode), d)
 		default:
 			fmt.Fprintf(h, "o %q %v\n", rel, mode.Type())
 		}
