@@ -147,7 +147,16 @@ func (a *assembler) inline(_ context.Context, t *tree.Tree) error {
 		return &InputError{fmt.Errorf("files: %w", err)}
 	}
 	t.SetOrigin("labbake checks")
-	return checks.Install(t, r.Checks, a.blobs)
+	return checks.Install(t, checkSpec(r.Checks), a.blobs)
+}
+
+// checkSpec is the recipe's checks as the checks builder takes them.
+func checkSpec(c recipe.Checks) checks.Spec {
+	s := checks.Spec{UnitsActive: c.UnitsActive, Files: c.Files}
+	for _, cmd := range c.Commands {
+		s.Commands = append(s.Commands, checks.Command{Run: cmd.Run, Expect: cmd.Expect})
+	}
+	return s
 }
 
 // scrub takes host keys and snake-oil certificates out; then any private
