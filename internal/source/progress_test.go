@@ -91,11 +91,32 @@ func TestProgressTerminal(t *testing.T) {
 	}
 }
 
+// Without a writer nothing is shown: the download's progress is nil and
+// the job's holds none, and their methods do nothing (they would panic on
+// a nil writer otherwise).
 func TestProgressNil(t *testing.T) {
-	p := newProgress(nil, true, "a", "b", 1, 1, time.Now)
+	if p := newProgress(nil, true, "a", "b", 1, 1, time.Now); p != nil {
+		t.Fatalf("newProgress(nil) = %+v, want nil", p)
+	}
+	var p *progress
 	p.add(1)
 	p.done()
 	p.abort()
+	job := NewProgress(nil, true, "a", "building", "built", 10)
+	if job.p != nil {
+		t.Fatalf("NewProgress(nil) holds %+v, want nothing", job.p)
+	}
+	job.Add(5)
+	job.Done()
+	job.Abort()
+	// With a writer the same calls do show something.
+	var b strings.Builder
+	shown := NewProgress(&b, false, "a", "building", "built", 10)
+	shown.Add(5)
+	shown.Done()
+	if !strings.Contains(b.String(), "building a") || !strings.Contains(b.String(), "built a") {
+		t.Errorf("a job with a writer shows %q", b.String())
+	}
 }
 
 func TestShortDuration(t *testing.T) {

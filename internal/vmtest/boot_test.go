@@ -16,19 +16,22 @@ import (
 	"github.com/labbake/labbake/internal/vmtest"
 )
 
-// rootfsTar is a Debian tree with a kernel, made by
-// `make bench/out/rootfs.tar` (mmdebstrap, about a minute), or
-// $LABBAKE_TEST_ROOTFS.
+// rootfsTar is a Debian tree with a kernel: $LABBAKE_TEST_ROOTFS, or
+// bench/out/bootable.tar, which `make test` makes first (mmdebstrap, a few
+// minutes, once).
 func rootfsTar(t *testing.T) string {
 	if p := os.Getenv("LABBAKE_TEST_ROOTFS"); p != "" {
 		return p
 	}
-	p, err := filepath.Abs("../../bench/out/rootfs.tar")
+	p, err := filepath.Abs("../../bench/out/bootable.tar")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("no Debian rootfs tar with a kernel: run `make bench/out/rootfs.tar` or set LABBAKE_TEST_ROOTFS (%v)", err)
+		if os.Getenv("LABBAKE_REQUIRE_TOOLS") != "" {
+			t.Fatalf("no Debian rootfs tar with a kernel: run `make bench/out/bootable.tar` (%v)", err)
+		}
+		t.Skipf("no Debian rootfs tar with a kernel: run `make bench/out/bootable.tar` or set LABBAKE_TEST_ROOTFS (%v)", err)
 	}
 	return p
 }
