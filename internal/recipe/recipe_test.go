@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,30 +12,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/labbake/labbake/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files and expect.txt of the broken corpus")
-
-// golden compares got with the file at path, or writes it with -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/recipe -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run go test ./internal/recipe -update and review the diff)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
 
 // dump prints a Recipe as stable JSON: lab paths as $LAB, bytes as text.
 func dump(t *testing.T, lab *Lab, v any) []byte {
@@ -106,15 +84,15 @@ func TestGoodLab(t *testing.T) {
 	if got, want := lab.Roles(), []string{"master", "node"}; !slices.Equal(got, want) {
 		t.Errorf("Roles() = %v, want %v", got, want)
 	}
-	golden(t, "testdata/golden/lab.json", dump(t, lab, lab))
+	golden.Check(t, "testdata/golden/lab.json", dump(t, lab, lab))
 	for _, role := range lab.Roles() {
 		t.Run(role, func(t *testing.T) {
 			rec, err := lab.Recipe(role)
 			if err != nil {
 				t.Fatalf("Recipe(%q): %v", role, err)
 			}
-			golden(t, "testdata/golden/"+role+".yaml", rec.Rendered)
-			golden(t, "testdata/golden/"+role+".json", dump(t, lab, rec))
+			golden.Check(t, "testdata/golden/"+role+".yaml", rec.Rendered)
+			golden.Check(t, "testdata/golden/"+role+".json", dump(t, lab, rec))
 
 			// Rendering is deterministic.
 			again, err := lab.Recipe(role)
@@ -178,7 +156,7 @@ func TestBrokenCorpus(t *testing.T) {
 					t.Errorf("line %q is not FILE:LINE:COL: message", l)
 				}
 			}
-			golden(t, filepath.Join(dir, "expect.txt"), []byte(got+"\n"))
+			golden.Check(t, filepath.Join(dir, "expect.txt"), []byte(got+"\n"))
 		})
 	}
 	if cases < 15 {
