@@ -35,11 +35,14 @@ type Options struct {
 	Logger   *slog.Logger
 }
 
-func (o Options) logger() *slog.Logger {
-	if o.Logger == nil {
+func (o Options) logger() *slog.Logger { return orDiscard(o.Logger) }
+
+// orDiscard is l, or a logger that drops everything when l is nil.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return o.Logger
+	return l
 }
 
 // planResolver keeps a nil *Resolver a nil interface.

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -105,31 +104,22 @@ func runBundleExport(cmd *cobra.Command, g *globals, file string, roleArgs []str
 		return err
 	}
 	defer f.Abort()
-	cw := &countingWriter{w: f}
-	bw := bufio.NewWriterSize(cw, 4<<20)
+	bw := bufio.NewWriterSize(f, 4<<20)
 	if err := c.ExportBundle(cmd.Context(), bw, lock, refs, digests, strings.HasSuffix(file, ".zst")); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("writing %s: %w", file, err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
 	if err := f.Commit(); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "%s\t%d blobs\t%s\n", file, len(digests), iox.Bytes(cw.n))
+	fmt.Fprintf(g.stdout, "%s\t%d blobs\t%s\n", file, len(digests), iox.Bytes(fi.Size()))
 	return nil
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // runBundleImport adds a bundle's blobs and refs to the cache and, when the
