@@ -66,7 +66,10 @@ func bootTest(t *testing.T, appendFmt string) (*vmtest.Result, string) {
 		}
 	}
 	write(filepath.Join(lab, "lab.yaml"), "name: boot\nnodes: [{name: m, role: master, ip: 172.18.0.2}]\n")
-	write(filepath.Join(lab, "recipes/master.yaml"), `base: {tar: `+rootfs+`}
+	// Recipe paths stay inside the lab dir: the tar goes in by a hard link
+	// (a copy across file systems).
+	linkOrCopy(t, rootfs, filepath.Join(lab, "rootfs.tar"))
+	write(filepath.Join(lab, "recipes/master.yaml"), `base: {tar: rootfs.tar}
 disk: {size: 3GiB, boot: []}
 checks:
   units_active: [systemd-journald.service, does-not-exist.service]
@@ -114,6 +117,29 @@ checks:
 	t.Logf("accel %s, took %s", res.Accel, time.Since(start).Round(100*time.Millisecond))
 	log, _ := os.ReadFile(logPath)
 	return res, string(log)
+}
+
+// linkOrCopy makes dst hold src's bytes: a hard link, or a copy.
+func linkOrCopy(t *testing.T, src, dst string) {
+	t.Helper()
+	if os.Link(src, dst) == nil {
+		return
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func checkBoot(t *testing.T, res *vmtest.Result, log string) {
