@@ -35,7 +35,8 @@ lab: deps build
 
 test: deps lint unit fuzz
 
-unit:
+# The boot test of internal/vmtest bakes bench/out/bootable.tar.
+unit: bench/out/bootable.tar
 	$(GO) test -count=1 -timeout 30m ./...
 
 # Each fuzz target for about 10 s on 2 cores, bounded by a number of

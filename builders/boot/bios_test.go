@@ -6,7 +6,6 @@ import (
 	"debug/elf"
 	"debug/pe"
 	"encoding/binary"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,9 +18,8 @@ import (
 
 	"github.com/labbake/labbake/builders/disk"
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // blocklist is one entry of diskboot.img's block list.
 type blocklist struct {
@@ -191,22 +189,7 @@ func TestGrubConfig(t *testing.T) {
 	k := Kernel{Version: "6.12.38+deb13-amd64", Linux: "boot/vmlinuz-6.12.38+deb13-amd64", Initrd: "boot/initrd.img-6.12.38+deb13-amd64"}
 	cmdline := "root=UUID=" + rootUUID + " ro console=ttyS0,115200 acpi_osi=!Linux it's quiet"
 	got := grubConfig("Bob's GNU/Linux 1 (test)", rootUUID, k, cmdline)
-	golden := filepath.Join("testdata", "grub.cfg.golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestGrubConfig -update to write it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("grub.cfg differs from %s (go test -run TestGrubConfig -update rewrites it):\n%s", golden, got)
-	}
+	golden.Check(t, filepath.Join("testdata", "grub.cfg.golden"), got)
 	// Each word of the command line comes back from GRUB's parser as it
 	// was given.
 	for _, line := range strings.Split(string(got), "\n") {

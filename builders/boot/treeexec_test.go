@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // hostLibDirs are where the host's dynamic loader finds libraries
@@ -68,7 +69,7 @@ func addHostPath(t *testing.T, tr *tree.Tree, p string) (string, bool) {
 			return path.Join(append([]string{target}, parts[i+1:]...)...), true
 		case fi.IsDir() && !last:
 		case fi.Mode().IsRegular() && last:
-			if err := tr.Add(tree.Entry{Path: hp, Type: tree.Regular, Mode: tree.PermBits(fi.Mode()), Content: &tree.Blob{Path: hp, Size: fi.Size()}}); err != nil {
+			if err := tr.Add(tree.Entry{Path: hp, Type: tree.Regular, Mode: iox.PermBits(fi.Mode()), Content: &tree.Blob{Path: hp, Size: fi.Size()}}); err != nil {
 				t.Fatal(err)
 			}
 			return "", false

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -98,8 +99,15 @@ func Build(ctx context.Context, t *tree.Tree, rawPath string, opts Options) (*Re
 			return nil, fmt.Errorf("writing the MBR boot code: %w", err)
 		}
 	}
+	if err := f.Close(); err != nil { // the deferred Close is then a no-op
+		return nil, fmt.Errorf("writing raw disk: %w", err)
+	}
 	return &Result{Layout: layout, Files: len(entries)}, nil
 }
+
+// ErrRootFull is wrapped by Build's error when the tree does not fit the
+// root partition (mke2fs ran out of blocks or inodes).
+var ErrRootFull = errors.New("the files do not fit the root file system")
 
 // writeRoot stages the tree, runs mke2fs -d into the root partition and
 // applies the debugfs fix-up script.
@@ -143,6 +151,9 @@ func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawP
 	}
 	step = time.Now()
 	if err := run(ctx, log, env, mke2fs, args...); err != nil {
+		if strings.Contains(err.Error(), "Could not allocate") {
+			return fmt.Errorf("%w: %v", ErrRootFull, err)
+		}
 		return err
 	}
 	log.Debug("mke2fs done", "took", time.Since(step).Round(time.Millisecond))
@@ -194,12 +205,16 @@ func readKbytesWritten(rawPath string, fsOffset int64) ([]byte, error) {
 // writeKbytesWritten stores the counter and re-computes the superblock's
 // crc32c (metadata_csum: stored as the raw, un-inverted crc32c of the
 // bytes before the checksum field).
-func writeKbytesWritten(rawPath string, fsOffset int64, kb []byte) error {
+func writeKbytesWritten(rawPath string, fsOffset int64, kb []byte) (err error) {
 	f, err := os.OpenFile(rawPath, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("writing the root superblock: %w", err)
 	}
-	defer f.Close()
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("writing the root superblock: %w", cerr)
+		}
+	}()
 	sb := make([]byte, sbSize)
 	if _, err := f.ReadAt(sb, fsOffset+sbOffset); err != nil {
 		return fmt.Errorf("reading the root superblock: %w", err)

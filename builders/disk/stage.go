@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // stage writes the parts of the tree that mke2fs -d can copy as an ordinary
@@ -183,7 +184,7 @@ func setStaged(e tree.Entry, dir string) error {
 	}
 	host := filepath.Join(dir, filepath.FromSlash(e.Path))
 	if e.Type == tree.Dir && e.Mode&0o500 == 0o500 || e.Type == tree.Regular && e.Mode&0o400 != 0 {
-		if err := os.Chmod(host, tree.FileMode(e.Mode)); err != nil {
+		if err := os.Chmod(host, iox.FileMode(e.Mode)); err != nil {
 			return fmt.Errorf("staging %s: %w", e.Path, err)
 		}
 	}

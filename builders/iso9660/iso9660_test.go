@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,9 +19,8 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	diskfsiso "github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/labbake/labbake/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 var epoch = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
@@ -490,22 +488,7 @@ func TestGolden(t *testing.T) {
 	}
 	sum := sha256.Sum256(img)
 	got := fmt.Sprintf("%s  seed.iso (%d bytes)\n", hex.EncodeToString(sum[:]), len(img))
-	golden := filepath.Join("testdata", "seed.iso.sha256")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("sample seed: %swant %s", got, want)
-	}
+	golden.Check(t, filepath.Join("testdata", "seed.iso.sha256"), []byte(got))
 }
 
 func TestImageErrors(t *testing.T) {

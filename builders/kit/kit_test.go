@@ -1,17 +1,13 @@
 package kit
 
 import (
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/labbake/labbake/internal/macaddr"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // testLab is the original lab (master 172.18.100.187, node-one .122,
 // node-two .123 on 172.18.0.0/16 behind qemu0), with its files under dir
@@ -50,28 +46,6 @@ func testLab(mode, dir, run string) Lab {
 
 // goldenLab is testLab with fixed paths, for golden files.
 func goldenLab(mode string) Lab { return testLab(mode, "/srv/labbake/mylab", "/run/user/1000/labbake") }
-
-// golden compares got with testdata/name, or writes it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from its golden file (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {

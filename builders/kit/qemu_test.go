@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labbake/labbake/internal/golden"
 	"github.com/labbake/labbake/internal/macaddr"
 )
 
@@ -33,7 +34,7 @@ func TestQEMUArgsGolden(t *testing.T) {
 			name := fmt.Sprintf("args/%s-%s-%s-%s", mode, m.Name, m.Firmware, tc.accel)
 			t.Run(name, func(t *testing.T) {
 				args := QEMUArgs(m, lab.Network, h)
-				golden(t, name, []byte(strings.Join(args, "\n")+"\n"))
+				golden.Check(t, filepath.Join("testdata", name), []byte(strings.Join(args, "\n")+"\n"))
 				has := func(s string) bool { return slices.Contains(args, s) }
 				if has("-cpu") != (tc.accel == AccelKVM) {
 					t.Errorf("-cpu host must come with KVM only: %q", args)

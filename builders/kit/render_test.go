@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/labbake/labbake/internal/golden"
 )
 
 // writeKit renders lab into dir and returns the files.
@@ -89,9 +91,9 @@ func TestRenderGolden(t *testing.T) {
 				t.Errorf("files %q, want %q", names, want)
 			}
 			for _, name := range names {
-				golden(t, filepath.Join(mode, name), files[name])
+				golden.Check(t, filepath.Join("testdata", filepath.Join(mode, name)), files[name])
 			}
-			if !*update {
+			if !golden.Update() {
 				// No golden file left over from a file the kit no longer has.
 				var stale []string
 				filepath.WalkDir(filepath.Join("testdata", mode), func(p string, d os.DirEntry, err error) error {

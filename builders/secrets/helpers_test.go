@@ -16,7 +16,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
-	"flag"
 	"math/big"
 	"os"
 	"os/exec"
@@ -27,8 +26,6 @@ import (
 	"testing"
 	"time"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 var testEpoch = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/golden"
 )
 
 // labTree builds a tree the way a bake does: a base with a dpkg database,
@@ -108,31 +109,10 @@ func TestErrorMessage(t *testing.T) {
 		{Path: "/etc/x.pem", Kind: "RSA private key", Package: "x"},
 		{Path: "/etc/y.pem", Kind: "RSA private key"},
 	}}
-	golden(t, "error.txt", []byte(e.Error()+"\n"))
+	golden.Check(t, filepath.Join("testdata", "error.txt"), []byte(e.Error()+"\n"))
 	one := (&Error{Findings: e.Findings[:1]}).Error()
 	if !strings.HasPrefix(one, "the image would hold private key material (1 file):\n  /etc/kubernetes/admin.conf: EC private key (base64-encoded PEM) (from layers[0] layers/keys.tar)\n") {
 		t.Errorf("one finding:\n%s", one)
-	}
-}
-
-// golden compares got with testdata/name, rewriting it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run with -update to accept):\n got:\n%s\nwant:\n%s", p, got, want)
 	}
 }
 

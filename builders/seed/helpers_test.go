@@ -1,7 +1,6 @@
 package seed
 
 import (
-	"flag"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -10,8 +9,6 @@ import (
 
 	"github.com/labbake/labbake/internal/macaddr"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // key reads a key made by ssh-keygen for these tests (testdata/keys).
 func key(t testing.TB, name string) string {

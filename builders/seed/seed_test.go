@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/labbake/labbake/internal/golden"
 )
 
 func TestGolden(t *testing.T) {
@@ -24,23 +26,7 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, d := range s.Files() {
-				golden := filepath.Join("testdata", tc.dir, d.Name)
-				if *update {
-					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(golden, d.Data, 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("%v (run go test -update to create it)", err)
-				}
-				if !bytes.Equal(d.Data, want) {
-					t.Errorf("%s differs from %s (go test -update rewrites it):\n%s", d.Name, golden, d.Data)
-				}
+				golden.Check(t, filepath.Join("testdata", tc.dir, d.Name), d.Data)
 			}
 		})
 	}

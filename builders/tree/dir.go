@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/labbake/labbake/internal/iox"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,7 +100,7 @@ func (t *Tree) applyDir(hostDir, destPrefix string, skip func(rel string) bool) 
 // addHostFile adds the host file hp (lstat info) at dest.
 func (t *Tree) addHostFile(hp, dest string, info fs.FileInfo, seen map[devIno]string) error {
 	m := info.Mode()
-	e := Entry{Path: dest, Mode: PermBits(m), ModTime: t.epoch}
+	e := Entry{Path: dest, Mode: iox.PermBits(m), ModTime: t.epoch}
 	st, _ := info.Sys().(*syscall.Stat_t)
 	switch {
 	case m.IsDir():
@@ -170,36 +171,4 @@ func (t *Tree) addHostFile(hp, dest string, info fs.FileInfo, seen map[devIno]st
 	}
 	_, err := t.add(e, nil)
 	return err
-}
-
-// PermBits converts an fs.FileMode into Unix permission bits including
-// setuid, setgid and sticky (the Entry.Mode form).
-func PermBits(m fs.FileMode) uint32 {
-	b := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
-}
-
-// FileMode is the inverse of PermBits: Unix permission bits as an
-// fs.FileMode for chmod.
-func FileMode(bits uint32) fs.FileMode {
-	m := fs.FileMode(bits & 0o777)
-	if bits&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if bits&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if bits&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
 }

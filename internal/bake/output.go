@@ -1,59 +1,143 @@
 package bake
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
-	"sync/atomic"
+	"path/filepath"
 
-	"golang.org/x/sys/unix"
+	"github.com/labbake/labbake/builders/qcow2"
+	"github.com/labbake/labbake/internal/atomicfile"
 )
 
-// imageWriter writes an image file and hashes it on the side. The sha256
-// runs in its own goroutine (on the other core), and written ranges are
-// handed to the kernel's writeback as they complete, so that the fsync
-// before the rename finds little left to do.
-type imageWriter struct {
-	f       *os.File
-	n       int64
-	written atomic.Int64 // n, for a progress display
-	flushed int64        // bytes already handed to writeback
-	blocks  chan []byte
-	sum     chan string
-}
-
-// writebackChunk is how much is written before writeback is started.
-const writebackChunk = 32 << 20
-
-func newImageWriter(f *os.File) *imageWriter {
-	w := &imageWriter{f: f, blocks: make(chan []byte, 8), sum: make(chan string, 1)}
-	go func() {
-		h := sha256.New()
-		for b := range w.blocks {
-			h.Write(b)
-		}
-		w.sum <- hex.EncodeToString(h.Sum(nil))
-	}()
-	return w
-}
-
-func (w *imageWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	if n > 0 {
-		w.blocks <- append([]byte(nil), p[:n]...)
-		w.n += int64(n)
-		w.written.Store(w.n)
-		if w.n-w.flushed >= writebackChunk {
-			// Only a hint: errors show up in the final fsync.
-			_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, w.n-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
-			w.flushed = w.n
-		}
+// writeQcow2 converts the raw disk into a temporary file next to dst and
+// returns its name, sha256 and size; the caller renames it.
+func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress bool, progress io.Writer) (string, string, int64, error) {
+	raw, err := os.Open(rawPath)
+	if err != nil {
+		return "", "", 0, fmt.Errorf("opening raw disk: %w", err)
 	}
-	return n, err
+	defer raw.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return "", "", 0, fmt.Errorf("creating image: %w", err)
+	}
+	fail := func(err error) (string, string, int64, error) {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", "", 0, err
+	}
+	iw := newImageWriter(tmp)
+	bw := bufio.NewWriterSize(iw, 4<<20)
+	total := allocated(rawPath) // what an uncompressed image holds, about
+	if compress {
+		total = -1
+	}
+	stopWatch := watch(progress, filepath.Base(dst), total, iw.written.Load)
+	err = qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: compress, TempDir: filepath.Dir(rawPath)})
+	stopWatch()
+	if err == nil {
+		err = bw.Flush()
+	}
+	sum := iw.Close()
+	if err != nil {
+		return fail(fmt.Errorf("writing qcow2: %w", err))
+	}
+	if err := finish(tmp); err != nil {
+		return fail(err)
+	}
+	return tmp.Name(), sum, iw.n, nil
 }
 
-// Close stops the hashing and returns the sha256 of everything written.
-func (w *imageWriter) Close() string {
-	close(w.blocks)
-	return <-w.sum
+// finish makes a complete temporary file durable and closes it.
+func finish(tmp *os.File) error {
+	err := tmp.Chmod(0o644)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+	}
+	return nil
+}
+
+// writeTemp writes v as indented JSON into a finished temporary file next
+// to dst and returns its name.
+func writeTemp(dst string, v any) (string, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encoding %s: %w", filepath.Base(dst), err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", dst, err)
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("writing %s: %w", dst, err)
+	}
+	if err := finish(tmp); err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
+}
+
+// rename is os.Rename; tests make it fail.
+var rename = os.Rename
+
+// commitPair gives two finished temporary files their names so that the
+// second never appears without the first: the image's manifest goes
+// first, the image last. If the second rename fails, the first is rolled
+// back (the previous manifest put back, or the new one removed when there
+// was none), so a failed build leaves the pair as it was. A crash between
+// the two renames leaves a new manifest beside the old image, which its
+// sha256 tells apart; never a new image without its manifest.
+func commitPair(tmpFirst, first, tmpSecond, second string) error {
+	// Keep the previous first file under a temporary name (a hard link,
+	// so nothing is copied) to put it back on failure.
+	backup := ""
+	if _, err := os.Lstat(first); err == nil {
+		backup = tmpFirst + ".old"
+		if err := os.Link(first, backup); err != nil {
+			return fmt.Errorf("writing %s: %w", first, err)
+		}
+		defer os.Remove(backup)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("writing %s: %w", first, err)
+	}
+	if err := rename(tmpFirst, first); err != nil {
+		return fmt.Errorf("writing %s: %w", first, err)
+	}
+	if err := rename(tmpSecond, second); err != nil {
+		if backup != "" {
+			err = errors.Join(err, rename(backup, first))
+		} else {
+			err = errors.Join(err, os.Remove(first))
+		}
+		_ = atomicfile.SyncDir(filepath.Dir(first))
+		return fmt.Errorf("writing %s: %w", second, err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(second)); err != nil {
+		return fmt.Errorf("writing %s: %w", second, err)
+	}
+	return nil
+}
+
+// removeStale removes temporary files that a killed build of the same role
+// left behind; the caller holds the role's lock.
+func removeStale(dir, prefix string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, prefix+"*.tmp-*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
 }

@@ -60,6 +60,40 @@ func allocated(path string) int64 {
 	return fi.Size()
 }
 
+// rootUse is what a root file system made from a tree takes, in bytes.
+type rootUse struct {
+	// Sure is what it takes at the least: the blocks of the directories
+	// and of the blobs the build wrote (sparse where the content has whole
+	// zero blocks, as mke2fs -d writes them), and what mke2fs writes
+	// besides (inode tables and journal).
+	Sure int64
+	// Host is what the host's files (a dir base, overlays) occupy on the
+	// host: mke2fs writes fewer blocks where they hold whole zero blocks,
+	// so it is only an estimate.
+	Host int64
+}
+
+// rootEstimate estimates what a root file system of size bytes made from
+// the tree takes. One estimate serves both the size check before a build
+// (Sure) and the progress bar during it (Sure+Host).
+func rootEstimate(t *tree.Tree, size int64) rootUse {
+	u := rootUse{Sure: ext4Overhead(size)}
+	for _, e := range t.Entries() {
+		switch {
+		case e.Type == tree.Regular && e.Content != nil && e.Content.Owned:
+			u.Sure += blocks(allocated(e.Content.Path))
+		case e.Type == tree.Regular && e.Content != nil:
+			u.Host += blocks(min(allocated(e.Content.Path), e.Content.Size))
+		case e.Type == tree.Dir:
+			u.Sure += 4096
+		}
+	}
+	return u
+}
+
+// blocks rounds n up to whole 4 KiB blocks.
+func blocks(n int64) int64 { return (n + 4095) &^ 4095 }
+
 // ext4Overhead estimates what mke2fs writes besides file contents into a
 // root of size bytes: the inode tables (one 256-byte inode per 16 KiB,
 // written in full) and the journal (e2fsprogs' default size).
@@ -79,19 +113,4 @@ func ext4Overhead(size int64) int64 {
 		journal = 4096
 	}
 	return size/16384*256 + journal*4096
-}
-
-// contentBytes is what the tree's files and directories occupy in 4 KiB
-// blocks: about what the root file system's writer copies.
-func contentBytes(t *tree.Tree) int64 {
-	var n int64
-	for _, e := range t.Entries() {
-		switch {
-		case e.Type == tree.Regular && e.Content != nil:
-			n += (e.Content.Size + 4095) &^ 4095
-		case e.Type == tree.Dir:
-			n += 4096
-		}
-	}
-	return n
 }

@@ -11,59 +11,46 @@ import (
 	"strings"
 
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/iox"
+	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/internal/source"
 	"github.com/labbake/labbake/internal/source/oci"
 )
 
-// pinned returns the plan's input for a recipe field, waiting for the plan.
-func (a *assembler) pinned(field string) (*resolvedInput, error) {
-	p, err := a.plan()
-	if err != nil {
-		return nil, &planError{err}
-	}
-	in, ok := p.Input(field)
+// pinned returns the pinned input of a recipe field.
+func (a *assembler) pinned(field string) (plan.Input, error) {
+	in, ok := a.pins.Input(field)
 	if !ok {
-		return nil, fmt.Errorf("%s: not in the plan", field)
+		return plan.Input{}, fmt.Errorf("%s: not pinned", field)
 	}
 	if a.res == nil {
-		return nil, fmt.Errorf("%s: %s needs the fetch stage", field, in.Kind)
+		return plan.Input{}, fmt.Errorf("%s: %s needs the fetch stage", field, in.Kind)
 	}
-	return &resolvedInput{kind: in.Kind, source: in.Source, digest: in.Digest, config: in.Config, layers: in.Layers}, nil
+	return in, nil
 }
 
-// planError carries the plan's own error (already naming positions) out
-// of the assembly untouched.
-type planError struct{ err error }
-
-func (e *planError) Error() string { return e.err.Error() }
-func (e *planError) Unwrap() error { return e.err }
-
-type resolvedInput struct {
-	kind, source, digest, config string
-	layers                       []string
-}
-
-func (in *resolvedInput) image() *oci.Resolved {
-	return &oci.Resolved{Ref: in.source, ManifestDigest: in.digest, Config: in.config, Layers: in.layers}
+// image is a pinned image input as the OCI source takes it.
+func image(in plan.Input) *oci.Resolved {
+	return &oci.Resolved{Ref: in.Source, ManifestDigest: in.Digest, Config: in.Config, Layers: in.Layers}
 }
 
 // applyRemote applies a Debian base tarball or every layer of an OCI
 // image, read from the cache.
-func (a *assembler) applyRemote(ctx context.Context, t *tree.Tree, field, blobs string) error {
+func (a *assembler) applyRemote(ctx context.Context, t *tree.Tree, field string) error {
 	in, err := a.pinned(field)
 	if err != nil {
 		return err
 	}
-	switch in.kind {
-	case "base-debian":
-		p, err := a.res.Cache.Path(in.digest)
+	switch in.Kind {
+	case plan.BaseDebian:
+		p, err := a.res.Cache.Path(in.Digest)
 		if err != nil {
 			return err
 		}
-		return applyTarFile(t, p, field+" debian "+in.digest, blobs)
-	case "base-oci", "layer-oci":
-		for i, l := range in.layers {
+		return applyTar(ctx, t, p, field+" debian "+in.Digest, a.blobs)
+	case plan.BaseOCI, plan.LayerOCI:
+		for i, l := range in.Layers {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -71,7 +58,7 @@ func (a *assembler) applyRemote(ctx context.Context, t *tree.Tree, field, blobs 
 			if err != nil {
 				return err
 			}
-			err = t.ApplyTar(bufio.NewReaderSize(rc, 1<<20), fmt.Sprintf("%s %s layer %d", field, in.source, i), blobs)
+			err = t.ApplyTar(bufio.NewReaderSize(iox.Reader(ctx, rc), 1<<20), fmt.Sprintf("%s %s layer %d", field, in.Source, i), a.blobs)
 			rc.Close()
 			if err != nil {
 				return err
@@ -79,11 +66,11 @@ func (a *assembler) applyRemote(ctx context.Context, t *tree.Tree, field, blobs 
 		}
 		return nil
 	}
-	return fmt.Errorf("%s: cannot apply a %s", field, in.kind)
+	return fmt.Errorf("%s: cannot apply a %s", field, in.Kind)
 }
 
 // addArtifact puts an artifact's file(s) at its dest.
-func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art recipe.Artifact, blobs string) error {
+func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art recipe.Artifact) error {
 	field := fmt.Sprintf("artifacts[%d]", i)
 	epoch := t.Epoch()
 	file := func(dest string, blob *tree.Blob, mode uint32) error {
@@ -112,7 +99,7 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art re
 		if err != nil {
 			return err
 		}
-		p, err := a.res.Cache.Path(in.digest)
+		p, err := a.res.Cache.Path(in.Digest)
 		if err != nil {
 			return err
 		}
@@ -126,17 +113,17 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art re
 		if err != nil {
 			return err
 		}
-		return source.Extract(ctx, a.res.Cache, in.digest, art.Extract, a.work, func(m source.Member, r io.Reader) error {
+		return source.Extract(ctx, a.res.Cache, in.Digest, art.Extract, a.work, func(m source.Member, r io.Reader) error {
 			root := matchRoot(art.Extract, m.Name)
-			return a.addMember(t, destFor(root, m.Name), m.Type, m.Linkname, r, art, blobs)
+			return a.addMember(t, destFor(root, m.Name), m.Type, m.Linkname, r, art)
 		})
 	case art.Image != "":
 		in, err := a.pinned(field)
 		if err != nil {
 			return err
 		}
-		return a.res.OCI.ExtractPath(ctx, a.res.Cache, in.image(), art.Path, func(h *tar.Header, r io.Reader) error {
-			return a.addMember(t, destFor(art.Path, h.Name), h.Typeflag, h.Linkname, r, art, blobs)
+		return a.res.OCI.ExtractPath(ctx, a.res.Cache, image(in), art.Path, func(h *tar.Header, r io.Reader) error {
+			return a.addMember(t, destFor(art.Path, h.Name), h.Typeflag, h.Linkname, r, art)
 		})
 	}
 	return fmt.Errorf("%s: no source", field)
@@ -144,7 +131,7 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art re
 
 // addMember adds one file (or symlink) taken out of an archive or image,
 // with the artifact's mode and owner.
-func (a *assembler) addMember(t *tree.Tree, dest string, typ byte, link string, r io.Reader, art recipe.Artifact, blobs string) error {
+func (a *assembler) addMember(t *tree.Tree, dest string, typ byte, link string, r io.Reader, art recipe.Artifact) error {
 	e := tree.Entry{Path: dest, Mode: art.Mode, UID: art.UID, GID: art.GID, ModTime: t.Epoch()}
 	switch typ {
 	case tar.TypeDir:
@@ -152,7 +139,7 @@ func (a *assembler) addMember(t *tree.Tree, dest string, typ byte, link string, 
 	case tar.TypeSymlink:
 		e.Type, e.Linkname, e.Mode = tree.Symlink, link, 0o777
 	case tar.TypeReg, tar.TypeRegA:
-		f, err := os.CreateTemp(blobs, "artifact-")
+		f, err := os.CreateTemp(a.blobs, "artifact-")
 		if err != nil {
 			return err
 		}
@@ -168,6 +155,16 @@ func (a *assembler) addMember(t *tree.Tree, dest string, typ byte, link string, 
 		return fmt.Errorf("%s: unsupported member type %q", dest, typ)
 	}
 	return t.Add(e)
+}
+
+// applyTar applies the tar file at path (a cached blob).
+func applyTar(ctx context.Context, t *tree.Tree, path, name, blobs string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer f.Close()
+	return t.ApplyTar(bufio.NewReaderSize(iox.Reader(ctx, f), 1<<20), name, blobs)
 }
 
 // matchRoot returns the extract path that selected member name.

@@ -34,12 +34,7 @@ type SeedOptions struct {
 	Logger *slog.Logger
 }
 
-func (o SeedOptions) logger() *slog.Logger {
-	if o.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return o.Logger
-}
+func (o SeedOptions) logger() *slog.Logger { return orDiscard(o.Logger) }
 
 // SeedResult is one machine's seed.
 type SeedResult struct {

@@ -16,12 +16,14 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Put streams r into the cache and returns its digest and size. The data is
 // hashed while it is written to a temp file in DIR/ingest; if want is not
 // empty and the content hashes to another digest, Put fails with an error
-// wrapping ErrDigestMismatch and stores nothing. Otherwise the file is made
+// wrapping iox.ErrDigestMismatch and stores nothing. Otherwise the file is made
 // read-only, fsynced and renamed into place. An interrupted Put (an error of
 // r, ctx done, the process killed) never leaves an entry behind. Concurrent
 // Puts of the same content are safe: the last rename wins, with equal bytes.
@@ -42,13 +44,13 @@ func (c *Cache) Put(ctx context.Context, r io.Reader, want string) (digest strin
 		}
 	}()
 	h := sha256.New()
-	n, err := copyHashed(in.f, ctxReader{ctx, r}, h, -1)
+	n, err := copyHashed(in.f, iox.Reader(ctx, r), h, -1)
 	if err != nil {
 		return "", 0, fmt.Errorf("cache: put: after %d bytes: %w", n, err)
 	}
 	got := digestPrefix + hex.EncodeToString(h.Sum(nil))
 	if want != "" && got != want {
-		return "", 0, fmt.Errorf("cache: put: %w: want %s, got %s (%d bytes)", ErrDigestMismatch, want, got, n)
+		return "", 0, fmt.Errorf("cache: put: %w: want %s, got %s (%d bytes)", iox.ErrDigestMismatch, want, got, n)
 	}
 	if err := ctx.Err(); err != nil {
 		return "", 0, fmt.Errorf("cache: put %s: %w", got, err)
@@ -73,7 +75,7 @@ func (c *Cache) Put(ctx context.Context, r io.Reader, want string) (digest strin
 // io.EOF. Callers must read to EOF to get that guarantee. A missing blob is
 // an error wrapping ErrNotFound (and fs.ErrNotExist).
 func (c *Cache) Open(digest string) (io.ReadCloser, error) {
-	h, err := ParseDigest(digest)
+	h, err := blobHex(digest)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +133,7 @@ func corruptErr(digest, path, got string) error {
 // of its file, for tools that need a file. The file is read-only and must
 // not be changed. A corrupt blob is an error wrapping ErrCorrupt.
 func (c *Cache) Path(digest string) (string, error) {
-	h, err := ParseDigest(digest)
+	h, err := blobHex(digest)
 	if err != nil {
 		return "", err
 	}
@@ -160,7 +162,7 @@ func (c *Cache) forget(digest string) {
 
 // Verify reads the whole blob and checks its digest.
 func (c *Cache) Verify(digest string) error {
-	h, err := ParseDigest(digest)
+	h, err := blobHex(digest)
 	if err != nil {
 		return err
 	}
@@ -180,7 +182,7 @@ func (c *Cache) verify(ctx context.Context, digest, h string) error {
 		size = fi.Size()
 	}
 	sum := sha256.New()
-	if _, err := copyHashed(nil, ctxReader{ctx, f}, sum, size); err != nil {
+	if _, err := copyHashed(nil, iox.Reader(ctx, f), sum, size); err != nil {
 		return fmt.Errorf("cache: verifying blob %s: %w", digest, err)
 	}
 	if got := digestPrefix + hex.EncodeToString(sum.Sum(nil)); got != digest {
@@ -250,7 +252,7 @@ func (c *Cache) VerifyAll(ctx context.Context) ([]Problem, error) {
 feed:
 	for _, e := range entries {
 		name := e.Name()
-		if !isHex64(name) || !e.Type().IsRegular() {
+		if !isBlobName(name) || !e.Type().IsRegular() {
 			add(Problem{Path: filepath.Join(c.blobDir(), name),
 				Err: fmt.Errorf("cache: unexpected file %s in the blob directory", filepath.Join(c.blobDir(), name))})
 			continue
@@ -315,7 +317,7 @@ func (c *Cache) List() ([]Blob, error) {
 	}
 	blobs := make([]Blob, 0, len(entries))
 	for _, e := range entries {
-		if !isHex64(e.Name()) || !e.Type().IsRegular() {
+		if !isBlobName(e.Name()) || !e.Type().IsRegular() {
 			continue
 		}
 		fi, err := e.Info()
@@ -339,7 +341,7 @@ func (c *Cache) List() ([]Blob, error) {
 // ErrNotFound; in a cache directory labbake did not create, Remove removes
 // nothing and fails with ErrForeign.
 func (c *Cache) Remove(digest string) error {
-	h, err := ParseDigest(digest)
+	h, err := blobHex(digest)
 	if err != nil {
 		return err
 	}
@@ -381,7 +383,7 @@ func (c *Cache) Prune(keep func(digest string) bool) (removed int, freed int64, 
 	}
 	var errs []error
 	for _, e := range entries {
-		if !isHex64(e.Name()) || !e.Type().IsRegular() {
+		if !isBlobName(e.Name()) || !e.Type().IsRegular() {
 			continue
 		}
 		d := digestPrefix + e.Name()

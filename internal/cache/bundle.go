@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/labbake/labbake/internal/iox"
 	"golang.org/x/sys/unix"
 )
 
@@ -173,7 +174,7 @@ func (c *Cache) ExportBundle(ctx context.Context, w io.Writer, lock []byte, refs
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		_, err := io.CopyBuffer(tw, ctxReader{ctx, r}, buf)
+		_, err := io.CopyBuffer(tw, iox.Reader(ctx, r), buf)
 		return err
 	}
 	if err := writeEntry(bundleIndexName, int64(len(index)), bytes.NewReader(index)); err != nil {
@@ -362,7 +363,7 @@ func (c *Cache) checkSpace(idx *bundleIndex) error {
 func roundBlock(n int64) int64 { return (n + tarBlock - 1) / tarBlock * tarBlock }
 
 func (c *Cache) importBundle(ctx context.Context, r io.Reader, opts ImportOptions) (*BundleInfo, error) {
-	br := bufio.NewReaderSize(ctxReader{ctx, r}, 64<<10)
+	br := bufio.NewReaderSize(iox.Reader(ctx, r), 64<<10)
 	var src io.Reader = br
 	magic, _ := br.Peek(len(zstdMagic))
 	compressed := bytes.Equal(magic, zstdMagic)
@@ -456,7 +457,7 @@ func (c *Cache) importBundle(ctx context.Context, r io.Reader, opts ImportOption
 			d := digestPrefix + h
 			size, ok := want[h]
 			switch {
-			case !isHex64(h):
+			case !isBlobName(h):
 				return nil, fmt.Errorf("entry %q: not a blob name", truncate(hdr.Name))
 			case !ok:
 				return nil, fmt.Errorf("blob %s: not in the bundle's index", d)
@@ -580,7 +581,7 @@ func (c *Cache) importBlob(tr io.Reader, d string, size int64) (in *ingestFile, 
 		return in, fmt.Errorf("blob %s: %d bytes, want %d: %w", d, n, size, io.ErrUnexpectedEOF)
 	}
 	if got := digestPrefix + hex.EncodeToString(sum.Sum(nil)); got != d {
-		return in, fmt.Errorf("blob %s: %w: content hashes to %s", d, ErrDigestMismatch, got)
+		return in, fmt.Errorf("blob %s: %w: content hashes to %s", d, iox.ErrDigestMismatch, got)
 	}
 	if in != nil {
 		if err := in.finish(); err != nil {

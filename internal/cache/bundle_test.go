@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // bundleFixture is a source cache with three blobs and two refs.
@@ -332,8 +333,8 @@ func TestImportBundleRejects(t *testing.T) {
 	}{
 		{"empty", nil, []string{"truncated"}, io.ErrUnexpectedEOF},
 		{"garbage", []byte("hello, world"), []string{"truncated"}, nil},
-		{"flipped byte in a new blob", flipAt(plain, bigAt+1000), []string{big, "hashes to"}, ErrDigestMismatch},
-		{"flipped byte in a blob the target has", flipAt(plain, smallAt+10), []string{small}, ErrDigestMismatch},
+		{"flipped byte in a new blob", flipAt(plain, bigAt+1000), []string{big, "hashes to"}, iox.ErrDigestMismatch},
+		{"flipped byte in a blob the target has", flipAt(plain, smallAt+10), []string{small}, iox.ErrDigestMismatch},
 		{"flipped byte in zstd", flipAt(zst, len(zst)/2), nil, nil},
 		{"trailing data", append(bytes.Clone(plain), "junk"...), []string{"after the end"}, nil},
 		{"index blob missing from the tar", craft(t, []craftEntry{
@@ -349,7 +350,7 @@ func TestImportBundleRejects(t *testing.T) {
 			{name: bundleIndexName, data: indexOf(t, 1, two, nil)},
 			blobEntry(da, b),
 			blobEntry(db, a),
-		}), []string{da}, ErrDigestMismatch},
+		}), []string{da}, iox.ErrDigestMismatch},
 		{"size differs from the index", craft(t, []craftEntry{
 			{name: bundleIndexName, data: indexOf(t, 1, map[string][]byte{da: []byte("blob a, longer")}, nil)},
 			blobEntry(da, a),

@@ -15,16 +15,12 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/labbake/labbake/internal/atomicfile"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Sentinel errors. Test for them with errors.Is.
 var (
-	// ErrDigestMismatch: content written to the cache does not hash to the
-	// digest it was expected to have.
-	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrCorrupt: a stored blob no longer hashes to its name.
 	ErrCorrupt = errors.New("corrupt blob")
 	// ErrNotFound: no blob with that digest is stored. errors.Is(err,
@@ -102,39 +98,29 @@ func (c *Cache) lockDir() string   { return filepath.Join(c.dir, "locks") }
 
 func (c *Cache) blobPath(hexDigest string) string { return filepath.Join(c.blobDir(), hexDigest) }
 
-// ParseDigest validates a digest of the form "sha256:<64 lowercase hex>" and
-// returns its hex part.
-func ParseDigest(s string) (string, error) {
-	h, err := parseDigest(s)
+// parseDigest checks a digest is "sha256:<64 lowercase hex>" and returns
+// its hex part, which names the blob's file.
+func parseDigest(s string) (string, error) {
+	d, err := iox.ParseDigest(s)
+	if err != nil {
+		return "", err
+	}
+	return d.Encoded(), nil
+}
+
+// blobHex is parseDigest for the cache's own API: its errors say "cache:".
+func blobHex(digest string) (string, error) {
+	h, err := parseDigest(digest)
 	if err != nil {
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	return h, nil
 }
 
-// parseDigest is ParseDigest without the package prefix on errors.
-func parseDigest(s string) (string, error) {
-	h, ok := strings.CutPrefix(s, digestPrefix)
-	if !ok {
-		return "", fmt.Errorf("invalid digest %q: want sha256:<64 hex digits>", truncate(s))
-	}
-	if !isHex64(h) {
-		return "", fmt.Errorf("invalid digest %q: want 64 lowercase hex digits after sha256:", truncate(s))
-	}
-	return h, nil
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if (b < '0' || b > '9') && (b < 'a' || b > 'f') {
-			return false
-		}
-	}
-	return true
+// isBlobName reports whether a file name is a blob's: 64 lowercase hex.
+func isBlobName(s string) bool {
+	_, err := iox.ParseDigest(digestPrefix + s)
+	return err == nil
 }
 
 // truncate shortens untrusted strings that end up in error messages.
@@ -152,7 +138,7 @@ func sha256Hex(s string) string {
 
 // Has reports whether the blob is stored. It does not verify its content.
 func (c *Cache) Has(digest string) bool {
-	h, err := ParseDigest(digest)
+	h, err := blobHex(digest)
 	if err != nil {
 		return false
 	}
@@ -162,7 +148,7 @@ func (c *Cache) Has(digest string) bool {
 
 // Size returns the size of a stored blob without reading it.
 func (c *Cache) Size(digest string) (int64, error) {
-	h, err := ParseDigest(digest)
+	h, err := blobHex(digest)
 	if err != nil {
 		return 0, err
 	}
@@ -189,7 +175,7 @@ func (c *Cache) newIngest(prefix string) (*ingestFile, error) {
 		}
 		// Blocking: a cleaner holds the lock of a fresh file only long enough
 		// to notice it and remove it.
-		if err := flock(f, unix.LOCK_EX); err != nil {
+		if err := iox.Flock(context.Background(), f, nil); err != nil {
 			_ = os.Remove(f.Name())
 			_ = f.Close()
 			return nil, fmt.Errorf("locking ingest file: %w", err)
@@ -271,7 +257,7 @@ func (c *Cache) cleanIngest() error {
 		if err != nil {
 			continue // gone already, or not ours to read
 		}
-		if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if ok, _ := iox.TryFlock(f); !ok {
 			_ = f.Close() // in use by a live writer
 			continue
 		}
@@ -285,33 +271,11 @@ func (c *Cache) cleanIngest() error {
 	return nil
 }
 
-func flock(f *os.File, how int) error {
-	for {
-		err := unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			return err
-		}
-	}
-}
-
 func (c *Cache) syncDir(dir string) error {
 	if c.noSync {
 		return nil
 	}
 	return atomicfile.SyncDir(dir)
-}
-
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
 
 // copyHashed copies src to dst (which may be nil) and into h, hashing one

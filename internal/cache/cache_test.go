@@ -16,9 +16,11 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
-func TestParseDigest(t *testing.T) {
+func TestBlobHex(t *testing.T) {
 	good := "sha256:" + strings.Repeat("0123456789abcdef", 4)
 	tests := []struct {
 		in   string
@@ -38,12 +40,12 @@ func TestParseDigest(t *testing.T) {
 		{"sha256:../../../../etc/passwd" + strings.Repeat("a", 35), "", false},
 	}
 	for _, tt := range tests {
-		got, err := ParseDigest(tt.in)
+		got, err := blobHex(tt.in)
 		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("ParseDigest(%q) = %q, %v; want %q, ok=%v", tt.in, got, err, tt.want, tt.ok)
+			t.Errorf("blobHex(%q) = %q, %v; want %q, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
 		if err != nil && !strings.HasPrefix(err.Error(), "cache: ") {
-			t.Errorf("ParseDigest(%q) error %q lacks the cache: prefix", tt.in, err)
+			t.Errorf("blobHex(%q) error %q lacks the cache: prefix", tt.in, err)
 		}
 	}
 }
@@ -136,7 +138,7 @@ func TestPutWrongDigest(t *testing.T) {
 	data := []byte("the real content")
 	wrong := digestOf([]byte("something else"))
 	_, _, err := c.Put(context.Background(), bytes.NewReader(data), wrong)
-	if !errors.Is(err, ErrDigestMismatch) {
+	if !errors.Is(err, iox.ErrDigestMismatch) {
 		t.Fatalf("Put with a wrong digest: %v; want ErrDigestMismatch", err)
 	}
 	for _, d := range []string{wrong, digestOf(data)} {

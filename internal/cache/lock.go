@@ -9,11 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/labbake/labbake/internal/iox"
 )
-
-// lockPoll is how often Lock retries a busy lock.
-const lockPoll = 75 * time.Millisecond
 
 // Lock takes the exclusive cross-process lock called name (an flock on
 // DIR/locks/<sha256(name)>), waiting until it is free or ctx is done. It is
@@ -35,28 +32,17 @@ func (c *Cache) Lock(ctx context.Context, name string) (unlock func(), err error
 	}
 	start := time.Now()
 	logged := false
-	for {
-		err := flock(f, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			_ = f.Close()
-			return nil, fmt.Errorf("cache: lock %q: %w", name, err)
-		}
-		if !logged {
-			c.log.Debug("cache: waiting for lock", "name", name, "path", p)
-			logged = true
-		}
-		t := time.NewTimer(lockPoll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			_ = f.Close()
+	busy := func() {
+		c.log.Debug("cache: waiting for lock", "name", name, "path", p)
+		logged = true
+	}
+	if err := iox.Flock(ctx, f, busy); err != nil {
+		_ = f.Close()
+		if ctx.Err() != nil {
 			return nil, fmt.Errorf("cache: lock %q: still held by another build after %s: %w",
-				name, time.Since(start).Round(time.Millisecond), ctx.Err())
-		case <-t.C:
+				name, time.Since(start).Round(time.Millisecond), err)
 		}
+		return nil, fmt.Errorf("cache: lock %q: %w", name, err)
 	}
 	// Record the name for whoever looks at the lock directory.
 	if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
@@ -68,7 +54,6 @@ func (c *Cache) Lock(ctx context.Context, name string) (unlock func(), err error
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			_ = flock(f, unix.LOCK_UN)
 			_ = f.Close()
 		})
 	}, nil

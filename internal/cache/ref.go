@@ -133,7 +133,7 @@ func (c *Cache) readRefs() (map[string]string, []Problem, error) {
 	var problems []Problem
 	for _, e := range entries {
 		p := filepath.Join(c.refDir(), e.Name())
-		if !isHex64(e.Name()) || !e.Type().IsRegular() {
+		if !isBlobName(e.Name()) || !e.Type().IsRegular() {
 			problems = append(problems, Problem{Path: p,
 				Err: fmt.Errorf("cache: unexpected file %s in the ref directory", p)})
 			continue

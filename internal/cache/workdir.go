@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // A build's work dir is CACHE/tmp/build-ROLE-N, with the lock file
@@ -63,7 +64,7 @@ func WorkDir(cacheDir, role string) (dir string, release func(), err error) {
 	}
 	// A sweep may hold the new file's lock for a moment: it sees no marker
 	// in it yet and leaves it alone.
-	if err := flock(lock, unix.LOCK_EX); err != nil {
+	if err := iox.Flock(context.Background(), lock, nil); err != nil {
 		return fail(err)
 	}
 	if _, err := lock.WriteString(workLockContent); err != nil {
@@ -126,7 +127,7 @@ func sweepWorkDir(lockPath string) {
 		return
 	}
 	defer f.Close()
-	if flock(f, unix.LOCK_EX|unix.LOCK_NB) != nil {
+	if ok, _ := iox.TryFlock(f); !ok {
 		return // a live build holds it
 	}
 	// The file at lockPath must still be the one locked (its build removes

@@ -1,16 +1,12 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/labbake/labbake/internal/bake"
-	"github.com/labbake/labbake/internal/plan"
-	"github.com/labbake/labbake/internal/recipe"
-	"github.com/labbake/labbake/internal/resolve"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 type buildOptions struct {
@@ -42,123 +38,49 @@ the same inputs give byte-identical images.`,
 	return cmd
 }
 
+// runBuild checks every recipe and pins every input of the roles before
+// baking any, so that bad or missing input writes nothing; then bakes them
+// and writes the seeds of their machines.
 func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) error {
-	log, err := g.logger()
+	b, err := g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw})
 	if err != nil {
 		return err
 	}
-	lab, err := g.loadLab(cmd.Context())
-	if err != nil {
-		return err
-	}
-	names, err := roles(lab, args, o.all)
-	if err != nil {
-		return err
-	}
-	// Check every recipe before baking anything, so bad input writes nothing,
-	// and report the problems of all of them at once.
-	// Roles extending one recipe share its problems: report each once.
-	var problems recipe.ErrorList
-	seen := map[string]bool{}
-	for _, role := range names {
-		if _, err := lab.RecipeContext(cmd.Context(), role); err != nil {
-			var el recipe.ErrorList
-			if !errors.As(err, &el) {
-				return err
-			}
-			for _, e := range el {
-				if !seen[e.Error()] {
-					seen[e.Error()] = true
-					problems = append(problems, e)
-				}
-			}
-		}
-	}
-	if len(problems) > 0 {
-		return problems
-	}
-	res, err := g.resolver(log, o.inputs)
-	if err != nil {
-		return err
-	}
-	// Pin every role's inputs before baking any, so that a missing or
-	// unreachable input writes nothing and all are listed.
-	if err := resolveAll(cmd, g, lab, names, res); err != nil {
-		return err
-	}
-	for _, role := range names {
-		res, err := bake.Build(cmd.Context(), lab, role, bake.Options{
-			OutDir:          g.outDir(),
-			CacheDir:        g.cache,
-			Compress:        o.compress,
-			KeepRaw:         o.keepRaw,
-			SourceDateEpoch: g.getenv("SOURCE_DATE_EPOCH"),
-			Logger:          log,
-			Resolver:        res,
-			Progress:        g.imageProgress(),
-		})
-		if err != nil {
-			return fmt.Errorf("baking %s: %w", role, err)
-		}
-		fmt.Fprintf(g.stdout, "%s\t%s\tsha256:%s\t%d files\t%s\n", res.Image, humanBytes(res.Size), res.SHA256, res.Files, res.Took.Round(1e7))
+	out, err := b.Build(cmd.Context(), g.seedOptions(b.Options().Logger))
+	for _, res := range out.Images {
+		fmt.Fprintf(g.stdout, "%s\t%s\tsha256:%s\t%d files\t%s\n", res.Image, iox.Bytes(res.Size), res.SHA256, res.Files, res.Took.Round(1e7))
 		fmt.Fprintf(g.stdout, "%s\n", res.Manifest)
 		if res.Raw != "" {
 			fmt.Fprintf(g.stdout, "%s\n", res.Raw)
 		}
 	}
-	// The machines of the roles built get their seeds.
-	var machines []string
-	for _, n := range lab.Nodes {
-		if slices.Contains(names, n.Role) {
-			machines = append(machines, n.Name)
-		}
-	}
-	if len(machines) == 0 {
-		return nil
-	}
-	seeds, err := bake.Seeds(cmd.Context(), lab, machines, g.seedOptions(log))
-	if err != nil {
-		return fmt.Errorf("writing seeds: %w", err)
-	}
-	for _, s := range seeds {
+	for _, s := range out.Seeds {
 		fmt.Fprintf(g.stdout, "%s\n", s.Path)
-	}
-	return nil
-}
-
-// resolveAll pins the inputs of every role and reports all failures.
-func resolveAll(cmd *cobra.Command, g *globals, lab *recipe.Lab, names []string, res *resolve.Resolver) error {
-	var errs []error
-	input := false
-	for _, role := range names {
-		if _, _, err := resolveRole(cmd, g, lab, role, res); err != nil {
-			errs = append(errs, fmt.Errorf("role %s:\n%w", role, err))
-			input = input || bake.IsInputError(err)
-		}
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	err := errors.Join(errs...)
-	if input {
-		return &bake.InputError{Err: err}
 	}
 	return err
 }
 
-func resolveRole(cmd *cobra.Command, g *globals, lab *recipe.Lab, role string, res *resolve.Resolver) (*recipe.Recipe, *plan.Plan, error) {
-	return bake.Resolve(cmd.Context(), lab, role, g.getenv("SOURCE_DATE_EPOCH"), res)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+// batch loads the lab and prepares the roles a verb names (args, or all):
+// their recipes rendered and their remote inputs pinned, by the fetch
+// stage the input flags set up. opts holds the verb's own settings; batch
+// fills in the global ones.
+func (g *globals) batch(cmd *cobra.Command, args []string, all bool, f inputFlags, opts bake.Options) (*bake.Batch, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, err
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
+	lab, err := g.loadLab(cmd.Context())
+	if err != nil {
+		return nil, err
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	names, err := roles(lab, args, all)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Resolver, err = g.resolver(log, f); err != nil {
+		return nil, err
+	}
+	opts.OutDir, opts.CacheDir, opts.Logger = g.outDir(), g.cache, log
+	opts.SourceDateEpoch, opts.Progress = g.getenv("SOURCE_DATE_EPOCH"), g.imageProgress()
+	return bake.Prepare(cmd.Context(), lab, names, opts)
 }

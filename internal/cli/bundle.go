@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/labbake/labbake/internal/atomicfile"
 	"github.com/labbake/labbake/internal/cache"
-	"github.com/labbake/labbake/internal/plan"
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/resolve"
 )
 
@@ -78,7 +77,7 @@ func runBundleExport(cmd *cobra.Command, g *globals, file string, roleArgs []str
 	}
 	var digests []string
 	for _, p := range plans {
-		for _, d := range planDigests(p) {
+		for _, d := range p.Blobs() {
 			if c.Has(d) && !slices.Contains(digests, d) {
 				digests = append(digests, d)
 			}
@@ -105,31 +104,22 @@ func runBundleExport(cmd *cobra.Command, g *globals, file string, roleArgs []str
 		return err
 	}
 	defer f.Abort()
-	cw := &countingWriter{w: f}
-	bw := bufio.NewWriterSize(cw, 4<<20)
+	bw := bufio.NewWriterSize(f, 4<<20)
 	if err := c.ExportBundle(cmd.Context(), bw, lock, refs, digests, strings.HasSuffix(file, ".zst")); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("writing %s: %w", file, err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
 	if err := f.Commit(); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "%s\t%d blobs\t%s\n", file, len(digests), humanBytes(cw.n))
+	fmt.Fprintf(g.stdout, "%s\t%d blobs\t%s\n", file, len(digests), iox.Bytes(fi.Size()))
 	return nil
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // runBundleImport adds a bundle's blobs and refs to the cache and, when the
@@ -200,20 +190,4 @@ func readRegular(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
 	return os.ReadFile(path)
-}
-
-// planDigests lists every cached blob a plan reads: fetched files, Debian
-// tarballs, and each image's manifest, config and layers.
-func planDigests(p *plan.Plan) []string {
-	var out []string
-	for _, in := range p.Inputs {
-		switch in.Kind {
-		case "base-debian", "artifact-url", "artifact-archive":
-			out = append(out, in.Digest)
-		case "base-oci", "layer-oci", "artifact-image":
-			out = append(out, in.Digest, in.Config)
-			out = append(out, in.Layers...)
-		}
-	}
-	return out
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/labbake/labbake/internal/cache"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 const goodLock = `{
@@ -108,7 +109,7 @@ func TestBundleImportLock(t *testing.T) {
 		{name: "a lock pinning no digest", bundle: func() string {
 			p, _ := makeBundle(t, `{"format": 1, "inputs": {"oci x": "latest"}}`, false)
 			return p
-		}(), code: 2, out: `labbake.lock:1:35: input "oci x": cache: invalid digest "latest"`},
+		}(), code: 2, out: `labbake.lock:1:35: input "oci x": invalid digest "latest"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lab, outside, cacheDir := t.TempDir(), t.TempDir(), t.TempDir()
@@ -300,7 +301,7 @@ func TestBundleExport(t *testing.T) {
 		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o644 {
 			t.Fatalf("%s: %v %v; want a 0644 regular file", file, fi, err)
 		}
-		if want := file + "\t1 blobs\t" + humanBytes(fi.Size()) + "\n"; stdout != want {
+		if want := file + "\t1 blobs\t" + iox.Bytes(fi.Size()) + "\n"; stdout != want {
 			t.Errorf("stdout %q, want %q", stdout, want)
 		}
 		// The bundle carries the input into an empty cache.

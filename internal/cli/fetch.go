@@ -5,6 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/labbake/labbake/internal/bake"
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/plan"
 )
 
@@ -29,7 +31,7 @@ build needs no network: labbake build --offline.`,
 				for _, in := range p.Inputs {
 					size += in.Size
 				}
-				fmt.Fprintf(g.stdout, "%s\t%d inputs\t%s\tplan %s\n", p.Role, len(p.Inputs), humanBytes(size), p.Digest)
+				fmt.Fprintf(g.stdout, "%s\t%d inputs\t%s\tplan %s\n", p.Role, len(p.Inputs), iox.Bytes(size), p.Digest)
 			}
 			return nil
 		},
@@ -38,35 +40,13 @@ build needs no network: labbake build --offline.`,
 	return cmd
 }
 
-// planRoles resolves the plans of the named roles (or all), fetching what
-// is missing unless offline; every failure of every role is reported.
+// planRoles returns the complete plans of the named roles (or all),
+// fetching what is missing unless offline; every failure of every role is
+// reported.
 func planRoles(cmd *cobra.Command, g *globals, args []string, all bool, f inputFlags) ([]*plan.Plan, error) {
-	log, err := g.logger()
+	b, err := g.batch(cmd, args, all, f, bake.Options{})
 	if err != nil {
 		return nil, err
 	}
-	lab, err := g.loadLab(cmd.Context())
-	if err != nil {
-		return nil, err
-	}
-	names, err := roles(lab, args, all)
-	if err != nil {
-		return nil, err
-	}
-	res, err := g.resolver(log, f)
-	if err != nil {
-		return nil, err
-	}
-	if err := resolveAll(cmd, g, lab, names, res); err != nil {
-		return nil, err
-	}
-	var plans []*plan.Plan
-	for _, role := range names {
-		_, p, err := resolveRole(cmd, g, lab, role, res)
-		if err != nil {
-			return nil, err
-		}
-		plans = append(plans, p)
-	}
-	return plans, nil
+	return b.Plans(cmd.Context())
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/labbake/labbake/internal/bake"
 	"github.com/labbake/labbake/internal/resolve"
 )
 
@@ -20,25 +21,12 @@ anything it does not pin, so a rebuild months later gets the same bits.`,
 		Example: `  labbake lock && git add labbake.lock`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			// Preparing every role pins every remote input.
+			b, err := g.batch(cmd, nil, true, inputFlags{}, bake.Options{})
 			if err != nil {
 				return err
 			}
-			lab, err := g.loadLab(cmd.Context())
-			if err != nil {
-				return err
-			}
-			names, err := roles(lab, nil, true)
-			if err != nil {
-				return err
-			}
-			res, err := g.resolver(log, inputFlags{})
-			if err != nil {
-				return err
-			}
-			if err := resolveAll(cmd, g, lab, names, res); err != nil {
-				return err
-			}
+			res := b.Options().Resolver
 			used := res.Used()
 			res.Lock.Keep(used)
 			if err := res.Lock.Save(); err != nil {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/labbake/labbake/internal/bake"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 func newPlanCmd(g *globals) *cobra.Command {
@@ -22,22 +22,11 @@ equal digests give byte-identical images.`,
   labbake plan master --json | jq .inputs`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, err := g.loadLab(cmd.Context())
+			plans, err := planRoles(cmd, g, args, false, in)
 			if err != nil {
 				return err
 			}
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
-			res, err := g.resolver(log, in)
-			if err != nil {
-				return err
-			}
-			_, p, err := bake.Resolve(cmd.Context(), lab, args[0], g.getenv("SOURCE_DATE_EPOCH"), res)
-			if err != nil {
-				return err
-			}
+			p := plans[0]
 			if asJSON {
 				b, err := p.JSON()
 				if err != nil {
@@ -47,7 +36,7 @@ equal digests give byte-identical images.`,
 				return err
 			}
 			fmt.Fprintf(g.stdout, "role %s of lab %s\nplan   %s\nrecipe %s\nepoch  %d (%s)\ndisk   %s %s, fstab %v\n",
-				p.Role, p.Lab, p.Digest, p.RecipeDigest, p.Epoch, p.EpochSource, humanBytes(p.Disk.Size), p.Disk.Filesystem, p.Disk.FstabOptions)
+				p.Role, p.Lab, p.Digest, p.RecipeDigest, p.Epoch, p.EpochSource, iox.Bytes(p.Disk.Size), p.Disk.Filesystem, p.Disk.FstabOptions)
 			for _, in := range p.Inputs {
 				fmt.Fprintf(g.stdout, "%-16s %-40s %s  (%s)\n", in.Kind, in.Name, in.Digest, in.Pos)
 				if in.Source != "" && in.Source != in.Name {

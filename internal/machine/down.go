@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // DownResult says how a machine stopped.
@@ -23,7 +25,7 @@ type DownResult struct {
 // does not work either.
 func Down(ctx context.Context, runDir, name string, timeout time.Duration) (DownResult, error) {
 	p := PathsFor(runDir, name)
-	unlock, err := lock(ctx, p.Lock)
+	unlock, err := iox.LockFile(ctx, p.Lock)
 	if err != nil {
 		return DownResult{}, err
 	}
@@ -97,7 +99,7 @@ func markStopped(p Paths) error {
 // next Up starts it fresh from its image, its seed applied anew.
 func Reset(ctx context.Context, runDir, name string) (bool, error) {
 	p := PathsFor(runDir, name)
-	unlock, err := lock(ctx, p.Lock)
+	unlock, err := iox.LockFile(ctx, p.Lock)
 	if err != nil {
 		return false, err
 	}

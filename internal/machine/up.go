@@ -11,11 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/labbake/labbake/builders/qcow2"
 	"github.com/labbake/labbake/internal/atomicfile"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Spec is one machine to start.
@@ -53,7 +53,7 @@ func Up(ctx context.Context, s Spec) (started bool, err error) {
 		return false, err
 	}
 	p := PathsFor(s.RunDir, s.Name)
-	unlock, err := lock(ctx, p.Lock)
+	unlock, err := iox.LockFile(ctx, p.Lock)
 	if err != nil {
 		return false, err
 	}
@@ -145,29 +145,4 @@ func ensureOverlay(ctx context.Context, s Spec, p Paths, rec *Record) error {
 	}
 	// A new overlay starts a new machine: forget the old record.
 	return writeRecord(p.State, &Record{Name: s.Name, Image: s.Image, ImageSHA256: s.ImageSHA256})
-}
-
-// lock takes the machine's lock, waiting for another labbake holding it
-// until ctx ends.
-func lock(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("locking %s: %w", path, err)
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/labbake/labbake/internal/golden"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -29,7 +30,7 @@ func TestMachineFilesLayout(t *testing.T) {
 			for _, f := range fs {
 				fmt.Fprintf(&b, "%04o %s\n", f.Mode, f.Path)
 			}
-			golden(t, "files-"+name+".txt", []byte(b.String()))
+			golden.Check(t, filepath.Join("testdata", "files-"+name+".txt"), []byte(b.String()))
 			if !slices.IsSortedFunc(fs, func(a, b File) int { return strings.Compare(a.Path, b.Path) }) {
 				t.Error("not sorted by path")
 			}

@@ -2,7 +2,6 @@ package pki
 
 import (
 	"bytes"
-	"flag"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -13,8 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // now is the issuance time of the test labs.
 var now = time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)
@@ -142,23 +139,4 @@ func writeFile(t *testing.T, path string, data []byte, mode fs.FileMode) string 
 		t.Fatal(err)
 	}
 	return path
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, path, got, 0o644)
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -run %s -update)", err, t.Name())
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -run %s -update to accept):\n--- got\n%s\n--- want\n%s", path, t.Name(), got, want)
-	}
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/labbake/labbake/internal/golden"
 )
 
 // kubectlView is what `kubectl config view -o json --raw` prints, in part.
@@ -146,7 +148,7 @@ func TestKubeconfigGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "admin.kubeconfig", b)
+	golden.Check(t, filepath.Join("testdata", "admin.kubeconfig"), b)
 	again, err := renderKubeconfig("lab1", "https://172.18.0.10:6443", []byte("CA PEM\n"), "kubernetes-admin", []byte("CERT PEM\n"), []byte("KEY PEM\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,9 +2,11 @@ package pki
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"reflect"
 	"testing"
 
+	"github.com/labbake/labbake/internal/golden"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -15,7 +17,7 @@ func TestClusterAdminsBinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "cluster-admins-binding.yaml", b)
+	golden.Check(t, filepath.Join("testdata", "cluster-admins-binding.yaml"), b)
 	var got map[string]any
 	if err := yaml.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package plan
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/recipe"
 )
 
@@ -44,10 +43,43 @@ type Plan struct {
 	Digest string `json:"digest"`
 }
 
+// Kind is what an input is and where its bytes come from.
+type Kind string
+
+// The kinds of input. Those from outside the lab dir (Remote) are pinned
+// by a Resolver and read from the cache; the others are hashed in place.
+const (
+	BaseTar         Kind = "base-tar"
+	BaseDir         Kind = "base-dir"
+	BaseDebian      Kind = "base-debian"
+	BaseOCI         Kind = "base-oci"
+	LayerTar        Kind = "layer-tar"
+	LayerOCI        Kind = "layer-oci"
+	ArtifactURL     Kind = "artifact-url"
+	ArtifactArchive Kind = "artifact-archive"
+	ArtifactImage   Kind = "artifact-image"
+	ArtifactFile    Kind = "artifact-file"
+	Unit            Kind = "unit"
+	Overlay         Kind = "overlay"
+)
+
+// Remote reports whether inputs of kind k come from outside the lab dir.
+func (k Kind) Remote() bool {
+	switch k {
+	case BaseDebian, BaseOCI, LayerOCI, ArtifactURL, ArtifactArchive, ArtifactImage:
+		return true
+	}
+	return false
+}
+
+// Image reports whether inputs of kind k are OCI images (a manifest, a
+// config and layers).
+func (k Kind) Image() bool { return k == BaseOCI || k == LayerOCI || k == ArtifactImage }
+
 // Input is one pinned input of a build.
 type Input struct {
 	Field  string   `json:"field"`            // the recipe field: base, layers[0], artifacts[2], units[1]…
-	Kind   string   `json:"kind"`             // base-tar, base-dir, base-debian, base-oci, layer-tar, layer-oci, artifact-url, artifact-archive, artifact-image, artifact-file, unit, overlay
+	Kind   Kind     `json:"kind"`             // one of the Kind constants
 	Name   string   `json:"name"`             // path relative to the lab dir, image reference, artifact dest, unit or overlay name
 	Source string   `json:"source,omitempty"` // URL or image reference it comes from
 	Pos    string   `json:"pos"`              // where the recipe names it: FILE:LINE:COL
@@ -90,6 +122,32 @@ func Epoch(sourceDateEpoch string, lab *recipe.Lab) (int64, string, error) {
 	return DefaultEpoch, "default", nil
 }
 
+// Blobs lists the cache blobs the plan reads, each once, in plan order:
+// fetched files, Debian base tarballs, and each image's manifest, config
+// and layers.
+func (p *Plan) Blobs() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(ds ...string) {
+		for _, d := range ds {
+			if d != "" && !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+		}
+	}
+	for _, in := range p.Inputs {
+		switch {
+		case in.Kind.Image():
+			add(in.Digest, in.Config)
+			add(in.Layers...)
+		case in.Kind.Remote():
+			add(in.Digest)
+		}
+	}
+	return out
+}
+
 // Resolver pins the inputs that live outside the lab dir and makes sure
 // their bytes are in the cache (internal/resolve implements it).
 type Resolver interface {
@@ -98,11 +156,35 @@ type Resolver interface {
 	URL(ctx context.Context, url, sha256, sha256URL string) (digest string, size int64, err error)
 }
 
-// New resolves a recipe into a plan: it reads every local input once to
-// pin its digest and asks res for the others (nil res: recipes with remote
-// inputs are refused). Every input that fails is reported, each with its
-// recipe position, in one joined error.
-func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, epochSource string, res Resolver) (*Plan, error) {
+// Files gives the digest and size of a file of the lab dir. A build that
+// has just read a file (to apply a tar) hands its digest over this way
+// instead of reading the file again.
+type Files interface {
+	FileDigest(ctx context.Context, path string) (digest string, size int64, err error)
+}
+
+// Options are where New takes digests from.
+type Options struct {
+	// Resolver pins the inputs from outside the lab dir; nil refuses
+	// recipes that have any.
+	Resolver Resolver
+	// Files hashes the lab's files; nil: New reads each file itself.
+	Files Files
+	// Pinned is a plan of the same recipe made with RemoteOnly: its
+	// remote inputs are taken as they are, asking Resolver nothing.
+	Pinned *Plan
+	// RemoteOnly pins only the remote inputs (what a build must find
+	// before it starts) and reads no file: the plan is partial, with no
+	// Digest, good only as Pinned.
+	RemoteOnly bool
+}
+
+// New resolves a recipe into a plan: it hashes every local input (by
+// opts.Files, or reading it once) and asks opts.Resolver for the others.
+// Every input that fails is reported, each with its recipe position, in one
+// joined error.
+func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, epochSource string, opts Options) (*Plan, error) {
+	res := opts.Resolver
 	p := &Plan{
 		Format:       Format,
 		Lab:          lab.Name,
@@ -118,13 +200,34 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 		},
 		Kernel: Kernel{Version: r.Kernel.Version, Cmdline: r.Kernel.Cmdline},
 	}
-	if res == nil {
+	if res == nil && opts.Pinned == nil {
 		if err := unsupported(r); err != nil {
 			return nil, err
 		}
 	}
+	files := opts.Files
+	if files == nil {
+		files = readFiles{}
+	}
+	digestFile := func(path string) (string, int64, error) { return files.FileDigest(ctx, path) }
 	var errs []error
 	add := func(in Input, pos recipe.Pos, digest func() (string, int64, error)) *Input {
+		if opts.RemoteOnly && !in.Kind.Remote() {
+			return nil
+		}
+		if in.Kind.Remote() && opts.Pinned != nil {
+			pinned, ok := opts.Pinned.Input(in.Field)
+			if !ok || pinned.Kind != in.Kind {
+				errs = append(errs, fmt.Errorf("%s: %s: not pinned before the build", posString(pos), in.Field))
+				return nil
+			}
+			p.Inputs = append(p.Inputs, pinned)
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			return nil
+		}
 		d, size, err := digest()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s: %s %s: %w", posString(pos), in.Field, in.Kind, in.Name, err))
@@ -140,7 +243,7 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 		}
 		return path
 	}
-	image := func(field, kind, ref string, pos recipe.Pos) {
+	image := func(field string, kind Kind, ref string, pos recipe.Pos) {
 		var cfg string
 		var layers []string
 		in := add(Input{Field: field, Kind: kind, Name: ref, Source: ref}, pos, func() (string, int64, error) {
@@ -154,51 +257,57 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 	}
 	switch {
 	case r.Base.Tar != "":
-		add(Input{Field: "base", Kind: "base-tar", Name: rel(r.Base.Tar)}, r.Base.Pos, func() (string, int64, error) { return digestFile(r.Base.Tar) })
+		add(Input{Field: "base", Kind: BaseTar, Name: rel(r.Base.Tar)}, r.Base.Pos, func() (string, int64, error) { return digestFile(r.Base.Tar) })
 	case r.Base.Dir != "":
-		add(Input{Field: "base", Kind: "base-dir", Name: rel(r.Base.Dir)}, r.Base.Pos, func() (string, int64, error) { return digestDir(r.Base.Dir, nil) })
+		add(Input{Field: "base", Kind: BaseDir, Name: rel(r.Base.Dir)}, r.Base.Pos, func() (string, int64, error) { return digestDir(ctx, r.Base.Dir, nil) })
 	case r.Base.Debian != nil:
-		add(Input{Field: "base", Kind: "base-debian", Name: r.Base.Debian.Suite}, r.Base.Pos, func() (string, int64, error) {
+		add(Input{Field: "base", Kind: BaseDebian, Name: r.Base.Debian.Suite}, r.Base.Pos, func() (string, int64, error) {
 			return res.DebianBase(ctx, r.Base.Debian, epoch)
 		})
 	case r.Base.OCI != "":
-		image("base", "base-oci", r.Base.OCI, r.Base.Pos)
+		image("base", BaseOCI, r.Base.OCI, r.Base.Pos)
 	}
 	for i, l := range r.Layers {
 		field := fmt.Sprintf("layers[%d]", i)
 		if l.OCI != "" {
-			image(field, "layer-oci", l.OCI, l.Pos)
+			image(field, LayerOCI, l.OCI, l.Pos)
 			continue
 		}
-		add(Input{Field: field, Kind: "layer-tar", Name: rel(l.Tar)}, l.Pos, func() (string, int64, error) { return digestFile(l.Tar) })
+		add(Input{Field: field, Kind: LayerTar, Name: rel(l.Tar)}, l.Pos, func() (string, int64, error) { return digestFile(l.Tar) })
 	}
 	for i, a := range r.Artifacts {
 		field := fmt.Sprintf("artifacts[%d]", i)
 		switch {
 		case a.URL != "":
-			add(Input{Field: field, Kind: "artifact-url", Name: a.Dest, Source: a.URL}, a.Pos, func() (string, int64, error) {
+			add(Input{Field: field, Kind: ArtifactURL, Name: a.Dest, Source: a.URL}, a.Pos, func() (string, int64, error) {
 				return res.URL(ctx, a.URL, a.SHA256, a.SHA256URL)
 			})
 		case a.Archive != "":
-			add(Input{Field: field, Kind: "artifact-archive", Name: a.Dest, Source: a.Archive}, a.Pos, func() (string, int64, error) {
+			add(Input{Field: field, Kind: ArtifactArchive, Name: a.Dest, Source: a.Archive}, a.Pos, func() (string, int64, error) {
 				return res.URL(ctx, a.Archive, a.SHA256, a.SHA256URL)
 			})
 		case a.Image != "":
-			image(field, "artifact-image", a.Image, a.Pos)
+			image(field, ArtifactImage, a.Image, a.Pos)
 		case a.File != "":
-			add(Input{Field: field, Kind: "artifact-file", Name: a.Dest, Source: rel(a.File)}, a.Pos, func() (string, int64, error) { return digestFile(a.File) })
+			add(Input{Field: field, Kind: ArtifactFile, Name: a.Dest, Source: rel(a.File)}, a.Pos, func() (string, int64, error) { return digestFile(a.File) })
 		}
 	}
 	for i, u := range r.Units {
-		add(Input{Field: fmt.Sprintf("units[%d]", i), Kind: "unit", Name: u.Name}, u.Pos, func() (string, int64, error) {
+		add(Input{Field: fmt.Sprintf("units[%d]", i), Kind: Unit, Name: u.Name}, u.Pos, func() (string, int64, error) {
 			return digestBytes(u.Content), int64(len(u.Content)), nil
 		})
 	}
 	for i, o := range r.Overlays {
-		add(Input{Field: fmt.Sprintf("overlays[%d]", i), Kind: "overlay", Name: o.Name}, o.Pos, func() (string, int64, error) { return digestDir(o.Dir, o.Templates) })
+		add(Input{Field: fmt.Sprintf("overlays[%d]", i), Kind: Overlay, Name: o.Name}, o.Pos, func() (string, int64, error) { return digestDir(ctx, o.Dir, o.Templates) })
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if opts.RemoteOnly {
+		return p, nil
 	}
 	d, err := p.digest()
 	if err != nil {
@@ -271,34 +380,43 @@ func posString(p recipe.Pos) string {
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
 }
 
-func digestBytes(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+func digestBytes(b []byte) string { return iox.DigestBytes(b) }
+
+// readFiles hashes a file by reading it.
+type readFiles struct{}
+
+func (readFiles) FileDigest(ctx context.Context, path string) (string, int64, error) {
+	return DigestFile(ctx, path)
 }
 
-func digestFile(path string) (string, int64, error) {
+// DigestFile reads the file at path and returns its digest and size; it
+// stops when ctx is done.
+func DigestFile(ctx context.Context, path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, iox.Reader(ctx, f))
 	if err != nil {
 		return "", 0, fmt.Errorf("reading: %w", err)
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
+	return iox.DigestOf(h.Sum(nil)), n, nil
 }
 
 // digestDir hashes what labbake takes from a host directory: each path's
 // type, permission bits, link target and content, in sorted order. Owners
 // and times are not taken from a checkout, so they are not hashed. rendered
 // replaces the content of *.tmpl files (keyed by path without the suffix).
-func digestDir(dir string, rendered map[string][]byte) (string, int64, error) {
+func digestDir(ctx context.Context, dir string, rendered map[string][]byte) (string, int64, error) {
 	h := sha256.New()
 	var total int64
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(dir, path)
@@ -313,7 +431,7 @@ func digestDir(dir string, rendered map[string][]byte) (string, int64, error) {
 		mode := info.Mode()
 		switch {
 		case mode.IsDir():
-			fmt.Fprintf(h, "d %q %o\n", rel, tree.PermBits(mode))
+			fmt.Fprintf(h, "d %q %o\n", rel, iox.PermBits(mode))
 		case mode&fs.ModeSymlink != 0:
 			target, err := os.Readlink(path)
 			if err != nil {
@@ -327,12 +445,12 @@ func digestDir(dir string, rendered map[string][]byte) (string, int64, error) {
 				total += int64(len(rendered[name]))
 				return nil
 			}
-			d, n, err := digestFile(path)
+			d, n, err := DigestFile(ctx, path)
 			if err != nil {
 				return err
 			}
 			total += n
-			fmt.Fprintf(h, "f %q %o %s\n", rel, tree.PermBits(mode), d)
+			fmt.Fprintf(h, "f %q %o %s\n", rel, iox.PermBits(mode), d)
 		default:
 			fmt.Fprintf(h, "o %q %v\n", rel, mode.Type())
 		}
@@ -341,7 +459,7 @@ func digestDir(dir string, rendered map[string][]byte) (string, int64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), total, nil
+	return iox.DigestOf(h.Sum(nil)), total, nil
 }
 
 // JSON renders the plan for `labbake plan --json`: indented, stable.

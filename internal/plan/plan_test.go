@@ -1,18 +1,14 @@
 package plan
 
 import (
-	"bytes"
 	"context"
-	"flag"
-	"os"
 	"path/filepath"
 	"regexp"
 	"testing"
 
+	"github.com/labbake/labbake/internal/golden"
 	"github.com/labbake/labbake/internal/recipe"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // TestPlanGolden resolves the recipe package's good lab and compares each
 // role's plan with its golden JSON, so any change to digests, the epoch or
@@ -32,7 +28,7 @@ func TestPlanGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := New(context.Background(), lab, r, epoch, src, nil)
+			p, err := New(context.Background(), lab, r, epoch, src, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,19 +36,7 @@ func TestPlanGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", role+".plan.json")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/plan -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("plan differs from %s (run with -update if intended):\n%s", path, got)
-			}
+			golden.Check(t, filepath.Join("testdata", role+".plan.json"), got)
 		})
 	}
 }

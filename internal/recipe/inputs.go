@@ -3,12 +3,12 @@ package recipe
 import (
 	"errors"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/source/debian"
 )
 
@@ -36,8 +36,7 @@ type Artifact struct {
 }
 
 var (
-	hexDigestRe = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
-	transports  = []string{"docker://", "oci:", "oci-archive:", "docker-archive:", "containers-storage:"}
+	transports = []string{"docker://", "oci:", "oci-archive:", "docker-archive:", "containers-storage:"}
 )
 
 // imageRef checks an OCI image reference: a transport prefix that
@@ -309,10 +308,11 @@ func (d *decoder) artifactSHA(f fields, path string, a *Artifact) bool {
 		return false
 	}
 	s = strings.ToLower(s)
-	if !hexDigestRe.MatchString(s) {
+	dg, err := iox.ParseDigest("sha256:" + strings.TrimPrefix(s, "sha256:"))
+	if err != nil {
 		d.errorf(sn, path+".sha256", "%q is not a sha256 digest (64 hex digits, optionally after sha256:)", s)
 		return false
 	}
-	a.SHA256 = "sha256:" + strings.TrimPrefix(s, "sha256:")
+	a.SHA256 = dg.String()
 	return true
 }

@@ -109,3 +109,36 @@ func (d *decoder) labPath(l *Lab, n *yaml.Node, field, what string, kind fileKin
 	}
 	return "", false
 }
+
+// regularFile resolves rel inside the lab dir and reports whether it is a
+// regular file; a missing rel is no error.
+func (l *Lab) regularFile(rel string) (string, bool, error) {
+	p, err := l.inLab(rel)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errOutside) {
+			return "", false, nil
+		}
+		return "", false, err
+	}
+	fi, err := os.Stat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", false, nil
+	case err != nil:
+		return "", false, err
+	case !fi.Mode().IsRegular():
+		return "", false, errors.New("not a regular file")
+	}
+	return p, true, nil
+}
+
+// typeName names a file type for messages.
+func typeName(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "special file"
+}

@@ -5,38 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/labbake/labbake/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files and expect.txt of the broken corpus")
-
-// golden compares got with the file at path, or writes it with -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/recipe -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run go test ./internal/recipe -update and review the diff)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
 
 // dump prints a Recipe as stable JSON: lab paths as $LAB, bytes as text.
 func dump(t *testing.T, lab *Lab, v any) []byte {
@@ -52,40 +31,7 @@ func dump(t *testing.T, lab *Lab, v any) []byte {
 func jsonable(v any) any {
 	switch v := v.(type) {
 	case *Recipe:
-		srcs := make([]map[string]string, len(v.Sources))
-		for i, s := range v.Sources {
-			srcs[i] = map[string]string{"File": s.File, "Rendered": string(s.Rendered)}
-		}
-		files := make([]map[string]any, len(v.Files))
-		for i, f := range v.Files {
-			files[i] = map[string]any{"Path": f.Path, "Content": string(f.Content), "Symlink": f.Symlink,
-				"Mode": fmt.Sprintf("%04o", f.Mode), "UID": f.UID, "GID": f.GID, "Pos": f.Pos.String()}
-		}
-		units := make([]map[string]any, len(v.Units))
-		for i, u := range v.Units {
-			units[i] = map[string]any{"Name": u.Name, "Source": u.Source, "Content": string(u.Content), "Enable": u.Enable, "Pos": u.Pos.String()}
-		}
-		overlays := make([]map[string]any, len(v.Overlays))
-		for i, o := range v.Overlays {
-			tm := map[string]string{}
-			for k, b := range o.Templates {
-				tm[k] = string(b)
-			}
-			overlays[i] = map[string]any{"Name": o.Name, "Dir": o.Dir, "Templates": tm, "Pos": o.Pos.String()}
-		}
-		layers := make([]map[string]any, len(v.Layers))
-		for i, l := range v.Layers {
-			layers[i] = map[string]any{"Tar": l.Tar, "Pos": l.Pos.String()}
-		}
-		return map[string]any{
-			"Role": v.Role, "Sources": srcs, "Rendered": string(v.Rendered),
-			"Base":   map[string]any{"Tar": v.Base.Tar, "Dir": v.Base.Dir, "Pos": v.Base.Pos.String()},
-			"Layers": layers, "Files": files, "Units": units, "Overlays": overlays,
-			"Disk": map[string]any{"Size": v.Disk.Size, "Filesystem": v.Disk.Filesystem,
-				"FstabOptions": v.Disk.FstabOptions, "Boot": v.Disk.Boot, "BootPos": v.Disk.BootPos.String(),
-				"Pos": v.Disk.Pos.String()},
-			"Kernel": map[string]any{"Version": v.Kernel.Version, "Cmdline": v.Kernel.Cmdline, "Pos": v.Kernel.Pos.String()},
-		}
+		return project(reflect.ValueOf(v).Elem())
 	case *Lab:
 		nodes := make([]map[string]any, len(v.Nodes))
 		for i, n := range v.Nodes {
@@ -98,6 +44,55 @@ func jsonable(v any) any {
 	return v
 }
 
+// project turns a value of the recipe model into plain JSON data, every
+// exported field included, so that the golden files show all a recipe
+// decodes to: positions as FILE:LINE:COL, bytes as text, modes in octal.
+func project(v reflect.Value) any {
+	switch {
+	case v.Type() == reflect.TypeFor[Pos]():
+		return v.Interface().(Pos).String()
+	case v.Type() == reflect.TypeFor[[]byte]():
+		return string(v.Bytes())
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return nil
+		}
+		return project(v.Elem())
+	case reflect.Struct:
+		m := map[string]any{}
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if f.Name == "Mode" && f.Type.Kind() == reflect.Uint32 {
+				m[f.Name] = fmt.Sprintf("%04o", v.Field(i).Uint())
+				continue
+			}
+			m[f.Name] = project(v.Field(i))
+		}
+		return m
+	case reflect.Slice:
+		if v.IsNil() {
+			return nil
+		}
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = project(v.Index(i))
+		}
+		return out
+	case reflect.Map:
+		out := map[string]any{}
+		for _, k := range v.MapKeys() {
+			out[fmt.Sprint(k.Interface())] = project(v.MapIndex(k))
+		}
+		return out
+	}
+	return v.Interface()
+}
+
 func TestGoodLab(t *testing.T) {
 	lab, err := Load("testdata/good")
 	if err != nil {
@@ -106,15 +101,17 @@ func TestGoodLab(t *testing.T) {
 	if got, want := lab.Roles(), []string{"master", "node"}; !slices.Equal(got, want) {
 		t.Errorf("Roles() = %v, want %v", got, want)
 	}
-	golden(t, "testdata/golden/lab.json", dump(t, lab, lab))
-	for _, role := range lab.Roles() {
+	golden.Check(t, "testdata/golden/lab.json", dump(t, lab, lab))
+	// remote is no node's role: a recipe of every input from outside the
+	// lab dir, and of checks and secrets.
+	for _, role := range append(lab.Roles(), "remote") {
 		t.Run(role, func(t *testing.T) {
 			rec, err := lab.Recipe(role)
 			if err != nil {
 				t.Fatalf("Recipe(%q): %v", role, err)
 			}
-			golden(t, "testdata/golden/"+role+".yaml", rec.Rendered)
-			golden(t, "testdata/golden/"+role+".json", dump(t, lab, rec))
+			golden.Check(t, "testdata/golden/"+role+".yaml", rec.Rendered)
+			golden.Check(t, "testdata/golden/"+role+".json", dump(t, lab, rec))
 
 			// Rendering is deterministic.
 			again, err := lab.Recipe(role)
@@ -178,7 +175,7 @@ func TestBrokenCorpus(t *testing.T) {
 					t.Errorf("line %q is not FILE:LINE:COL: message", l)
 				}
 			}
-			golden(t, filepath.Join(dir, "expect.txt"), []byte(got+"\n"))
+			golden.Check(t, filepath.Join(dir, "expect.txt"), []byte(got+"\n"))
 		})
 	}
 	if cases < 15 {

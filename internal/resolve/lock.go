@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/labbake/labbake/internal/atomicfile"
-	"github.com/labbake/labbake/internal/cache"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // LockFile is the name of the lock file in the lab dir.
@@ -213,7 +213,7 @@ func (p *lockParser) inputs(m map[string]string) error {
 		if !ok {
 			return p.errAt(off, "input %.100q: want a digest string, not %v", key, tok)
 		}
-		if _, err := cache.ParseDigest(v); err != nil {
+		if _, err := iox.ParseDigest(v); err != nil {
 			return p.errAt(off, "input %.100q: %v", key, err)
 		}
 		m[key] = v

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/labbake/labbake/internal/cache"
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/internal/source"
 	"github.com/labbake/labbake/internal/source/debian"
@@ -264,7 +265,7 @@ func offlineHint(err error) error {
 	if errors.Is(err, source.ErrUnreachable) {
 		return fmt.Errorf("%w; give another source with --mirror FROM=TO (or $XDG_CONFIG_HOME/labbake/mirrors), point the lab elsewhere with --values FILE, or labbake bundle import a bundle made where it can be reached", err)
 	}
-	if err != nil && (errors.Is(err, source.ErrOffline) || errors.Is(err, debian.ErrOffline) || errors.Is(err, oci.ErrOffline)) {
+	if err != nil && errors.Is(err, iox.ErrOffline) {
 		return fmt.Errorf("%w; provide it with labbake fetch on a connected machine, or labbake bundle export there and bundle import here", err)
 	}
 	return err
@@ -273,7 +274,7 @@ func offlineHint(err error) error {
 // IsInputError reports whether err is the user's to fix: an input missing
 // offline, refused by --frozen, or not matching its pinned digest.
 func IsInputError(err error) bool {
-	for _, target := range []error{source.ErrUnreachable, source.ErrOffline, source.ErrMismatch, debian.ErrOffline, oci.ErrOffline, oci.ErrDigestMismatch, oci.ErrPolicyRejected, ErrFrozen} {
+	for _, target := range []error{source.ErrUnreachable, iox.ErrOffline, iox.ErrDigestMismatch, oci.ErrPolicyRejected, ErrFrozen} {
 		if errors.Is(err, target) {
 			return true
 		}

@@ -19,7 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
-	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Member is an archive member as Extract hands it over.
@@ -62,7 +62,7 @@ func Extract(ctx context.Context, store Store, digest string, paths []string, tm
 		return fail(err)
 	}
 	defer rc.Close()
-	raw := bufio.NewReaderSize(ctxReader{ctx, rc}, 64<<10)
+	raw := bufio.NewReaderSize(iox.Reader(ctx, rc), 64<<10)
 	magic, err := raw.Peek(512)
 	if err != nil && err != io.EOF {
 		return fail(err)
@@ -235,7 +235,7 @@ func extractZip(ctx context.Context, r io.Reader, tmpDir string, m *matcher, fn 
 // zipMember hands one zip member to fn.
 func zipMember(zf *zip.File, name string, fn func(Member, io.Reader) error) error {
 	mode := zf.Mode()
-	mem := Member{Name: name, Mode: int64(tree.PermBits(mode)), Type: tar.TypeReg, Size: int64(zf.UncompressedSize64)}
+	mem := Member{Name: name, Mode: int64(iox.PermBits(mode)), Type: tar.TypeReg, Size: int64(zf.UncompressedSize64)}
 	var content io.Reader = strings.NewReader("")
 	switch {
 	case mode.IsDir() || strings.HasSuffix(zf.Name, "/"):

@@ -8,6 +8,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // MaxChecksumFile is the largest checksum file Checksum reads.
@@ -18,7 +20,7 @@ const MaxChecksumFile = 1 << 20
 // ParseChecksums for the formats and Sums.Lookup for how names match.
 func (f *Fetcher) Checksum(ctx context.Context, url, fileName string) (string, error) {
 	if f.Offline {
-		return "", fmt.Errorf("checksum %s: %w", url, ErrOffline)
+		return "", fmt.Errorf("checksum %s: %w", url, iox.ErrOffline)
 	}
 	target, where, err := f.target(url)
 	if err != nil {

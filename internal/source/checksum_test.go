@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // serveChecksums serves testdata/checksums, and /big (more than
@@ -110,7 +112,7 @@ func TestChecksumMirrorAndOffline(t *testing.T) {
 
 	f.Offline = true
 	_, err = f.Checksum(context.Background(), url, "etcd-v3.5.17-linux-amd64.tar.gz")
-	if !errors.Is(err, ErrOffline) || !strings.HasPrefix(err.Error(), "checksum "+url+": ") {
+	if !errors.Is(err, iox.ErrOffline) || !strings.HasPrefix(err.Error(), "checksum "+url+": ") {
 		t.Errorf("offline: err = %v", err)
 	}
 	if origin.reqs.Load() != 0 || mirror.reqs.Load() != 1 {

@@ -7,7 +7,7 @@
 // cache, internal/cache) and returns the blob's "sha256:<hex>" digest. A
 // blob already in the store is never downloaded again, and an offline
 // Fetcher never opens a connection at all: what is missing is an error
-// wrapping ErrOffline. Mirrors rewrite URL prefixes, so a recipe naming
+// wrapping iox.ErrOffline. Mirrors rewrite URL prefixes, so a recipe naming
 // https://dl.k8s.io works unchanged in a network that only reaches an
 // internal mirror. Checksum reads sha256sum and BSD style checksum files so a
 // recipe can pin an artifact by the checksum file its project publishes.

@@ -16,6 +16,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Store is the content-addressed cache as the fetcher needs it.
@@ -35,15 +37,6 @@ type Store interface {
 type Sizer interface {
 	Size(digest string) (int64, error)
 }
-
-var (
-	// ErrOffline is wrapped by the error of every Fetch and Checksum that
-	// would need the network while the Fetcher is offline.
-	ErrOffline = errors.New("offline: the network may not be used")
-	// ErrMismatch is wrapped by the error of a Fetch whose body does not
-	// have the digest asked for.
-	ErrMismatch = errors.New("digest mismatch")
-)
 
 // Defaults for the zero values of the Fetcher's tuning fields.
 const (
@@ -66,7 +59,7 @@ type Fetcher struct {
 	// once, without retries.
 	Reach Reach
 	// Offline forbids any connection: what is not in the store is an
-	// error wrapping ErrOffline.
+	// error wrapping iox.ErrOffline.
 	Offline bool
 	// Log receives events: mirror rewrites (info), retries (warn), cache
 	// hits and finished downloads (debug). Nil means no logs.
@@ -122,11 +115,11 @@ func (f *Fetcher) log() *slog.Logger {
 // Fetch stores the body of url in store and returns its digest and size.
 // With want not "" (a "sha256:<hex>" digest) a blob the store already has
 // is returned at once without any network use, and a body of another
-// digest is an error wrapping ErrMismatch with nothing stored. The URL is
+// digest is an error wrapping iox.ErrDigestMismatch with nothing stored. The URL is
 // rewritten by the Fetcher's mirrors before it is requested.
 func (f *Fetcher) Fetch(ctx context.Context, store Store, url, want string) (digest string, size int64, err error) {
 	if want != "" {
-		if err := checkDigest(want); err != nil {
+		if _, err := iox.ParseDigest(want); err != nil {
 			return "", 0, fmt.Errorf("fetch %s: %w", url, err)
 		}
 		if store.Has(want) {
@@ -140,9 +133,9 @@ func (f *Fetcher) Fetch(ctx context.Context, store Store, url, want string) (dig
 	}
 	if f.Offline {
 		if want == "" {
-			return "", 0, fmt.Errorf("fetch %s: no digest pinned to look up in the cache: %w", url, ErrOffline)
+			return "", 0, fmt.Errorf("fetch %s: no digest pinned to look up in the cache: %w", url, iox.ErrOffline)
 		}
-		return "", 0, fmt.Errorf("fetch %s: %s is not in the cache: %w", url, want, ErrOffline)
+		return "", 0, fmt.Errorf("fetch %s: %s is not in the cache: %w", url, want, iox.ErrOffline)
 	}
 	target, where, err := f.target(url)
 	if err != nil {
@@ -155,9 +148,9 @@ func (f *Fetcher) Fetch(ctx context.Context, store Store, url, want string) (dig
 		d, n, err := store.Put(ctx, b, want)
 		switch {
 		case err == nil && want != "" && d != want:
-			err = fmt.Errorf("%w: want %s, store got %s", ErrMismatch, want, d)
+			err = fmt.Errorf("%w: want %s, store got %s", iox.ErrDigestMismatch, want, d)
 		case err != nil && b.err == nil && b.eof && want != "" && b.digest() != want:
-			err = fmt.Errorf("%w: want %s, got %s", ErrMismatch, want, b.digest())
+			err = fmt.Errorf("%w: want %s, got %s", iox.ErrDigestMismatch, want, b.digest())
 		case err != nil && b.err == nil:
 			err = fmt.Errorf("storing: %w", err)
 		}
@@ -346,15 +339,6 @@ func (b *body) Read(p []byte) (int, error) {
 // digest is the digest of what was read.
 func (b *body) digest() string { return "sha256:" + hex.EncodeToString(b.h.Sum(nil)) }
 
-// checkDigest checks d is "sha256:" and 64 lowercase hex digits.
-func checkDigest(d string) error {
-	h, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || !isHex(h, 64) || strings.ToLower(h) != h {
-		return fmt.Errorf("bad digest %q: want sha256:<64 lowercase hex digits>", d)
-	}
-	return nil
-}
-
 // isHex reports whether s is n hex digits.
 func isHex(s string, n int) bool {
 	if len(s) != n {
@@ -382,20 +366,7 @@ func blobSize(ctx context.Context, store Store, digest string) (int64, error) {
 		return 0, err
 	}
 	defer rc.Close()
-	return io.Copy(io.Discard, ctxReader{ctx, rc})
-}
-
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
+	return io.Copy(io.Discard, iox.Reader(ctx, rc))
 }
 
 // baseName is the last element of a URL's path, for display.

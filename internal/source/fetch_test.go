@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // payload is a body the test servers send.
@@ -82,7 +84,7 @@ func TestFetch(t *testing.T) {
 		{name: "ok", handle: serve(body), wantReqs: 1, wantStored: 1},
 		{name: "ok with want", handle: serve(body), want: good, wantReqs: 1, wantStored: 1},
 		{name: "mismatch", handle: serve(body), want: other, wantReqs: 1,
-			wantErr: []string{"fetch URL: ", "want " + other, "got " + good}, wantIs: ErrMismatch},
+			wantErr: []string{"fetch URL: ", "want " + other, "got " + good}, wantIs: iox.ErrDigestMismatch},
 		{name: "404", handle: status(404), want: good, wantReqs: 1, wantErr: []string{"fetch URL: 404 Not Found"}},
 		{name: "500 three times", handle: status(500), wantReqs: 3,
 			wantErr: []string{"fetch URL: 500 Internal Server Error (after 3 attempts)"}},
@@ -113,10 +115,10 @@ func TestFetch(t *testing.T) {
 		{name: "cached", handle: serve(body), want: good, cached: true, wantReqs: 0, wantStored: 1},
 		{name: "offline cached", handle: serve(body), want: good, cached: true, offline: true, wantReqs: 0, wantStored: 1},
 		{name: "offline missing", handle: serve(body), want: good, offline: true, wantReqs: 0,
-			wantErr: []string{"fetch URL: " + good + " is not in the cache"}, wantIs: ErrOffline},
+			wantErr: []string{"fetch URL: " + good + " is not in the cache"}, wantIs: iox.ErrOffline},
 		{name: "offline no digest", handle: serve(body), offline: true, wantReqs: 0,
-			wantErr: []string{"fetch URL: no digest pinned"}, wantIs: ErrOffline},
-		{name: "bad want", handle: serve(body), want: "sha256:XYZ", wantReqs: 0, wantErr: []string{`fetch URL: bad digest "sha256:XYZ"`}},
+			wantErr: []string{"fetch URL: no digest pinned"}, wantIs: iox.ErrOffline},
+		{name: "bad want", handle: serve(body), want: "sha256:XYZ", wantReqs: 0, wantErr: []string{`fetch URL: invalid digest "sha256:XYZ"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 const (
@@ -47,7 +49,7 @@ func newProgress(w io.Writer, term bool, name, where string, total int64, attemp
 	}
 	size := "size unknown"
 	if total >= 0 {
-		size = humanBytes(total)
+		size = iox.Bytes(total)
 	}
 	note := ""
 	if attempt > 1 {
@@ -84,7 +86,7 @@ func (p *progress) done() {
 		return
 	}
 	d := p.now().Sub(p.start)
-	p.printf("%s %s: %s in %s (%s/s)\n", p.verb[1], p.where, humanBytes(p.n), roundDuration(d), humanBytes(int64(rate(p.n, d))))
+	p.printf("%s %s: %s in %s (%s/s)\n", p.verb[1], p.where, iox.Bytes(p.n), roundDuration(d), iox.Bytes(int64(rate(p.n, d))))
 }
 
 // abort ends the display of a failed download; the error tells the rest.
@@ -124,16 +126,16 @@ func (p *progress) draw(t time.Time) {
 // "5.5 MiB<sep>1.1 MiB/s" when the total is unknown.
 func (p *progress) status(t time.Time, sep, slash string) string {
 	r := rate(p.n, t.Sub(p.start))
-	speed := humanBytes(int64(r)) + "/s"
+	speed := iox.Bytes(int64(r)) + "/s"
 	if p.total <= 0 {
-		return humanBytes(p.n) + sep + speed
+		return iox.Bytes(p.n) + sep + speed
 	}
 	pct := min(p.n*100/p.total, 100)
 	eta := "ETA --"
 	if r > 0 && p.n <= p.total {
 		eta = "ETA " + shortDuration(time.Duration(float64(p.total-p.n)/r*float64(time.Second)))
 	}
-	return fmt.Sprintf("%d%%%s%s%s%s%s%s%s%s", pct, sep, humanBytes(p.n), slash, humanBytes(p.total), sep, speed, sep, eta)
+	return fmt.Sprintf("%d%%%s%s%s%s%s%s%s%s", pct, sep, iox.Bytes(p.n), slash, iox.Bytes(p.total), sep, speed, sep, eta)
 }
 
 // rate is bytes per second.
@@ -142,21 +144,6 @@ func rate(n int64, d time.Duration) float64 {
 		return 0
 	}
 	return float64(n) / d.Seconds()
-}
-
-// humanBytes formats n as "512 B", "1.5 KiB", "12.3 MiB", "1.2 GiB": at
-// most 999.9 of a unit, so the width stays put.
-func humanBytes(n int64) string {
-	if n < 1000 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, units := float64(n)/1024, []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	i := 0
-	for v >= 999.95 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
 // shortDuration formats an ETA: "6s", "4m05s", "2h03m".

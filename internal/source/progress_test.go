@@ -91,19 +91,35 @@ func TestProgressTerminal(t *testing.T) {
 	}
 }
 
+// Without a writer nothing is shown: the download's progress is nil and
+// the job's holds none, and their methods do nothing (they would panic on
+// a nil writer otherwise).
 func TestProgressNil(t *testing.T) {
-	p := newProgress(nil, true, "a", "b", 1, 1, time.Now)
+	if p := newProgress(nil, true, "a", "b", 1, 1, time.Now); p != nil {
+		t.Fatalf("newProgress(nil) = %+v, want nil", p)
+	}
+	var p *progress
 	p.add(1)
 	p.done()
 	p.abort()
+	job := NewProgress(nil, true, "a", "building", "built", 10)
+	if job.p != nil {
+		t.Fatalf("NewProgress(nil) holds %+v, want nothing", job.p)
+	}
+	job.Add(5)
+	job.Done()
+	job.Abort()
+	// With a writer the same calls do show something.
+	var b strings.Builder
+	shown := NewProgress(&b, false, "a", "building", "built", 10)
+	shown.Add(5)
+	shown.Done()
+	if !strings.Contains(b.String(), "building a") || !strings.Contains(b.String(), "built a") {
+		t.Errorf("a job with a writer shows %q", b.String())
+	}
 }
 
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 KiB", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 20: "5.0 MiB", 3 << 30: "3.0 GiB", 1023 << 10: "1.0 MiB", 999 << 10: "999.0 KiB", 1 << 62: "4.0 EiB"} {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
+func TestShortDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{0: "0s", 59 * time.Second: "59s", 65 * time.Second: "1m05s", 3723 * time.Second: "1h02m"} {
 		if got := shortDuration(d); got != want {
 			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)

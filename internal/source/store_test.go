@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // dirStore is a Store in a directory, one file per blob, for the tests.
@@ -40,7 +42,7 @@ func (s *dirStore) Put(ctx context.Context, r io.Reader, want string) (string, i
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx, r})
+	n, err := io.Copy(io.MultiWriter(tmp, h), iox.Reader(ctx, r))
 	if err != nil {
 		return "", 0, fmt.Errorf("store: %w", err)
 	}

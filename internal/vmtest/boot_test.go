@@ -16,19 +16,22 @@ import (
 	"github.com/labbake/labbake/internal/vmtest"
 )
 
-// rootfsTar is a Debian tree with a kernel, made by
-// `make bench/out/rootfs.tar` (mmdebstrap, about a minute), or
-// $LABBAKE_TEST_ROOTFS.
+// rootfsTar is a Debian tree with a kernel: $LABBAKE_TEST_ROOTFS, or
+// bench/out/bootable.tar, which `make test` makes first (mmdebstrap, a few
+// minutes, once).
 func rootfsTar(t *testing.T) string {
 	if p := os.Getenv("LABBAKE_TEST_ROOTFS"); p != "" {
 		return p
 	}
-	p, err := filepath.Abs("../../bench/out/rootfs.tar")
+	p, err := filepath.Abs("../../bench/out/bootable.tar")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("no Debian rootfs tar with a kernel: run `make bench/out/rootfs.tar` or set LABBAKE_TEST_ROOTFS (%v)", err)
+		if os.Getenv("LABBAKE_REQUIRE_TOOLS") != "" {
+			t.Fatalf("no Debian rootfs tar with a kernel: run `make bench/out/bootable.tar` (%v)", err)
+		}
+		t.Skipf("no Debian rootfs tar with a kernel: run `make bench/out/bootable.tar` or set LABBAKE_TEST_ROOTFS (%v)", err)
 	}
 	return p
 }
@@ -63,7 +66,10 @@ func bootTest(t *testing.T, appendFmt string) (*vmtest.Result, string) {
 		}
 	}
 	write(filepath.Join(lab, "lab.yaml"), "name: boot\nnodes: [{name: m, role: master, ip: 172.18.0.2}]\n")
-	write(filepath.Join(lab, "recipes/master.yaml"), `base: {tar: `+rootfs+`}
+	// Recipe paths stay inside the lab dir: the tar goes in by a hard link
+	// (a copy across file systems).
+	linkOrCopy(t, rootfs, filepath.Join(lab, "rootfs.tar"))
+	write(filepath.Join(lab, "recipes/master.yaml"), `base: {tar: rootfs.tar}
 disk: {size: 3GiB, boot: []}
 checks:
   units_active: [systemd-journald.service, does-not-exist.service]
@@ -111,6 +117,29 @@ checks:
 	t.Logf("accel %s, took %s", res.Accel, time.Since(start).Round(100*time.Millisecond))
 	log, _ := os.ReadFile(logPath)
 	return res, string(log)
+}
+
+// linkOrCopy makes dst hold src's bytes: a hard link, or a copy.
+func linkOrCopy(t *testing.T, src, dst string) {
+	t.Helper()
+	if os.Link(src, dst) == nil {
+		return
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func checkBoot(t *testing.T, res *vmtest.Result, log string) {

@@ -276,7 +276,7 @@ func kvmReason(err error) string {
 // errKVM marks a KVM failure before the guest printed anything.
 var errKVM = errors.New("kvm failed before any console output")
 
-func runOnce(ctx context.Context, opts Options) (*Result, error) {
+func runOnce(ctx context.Context, opts Options) (_ *Result, err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -331,7 +331,11 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("vmtest: %w", err)
 		}
-		defer f.Close()
+		defer func() {
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("vmtest: writing the console log: %w", cerr)
+			}
+		}()
 		logw = f
 	}
 

@@ -20,7 +20,6 @@ import (
 
 	"github.com/labbake/labbake/builders/checks"
 	"github.com/labbake/labbake/internal/cli"
-	"github.com/labbake/labbake/internal/recipe"
 )
 
 // want is what one path of the baked image must be.
@@ -328,7 +327,7 @@ func TestBuildImage(t *testing.T) {
 		"usr/lib":                               {mode: 0o040755},
 		"usr/lib/labbake":                       {mode: 0o040755},
 		"usr/lib/labbake/checks":                {mode: 0o100755, content: checks.Script},
-		"usr/lib/labbake/checks.list":           {mode: 0o100644, content: string(checks.List(recipe.Checks{}))},
+		"usr/lib/labbake/checks.list":           {mode: 0o100644, content: string(checks.List(checks.Spec{}))},
 		"etc/systemd/system/" + checks.UnitName: {mode: 0o100644, content: checks.Unit},
 		"etc/systemd/system/multi-user.target.wants/" + checks.UnitName: {mode: 0o120777, target: "/etc/systemd/system/" + checks.UnitName},
 	} {

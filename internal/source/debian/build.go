@@ -16,12 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/source"
 )
-
-// ErrOffline is wrapped by Build's error when the base is not in the cache
-// and building it would need the network.
-var ErrOffline = errors.New("debian base not cached and offline")
 
 // Store is the part of the content-addressed cache Build needs.
 // internal/cache satisfies it.
@@ -82,7 +79,7 @@ func (b *Builder) log() *slog.Logger {
 // the same spec, in this process or others, wait and then take the result
 // from the cache — and the tarball is stored with Put and SetRef.
 //
-// offline with nothing cached returns an error wrapping ErrOffline.
+// offline with nothing cached returns an error wrapping iox.ErrOffline.
 // Cancelling ctx terminates mmdebstrap's whole process group and removes
 // the temporary files.
 func (b *Builder) Build(ctx context.Context, store Store, spec Spec, epoch int64, offline bool) (string, error) {
@@ -101,7 +98,7 @@ func (b *Builder) Build(ctx context.Context, store Store, spec Spec, epoch int64
 	}
 	if offline {
 		return "", fmt.Errorf("debian: base %s (%s) is not in the cache: %w; run labbake fetch on a connected machine, or import a bundle",
-			spec.Name(), key, ErrOffline)
+			spec.Name(), key, iox.ErrOffline)
 	}
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("debian: building %s: %w", spec.Name(), err)

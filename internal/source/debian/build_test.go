@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 const testEpoch = 1700000000
@@ -146,8 +148,8 @@ func TestBuildOffline(t *testing.T) {
 	store := newDirStore(t)
 	b := &Builder{Mmdebstrap: fakeMmdebstrap(t, scripts, "0"), TempDir: tmp}
 	_, err := b.Build(context.Background(), store, Spec{Suite: "bookworm"}, testEpoch, true)
-	if !errors.Is(err, ErrOffline) {
-		t.Fatalf("Build offline = %v, want ErrOffline", err)
+	if !errors.Is(err, iox.ErrOffline) {
+		t.Fatalf("Build offline = %v, want iox.ErrOffline", err)
 	}
 	for _, want := range []string{"debian: ", "bookworm", "labbake fetch", "import a bundle"} {
 		if !strings.Contains(err.Error(), want) {

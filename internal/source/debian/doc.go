@@ -13,7 +13,7 @@
 // under Store.Lock(key): a concurrent build of the same spec, in this
 // process or another, waits for the lock, finds the ref and reuses the
 // result. Offline (labbake --offline, air-gapped use) a missing base is an
-// error wrapping ErrOffline: run `labbake fetch` on a connected machine or
+// error wrapping iox.ErrOffline: run `labbake fetch` on a connected machine or
 // import a bundle.
 //
 // The key covers the spec, not the archive: without Snapshot the same spec

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Integration tests run the real mmdebstrap against the machine's Debian
@@ -96,8 +98,8 @@ func TestIntegrationBuild(t *testing.T) {
 		t.Errorf("cached Build = %s, %v; want %s", d, err, digests[0])
 	}
 	// Another epoch is another base: offline it is missing.
-	if _, err := b.Build(ctx, store, spec, testEpoch+1, true); !errors.Is(err, ErrOffline) {
-		t.Errorf("Build of an uncached epoch offline = %v, want ErrOffline", err)
+	if _, err := b.Build(ctx, store, spec, testEpoch+1, true); !errors.Is(err, iox.ErrOffline) {
+		t.Errorf("Build of an uncached epoch offline = %v, want iox.ErrOffline", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/labbake/labbake/internal/iox"
 	"go.podman.io/image/v5/pkg/compression"
 )
 
@@ -14,7 +15,7 @@ import (
 // OCI whiteout semantics and closes the reader.
 func (s *Source) OpenLayer(store Store, layerDigest string) (io.ReadCloser, error) {
 	if s.Offline && !store.Has(layerDigest) {
-		return nil, fmt.Errorf("oci: layer %s: %w", layerDigest, ErrOffline)
+		return nil, fmt.Errorf("oci: layer %s: %w", layerDigest, iox.ErrOffline)
 	}
 	rc, err := store.Open(layerDigest)
 	if err != nil {

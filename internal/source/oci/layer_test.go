@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
@@ -59,7 +60,7 @@ func TestOpenLayer(t *testing.T) {
 	checkErr(t, err, missing)
 	_, err = offlineSource(t).OpenLayer(store, missing)
 	checkErr(t, err, missing)
-	if !errors.Is(err, ErrOffline) {
-		t.Errorf("error %v does not wrap ErrOffline", err)
+	if !errors.Is(err, iox.ErrOffline) {
+		t.Errorf("error %v does not wrap iox.ErrOffline", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/opencontainers/go-digest"
 	imgspec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -112,8 +113,8 @@ func TestPullOCILayout(t *testing.T) {
 	checkResolved(t, pinned, want)
 	_, err = src.Pull(ctx, store, ref, fx.arm64.manifest.String())
 	checkErr(t, err, ref, fx.arm64.manifest.String(), res.ManifestDigest)
-	if !errors.Is(err, ErrDigestMismatch) {
-		t.Errorf("error %v does not wrap ErrDigestMismatch", err)
+	if !errors.Is(err, iox.ErrDigestMismatch) {
+		t.Errorf("error %v does not wrap iox.ErrDigestMismatch", err)
 	}
 
 	// Offline, pinned: from the store alone, with the layout gone.
@@ -130,15 +131,15 @@ func TestPullOCILayout(t *testing.T) {
 	// Offline, not pinned.
 	_, err = off.Pull(ctx, store, ref, "")
 	checkErr(t, err, ref, "not pinned")
-	if !errors.Is(err, ErrOffline) {
-		t.Errorf("error %v does not wrap ErrOffline", err)
+	if !errors.Is(err, iox.ErrOffline) {
+		t.Errorf("error %v does not wrap iox.ErrOffline", err)
 	}
 
 	// Offline, empty store: the manifest is missing.
 	_, err = off.Pull(ctx, newDirStore(t), ref, res.ManifestDigest)
 	checkErr(t, err, ref, res.ManifestDigest)
-	if !errors.Is(err, ErrOffline) {
-		t.Errorf("error %v does not wrap ErrOffline", err)
+	if !errors.Is(err, iox.ErrOffline) {
+		t.Errorf("error %v does not wrap iox.ErrOffline", err)
 	}
 
 	// Offline, only the manifest and the config: the layers are named.
@@ -148,8 +149,8 @@ func TestPullOCILayout(t *testing.T) {
 	}
 	_, err = off.Pull(ctx, partial, ref, res.ManifestDigest)
 	checkErr(t, err, append([]string{ref}, res.Layers...)...)
-	if !errors.Is(err, ErrOffline) {
-		t.Errorf("error %v does not wrap ErrOffline", err)
+	if !errors.Is(err, iox.ErrOffline) {
+		t.Errorf("error %v does not wrap iox.ErrOffline", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/opencontainers/go-digest"
 	imgspec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
@@ -64,12 +65,6 @@ type Resolved struct {
 }
 
 var (
-	// ErrOffline is wrapped by errors for images or blobs that are not in
-	// the cache while Source.Offline is set.
-	ErrOffline = errors.New("not available offline")
-	// ErrDigestMismatch is wrapped when an image does not resolve to the
-	// digest it is pinned to, or a blob does not have the digest it should.
-	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrPolicyRejected is wrapped when the signature policy rejects an image.
 	ErrPolicyRejected = errors.New("rejected by signature policy")
 	// ErrUnsupportedTransport is wrapped for transports left out of this
@@ -123,7 +118,7 @@ func (s *Source) systemContext() *types.SystemContext {
 //
 // With s.Offline set Pull works from the store alone: it reads the manifest
 // pinned (or named by a docker://…@sha256: reference) from it and checks
-// that every blob is there; anything missing is an error wrapping ErrOffline
+// that every blob is there; anything missing is an error wrapping iox.ErrOffline
 // that names the ref and the missing blobs.
 func (s *Source) Pull(ctx context.Context, store Store, ref, pinned string) (*Resolved, error) {
 	if store == nil {
@@ -196,7 +191,7 @@ func (s *Source) pullOnline(ctx context.Context, store Store, ref string, pin di
 		}
 		copy(blobs[1:], infos)
 	} else if pin != "" && manDigest != pin {
-		return nil, fmt.Errorf("oci: %s: %w: resolved to %s, pinned to %s", ref, ErrDigestMismatch, manDigest, pin)
+		return nil, fmt.Errorf("oci: %s: %w: resolved to %s, pinned to %s", ref, iox.ErrDigestMismatch, manDigest, pin)
 	}
 
 	sizes, fetched, fetchedBytes, err := s.copyBlobs(ctx, store, src, ref, blobs)
@@ -219,7 +214,7 @@ func (s *Source) pullOnline(ctx context.Context, store Store, ref string, pin di
 			return nil, err
 		}
 		if pin != "" && manDigest != pin {
-			return nil, fmt.Errorf("oci: %s: %w: resolved to %s, pinned to %s", ref, ErrDigestMismatch, manDigest, pin)
+			return nil, fmt.Errorf("oci: %s: %w: resolved to %s, pinned to %s", ref, iox.ErrDigestMismatch, manDigest, pin)
 		}
 	}
 	if err := putBytes(ctx, store, ref, "manifest", manBlob, manDigest); err != nil {
@@ -289,7 +284,7 @@ func (s *Source) pullOffline(store Store, ref string, pin digest.Digest) (*Resol
 	if start == "" {
 		start = digestInRef(ref)
 		if start == "" {
-			return nil, fmt.Errorf("oci: %s: %w: the image is not pinned by digest (resolve it once online)", ref, ErrOffline)
+			return nil, fmt.Errorf("oci: %s: %w: the image is not pinned by digest (resolve it once online)", ref, iox.ErrOffline)
 		}
 	}
 	manBlob, err := readManifest(store, ref, start)
@@ -310,7 +305,7 @@ func (s *Source) pullOffline(store Store, ref string, pin digest.Digest) (*Resol
 		manDigest = inst
 	}
 	if pin != "" && manDigest != pin {
-		return nil, fmt.Errorf("oci: %s: %w: resolved to %s, pinned to %s", ref, ErrDigestMismatch, manDigest, pin)
+		return nil, fmt.Errorf("oci: %s: %w: resolved to %s, pinned to %s", ref, iox.ErrDigestMismatch, manDigest, pin)
 	}
 	res, blobs, err := resolvedFromManifest(ref, manDigest, manBlob, manType)
 	if err != nil {
@@ -328,7 +323,7 @@ func (s *Source) pullOffline(store Store, ref string, pin digest.Digest) (*Resol
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("oci: %s: %w: missing blobs %s", ref, ErrOffline, strings.Join(missing, ", "))
+		return nil, fmt.Errorf("oci: %s: %w: missing blobs %s", ref, iox.ErrOffline, strings.Join(missing, ", "))
 	}
 	s.log().Debug("resolved image from the cache", "ref", ref, "digest", res.ManifestDigest, "layers", len(res.Layers))
 	return res, nil
@@ -554,7 +549,7 @@ func (s *Source) copyBlob(ctx context.Context, store Store, src types.ImageSourc
 		return 0, false, fmt.Errorf("oci: %s: storing %s %s: %w", ref, kind, want, err)
 	}
 	if got != want {
-		return 0, false, fmt.Errorf("oci: %s: %s %w: stored as %s, want %s", ref, kind, ErrDigestMismatch, got, want)
+		return 0, false, fmt.Errorf("oci: %s: %s %w: stored as %s, want %s", ref, kind, iox.ErrDigestMismatch, got, want)
 	}
 	if info.Size >= 0 && n != info.Size {
 		return 0, false, fmt.Errorf("oci: %s: %s %s: got %d bytes, the manifest says %d", ref, kind, want, n, info.Size)
@@ -605,7 +600,7 @@ func putBytes(ctx context.Context, store Store, ref, kind string, b []byte, d di
 		return fmt.Errorf("oci: %s: storing %s %s: %w", ref, kind, d, err)
 	}
 	if got != d.String() {
-		return fmt.Errorf("oci: %s: %s %w: stored as %s, want %s", ref, kind, ErrDigestMismatch, got, d)
+		return fmt.Errorf("oci: %s: %s %w: stored as %s, want %s", ref, kind, iox.ErrDigestMismatch, got, d)
 	}
 	return nil
 }
@@ -613,7 +608,7 @@ func putBytes(ctx context.Context, store Store, ref, kind string, b []byte, d di
 // readManifest reads a manifest (or manifest list) blob from the store.
 func readManifest(store Store, ref string, d digest.Digest) ([]byte, error) {
 	if !store.Has(d.String()) {
-		return nil, fmt.Errorf("oci: %s: %w: missing manifest %s", ref, ErrOffline, d)
+		return nil, fmt.Errorf("oci: %s: %w: missing manifest %s", ref, iox.ErrOffline, d)
 	}
 	rc, err := store.Open(d.String())
 	if err != nil {
@@ -628,7 +623,7 @@ func readManifest(store Store, ref string, d digest.Digest) ([]byte, error) {
 		return nil, fmt.Errorf("oci: %s: manifest %s is larger than %d bytes", ref, d, maxManifestSize)
 	}
 	if ok, err := manifest.MatchesDigest(b, d); err != nil || !ok {
-		return nil, fmt.Errorf("oci: %s: manifest %s in the cache: %w", ref, d, ErrDigestMismatch)
+		return nil, fmt.Errorf("oci: %s: manifest %s in the cache: %w", ref, d, iox.ErrDigestMismatch)
 	}
 	return b, nil
 }

@@ -1,0 +1,227 @@
+package bake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/labbake/labbake/builders/boot"
+	"github.com/labbake/labbake/builders/disk"
+	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/cache"
+	"github.com/labbake/labbake/internal/iox"
+	"github.com/labbake/labbake/internal/plan"
+	"github.com/labbake/labbake/internal/recipe"
+)
+
+// Result is what a build of one role wrote.
+type Result struct {
+	Role     string
+	Image    string // path of ROLE.qcow2
+	Manifest string // path of ROLE.manifest.json
+	Raw      string // path of ROLE.raw when KeepRaw
+	Plan     *plan.Plan
+	SHA256   string
+	Size     int64 // bytes of the qcow2 file
+	Files    int
+	Took     time.Duration
+}
+
+// build bakes one job into OutDir/ROLE.qcow2 and its manifest. Everything
+// that can be refused is checked before OutDir is touched: the tree is
+// assembled, the plan completed and the root file system's size checked in
+// the work dir. Outputs are written under temporary names and renamed when
+// complete (see commitPair), so a failed or killed build leaves the
+// previous outputs as they were.
+func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
+	start := time.Now()
+	log := b.opts.logger().With("role", j.Role)
+	work, release, err := cache.WorkDir(b.opts.CacheDir, j.Role)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	a := &assembler{lab: b.Lab, r: j.Recipe, res: b.opts.Resolver, pins: j.pins, files: b.files, log: log, work: work}
+	t, err := a.assemble(ctx, time.Unix(b.epoch, 0).UTC())
+	if err != nil {
+		return nil, err
+	}
+	p, err := b.plan(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("plan resolved", "digest", p.Digest, "inputs", len(p.Inputs), "epoch", p.Epoch)
+	ids := diskIDs(p)
+	bootRes, err := prepareBoot(ctx, t, j.Recipe, p, ids, work, log)
+	if err != nil {
+		return nil, err
+	}
+	layout, err := disk.NewLayout(p.Disk.Size, ids)
+	if err != nil {
+		return nil, at(j.Recipe.Disk.SizePos, fmt.Errorf("disk.size: %w", err))
+	}
+	if err := checkFits(j.Recipe, t, layout); err != nil {
+		return nil, err
+	}
+	w := &writer{opts: b.opts, r: j.Recipe, t: t, out: &Result{Role: j.Role, Plan: p}, layout: layout, boot: bootRes, work: work, log: log}
+	if err := w.write(ctx); err != nil {
+		return nil, err
+	}
+	out := w.out
+	out.Took = time.Since(start)
+	return out, nil
+}
+
+// diskIDs derives every ID the disk carries from the plan.
+func diskIDs(p *plan.Plan) disk.IDs {
+	return disk.IDs{
+		DiskGUID:    p.UUID("disk"),
+		BIOSGUID:    p.UUID("part-bios"),
+		ESPGUID:     p.UUID("part-esp"),
+		RootGUID:    p.UUID("part-root"),
+		RootFSUUID:  p.UUID("root-fs"),
+		ESPVolumeID: p.Uint32("esp-volume-id"),
+	}
+}
+
+// prepareBoot writes /etc/fstab and lays out the boot loaders and their
+// files in the tree.
+func prepareBoot(ctx context.Context, t *tree.Tree, r *recipe.Recipe, p *plan.Plan, ids disk.IDs, work string, log *slog.Logger) (*boot.Result, error) {
+	blobs := filepath.Join(work, "blobs")
+	if err := t.AddFiles([]tree.File{{Path: "/etc/fstab", Content: disk.Fstab(ids.RootFSUUID, p.Disk.FstabOptions), Mode: 0o644}}, blobs); err != nil {
+		return nil, fmt.Errorf("writing fstab: %w", err)
+	}
+	step := time.Now()
+	res, err := boot.Prepare(ctx, t, boot.Options{
+		Methods: p.Disk.Boot, RootFSUUID: ids.RootFSUUID, Cmdline: p.Kernel.Cmdline, Pin: p.Kernel.Version,
+		WorkDir: filepath.Join(work, "boot"), Logger: log,
+	})
+	if err != nil {
+		return nil, bootError(r, err)
+	}
+	if err := t.AddFiles(res.TreeFiles, blobs); err != nil {
+		return nil, fmt.Errorf("writing the boot loader's files: %w", err)
+	}
+	if len(res.Loaders) > 0 {
+		log.Info("boot loaders laid out", "kernel", res.Kernel.Version, "loaders", strings.Join(res.Loaders, ", "), "took", since(step))
+	}
+	return res, nil
+}
+
+// checkFits refuses a tree that cannot fit the root partition, at the
+// recipe's disk.size, before the disk is written: rootEstimate's Sure is
+// a lower bound of what the root needs. What it cannot tell (files of the
+// host that mke2fs may store sparser) is caught when mke2fs runs out of
+// room, by tooSmall, still before anything is written to OutDir.
+func checkFits(r *recipe.Recipe, t *tree.Tree, l disk.Layout) error {
+	if u := rootEstimate(t, l.Root.Size); u.Sure > l.Root.Size {
+		return tooSmall(r, l, fmt.Sprintf("the files take at least %s", iox.Bytes(u.Sure)))
+	}
+	return nil
+}
+
+// tooSmall places a root file system too small for the tree at disk.size.
+func tooSmall(r *recipe.Recipe, l disk.Layout, why string) error {
+	return at(r.Disk.SizePos, fmt.Errorf("disk.size: %s is too small for the image's files: its root file system holds %s and %s (directories and files in 4 KiB blocks, ext4's inode tables and journal); make the disk larger",
+		recipe.FormatSize(r.Disk.Size), iox.Bytes(l.Root.Size), why))
+}
+
+// writer writes one role's outputs from its assembled tree and plan.
+type writer struct {
+	opts   Options
+	r      *recipe.Recipe
+	t      *tree.Tree
+	out    *Result
+	layout disk.Layout
+	boot   *boot.Result
+	work   string
+	log    *slog.Logger
+}
+
+// write writes the raw disk in the work dir, then the image and its
+// manifest into OutDir under the role's lock.
+func (w *writer) write(ctx context.Context) error {
+	rawPath := filepath.Join(w.work, "disk.raw")
+	res, err := w.writeDisk(ctx, rawPath)
+	if err != nil {
+		return err
+	}
+	out, outDir := w.out, w.opts.OutDir
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return fmt.Errorf("creating output dir: %w", err)
+	}
+	unlock, err := iox.LockFile(ctx, filepath.Join(outDir, "."+out.Role+".lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	removeStale(outDir, "."+out.Role+".")
+
+	step := time.Now()
+	out.Image = filepath.Join(outDir, out.Role+".qcow2")
+	tmpImage, sum, size, err := writeQcow2(ctx, rawPath, out.Image, out.Plan.Disk.Size, w.opts.Compress, w.opts.Progress)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmpImage) // a no-op once renamed
+	out.SHA256, out.Size = sum, size
+	w.log.Info("qcow2 converted", "bytes", size, "compressed", w.opts.Compress, "took", since(step))
+
+	out.Manifest = filepath.Join(outDir, out.Role+".manifest.json")
+	tmpManifest, err := writeTemp(out.Manifest, newManifest(out.Plan, out, w.opts.Compress, res.Layout, w.boot))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmpManifest)
+	if w.opts.KeepRaw {
+		out.Raw = filepath.Join(outDir, out.Role+".raw")
+		if err := os.Rename(rawPath, out.Raw); err != nil {
+			return fmt.Errorf("keeping the raw disk: %w", err)
+		}
+	}
+	return commitPair(tmpManifest, out.Manifest, tmpImage, out.Image)
+}
+
+// writeDisk writes the raw disk at rawPath (in the work dir). A root file
+// system too small for the tree is the recipe's fault, at disk.size.
+func (w *writer) writeDisk(ctx context.Context, rawPath string) (*disk.Result, error) {
+	p := w.out.Plan
+	step := time.Now()
+	dopts := disk.Options{
+		Size: p.Disk.Size, IDs: diskIDs(p), Epoch: p.EpochTime(), WorkDir: filepath.Join(w.work, "disk"), Logger: w.log,
+		ESPFiles: w.boot.ESPFiles,
+	}
+	if w.boot.BIOS != nil {
+		dopts.MBRCode, dopts.BIOSCore = w.boot.BIOS.MBRCode, w.boot.BIOS.Core
+	}
+	u := rootEstimate(w.t, w.layout.Root.Size)
+	stopWatch := watch(w.opts.Progress, w.out.Role+" disk", u.Sure+u.Host+espBytes(w.boot), func() int64 { return allocated(rawPath) })
+	res, err := disk.Build(ctx, w.t, rawPath, dopts)
+	stopWatch()
+	if errors.Is(err, disk.ErrRootFull) {
+		return nil, tooSmall(w.r, w.layout, "mke2fs ran out of room: "+err.Error())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing disk: %w", err)
+	}
+	w.out.Files = res.Files
+	w.log.Info("raw disk written", "files", res.Files, "size", p.Disk.Size, "took", since(step))
+	return res, nil
+}
+
+// espBytes is what the ESP's files hold.
+func espBytes(b *boot.Result) int64 {
+	var n int64
+	for _, f := range b.ESPFiles {
+		n += int64(len(f.Data))
+		if fi, err := os.Stat(f.Source); f.Source != "" && err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}

@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/binary"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// writeTarFile writes a tar of name → content (regular files, 0644).
+func writeTarFile(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		c := files[name]
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(c)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openWatch counts the opens of files by anyone, with inotify: IN_OPEN
+// and IN_CLOSE_NOWRITE alternate for each read of a file, so no two
+// queued events are alike and none are merged.
+type openWatch struct {
+	fd  int
+	wds map[int32]string
+}
+
+func watchOpens(t *testing.T, paths ...string) *openWatch {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Skipf("inotify: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	w := &openWatch{fd: fd, wds: map[int32]string{}}
+	for _, p := range paths {
+		wd, err := unix.InotifyAddWatch(fd, p, unix.IN_OPEN|unix.IN_CLOSE_NOWRITE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.wds[int32(wd)] = p
+	}
+	return w
+}
+
+// opens returns how often each watched file was opened so far.
+func (w *openWatch) opens(t *testing.T) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	buf := make([]byte, 64<<10)
+	for {
+		k, err := unix.Read(w.fd, buf)
+		if err == unix.EAGAIN {
+			return n
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= k; {
+			wd := int32(binary.NativeEndian.Uint32(buf[off:]))
+			mask := binary.NativeEndian.Uint32(buf[off+4:])
+			nameLen := int(binary.NativeEndian.Uint32(buf[off+12:]))
+			if mask&unix.IN_OPEN != 0 {
+				n[w.wds[wd]]++
+			}
+			if mask&unix.IN_Q_OVERFLOW != 0 {
+				t.Fatal("inotify queue overflowed")
+			}
+			off += unix.SizeofInotifyEvent + nameLen
+		}
+	}
+}
+
+// build --all of two roles with tar bases reads each base once: the tree
+// applies it and the plan takes the digest hashed on the way (issue 9:
+// the CLI resolved each role, then bake.Build resolved again and read the
+// base for the tree besides, so each base was opened 3 times and hashed
+// twice). A base two roles share is read once by each.
+func TestBuildReadsEachBaseOnce(t *testing.T) {
+	requireTool(t, "mke2fs")
+	lab := t.TempDir()
+	writeFiles(t, lab, map[string]string{
+		"lab.yaml":            "name: t\nnodes:\n  - {name: m, role: master, ip: 172.18.0.2}\n  - {name: w, role: worker, ip: 172.18.0.3}\n  - {name: s, role: spare, ip: 172.18.0.4}\n",
+		"recipes/master.yaml": "base: {tar: master.tar}\ndisk: {size: 300MiB, boot: []}\n",
+		"recipes/worker.yaml": "base: {tar: worker.tar}\nlayers: [{tar: shared.tar}]\ndisk: {size: 300MiB, boot: []}\n",
+		"recipes/spare.yaml":  "base: {tar: shared.tar}\ndisk: {size: 300MiB, boot: []}\n",
+	})
+	tars := map[string]string{}
+	for _, name := range []string{"master", "worker", "shared"} {
+		tars[name] = filepath.Join(lab, name+".tar")
+		writeTarFile(t, tars[name], map[string]string{
+			"etc/hostname":                name + "\n",
+			"usr/share/" + name + "/data": strings.Repeat(name, 300<<10), // past the reader's buffer
+		})
+	}
+	w := watchOpens(t, tars["master"], tars["worker"], tars["shared"])
+	out := t.TempDir()
+	stdout, stderr, code := run(t, "-C", lab, "--cache", t.TempDir(), "--out", out, "build", "--all")
+	if code != 0 {
+		t.Fatalf("build --all: exit %d\n%s%s", code, stdout, stderr)
+	}
+	got := w.opens(t)
+	t.Logf("opens: master.tar %d, worker.tar %d, shared.tar %d", got[tars["master"]], got[tars["worker"]], got[tars["shared"]])
+	want := map[string]int{tars["master"]: 1, tars["worker"]: 1, tars["shared"]: 2}
+	for p, n := range want {
+		if got[p] != n {
+			t.Errorf("%s opened %d times, want %d", filepath.Base(p), got[p], n)
+		}
+	}
+	for _, role := range []string{"master", "worker", "spare"} {
+		if _, err := os.Stat(filepath.Join(out, role+".qcow2")); err != nil {
+			t.Error(err)
+		}
+	}
+	// The plan the image records is the one labbake plan prints, which
+	// reads the files itself: the digests hashed on the way are right.
+	for _, role := range []string{"master", "worker", "spare"} {
+		planOut, stderr, code := run(t, "-C", lab, "--cache", t.TempDir(), "plan", role)
+		manifest, err := os.ReadFile(filepath.Join(out, role+".manifest.json"))
+		if code != 0 || err != nil {
+			t.Fatalf("plan %s: exit %d, %v\n%s", role, code, err, stderr)
+		}
+		digest := strings.Fields(strings.SplitN(planOut, "\n", 3)[1])[1]
+		if !strings.Contains(string(manifest), `"plan_digest": "`+digest+`"`) {
+			t.Errorf("%s: labbake plan says %s, the manifest:\n%s", role, digest, manifest)
+		}
+	}
+}
+
+// Content larger than the disk is refused at disk.size, exit 2, before
+// anything is written (issue 9, item 7: mke2fs failed, exit 1, after the
+// output dir was made): files the build extracted are counted before the
+// disk is written; the host's files of a dir base, which mke2fs may store
+// sparser than the host does, when mke2fs runs out of room. A sparse file
+// larger than the disk is no reason to refuse.
+func TestBuildContentLargerThanDisk(t *testing.T) {
+	requireTool(t, "mke2fs")
+	const lab = "name: t\nnodes: [{name: m, role: master, ip: 172.18.0.2}]\n"
+	full := strings.Repeat("labbake!", 5<<20) // 40 MiB, no zero block; the root of 235MiB holds 32 MiB
+	for _, tc := range []struct {
+		name   string
+		recipe string
+		files  map[string]string
+		sparse string // a file of 400 MiB of holes at this path
+		want   string // "" : the build succeeds
+	}{
+		{"tar base", "base: {tar: rootfs.tar}\ndisk: {size: 235MiB, boot: []}\n", nil, "",
+			"recipes/master.yaml:2:14: disk.size: 235MiB is too small for the image's files: its root file system holds 32.0 MiB and the files take at least"},
+		{"dir base", "base: {dir: rootfs}\ndisk: {size: 235MiB, boot: []}\n", map[string]string{"rootfs/big": full}, "",
+			"recipes/master.yaml:2:14: disk.size: 235MiB is too small for the image's files: its root file system holds 32.0 MiB and mke2fs ran out of room"},
+		{"sparse file larger than the disk", "base: {dir: rootfs}\ndisk: {size: 300MiB, boot: []}\n", map[string]string{"rootfs/etc/hostname": "m\n"}, "rootfs/big", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := map[string]string{"lab.yaml": lab, "recipes/master.yaml": tc.recipe}
+			for k, v := range tc.files {
+				files[k] = v
+			}
+			writeFiles(t, dir, files)
+			writeTarFile(t, filepath.Join(dir, "rootfs.tar"), map[string]string{"big": full})
+			if tc.sparse != "" {
+				f, err := os.Create(filepath.Join(dir, tc.sparse))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := f.Truncate(400 << 20); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+			}
+			out := filepath.Join(dir, "output")
+			stdout, stderr, code := run(t, "-C", dir, "--cache", t.TempDir(), "build", "master")
+			if tc.want == "" {
+				if code != 0 {
+					t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+				}
+				return
+			}
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want 2 and %q\nstdout: %s\nstderr: %s", code, tc.want, stdout, stderr)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("the output dir was created: %v", err)
+			}
+		})
+	}
+}
+
+// A symlink at OUT/.ROLE.lock is refused, not followed (issue 9, item 10):
+// the build fails and creates nothing where it points.
+func TestBuildLockNotFollowed(t *testing.T) {
+	requireTool(t, "mke2fs")
+	lab, outside := t.TempDir(), t.TempDir()
+	writeFiles(t, lab, map[string]string{
+		"lab.yaml":            "name: t\nnodes: [{name: m, role: master, ip: 172.18.0.2}]\n",
+		"recipes/master.yaml": "base: {tar: rootfs.tar}\ndisk: {size: 300MiB, boot: []}\n",
+		"output/.master.lock": "->" + filepath.Join(outside, "created"),
+	})
+	writeTarFile(t, filepath.Join(lab, "rootfs.tar"), map[string]string{"etc/hostname": "m\n"})
+	stdout, stderr, code := run(t, "-C", lab, "--cache", t.TempDir(), "build", "master")
+	if code == 0 || !strings.Contains(stderr, "lock files are never followed") {
+		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "created")); !os.IsNotExist(err) {
+		t.Errorf("the lock's symlink was followed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(lab, "output", "master.qcow2")); !os.IsNotExist(err) {
+		t.Errorf("an image was written: %v", err)
+	}
+}

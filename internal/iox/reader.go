@@ -1,0 +1,22 @@
+package iox
+
+import (
+	"context"
+	"io"
+)
+
+// Reader returns a reader of r that fails with ctx's error once ctx is
+// done, so that a long copy or parse of r stops at its next read.
+func Reader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
