@@ -20,8 +20,9 @@ import (
 // loaded there, the kit's bridge.conf as /etc/qemu/bridge.conf (an overlay
 // of /etc seen only inside), and two machines started by the kit's
 // launcher on taps on the bridge (qemu-bridge-helper). They come up with
-// their addresses from their seeds, reach each other and the bridge
-// address, and the launcher stops them cleanly.
+// their addresses from their seeds, the host reaches them over the bridge
+// (ssh with the kit's ssh_config: their lab addresses), they reach each
+// other and the bridge address, and the launcher stops them cleanly.
 func TestBridge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots two VMs on a bridge in a network namespace (about 4 minutes)")
@@ -97,7 +98,6 @@ done
 ssh -F $kit/ssh_config n1 ip -o -4 addr show lab0
 ssh -F $kit/ssh_config n1 ping -c 2 -W 5 172.18.0.6
 ssh -F $kit/ssh_config n2 ping -c 2 -W 5 172.18.0.1
-ping -c 1 -W 5 172.18.0.5
 for m in n1 n2; do LB_STOP_TIMEOUT=120 $kit/run-qemu stop $m; done
 grep -c "reboot: Power down" %[3]s/run/n1.log %[3]s/run/n2.log
 `, ns, kit, out)
@@ -117,8 +117,5 @@ grep -c "reboot: Power down" %[3]s/run/n1.log %[3]s/run/n2.log
 		if strings.Count(o, want) < map[string]int{"2 received": 2}[want] || !strings.Contains(o, want) {
 			t.Errorf("output lacks %q", want)
 		}
-	}
-	if !strings.Contains(o, "1 received") {
-		t.Error("the host side of the bridge did not reach n1")
 	}
 }
