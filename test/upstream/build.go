@@ -52,10 +52,10 @@ type Result struct {
 
 // File is one built file.
 type File struct {
-	Name   string // base name, e.g. kubelet
-	Path   string // where it was written
-	Size   int64
-	SHA256 string // hex
+	Name   string `json:"name"` // base name, e.g. kubelet
+	Path   string `json:"path"` // where it was written
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"` // hex
 }
 
 // DefaultCacheDir is $LABBAKE_UPSTREAM_CACHE, else labbake-upstream under

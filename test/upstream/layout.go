@@ -20,9 +20,9 @@ import (
 // Published is one file Layout wrote, by its path below the tree's root
 // (which is also its URL path below the server's base URL).
 type Published struct {
-	Path   string // e.g. dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet
-	Size   int64
-	SHA256 string
+	Path   string `json:"path"` // e.g. dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // Layout writes the built binaries under root in upstream's URL layout, with
@@ -115,7 +115,11 @@ func layoutEtcd(r *Result, add addFunc) error {
 		{"go.etcd.io/etcd/etcdctl/v3", "READMEv2.md", "READMEv2-etcdctl.md"},
 		{"go.etcd.io/etcd/etcdutl/v3", "README.md", "README-etcdutl.md"},
 	} {
-		src := filepath.Join(r.moduleDir(doc.module), doc.file)
+		dir := r.moduleDir(doc.module)
+		if dir == "" {
+			continue
+		}
+		src := filepath.Join(dir, doc.file)
 		if _, err := os.Stat(src); err == nil {
 			members = append(members, member{name: top + "/" + doc.as, src: src, mode: 0o644})
 		}
