@@ -222,7 +222,7 @@ func tarGz(members []member, mtime time.Time, dirs bool) ([]byte, error) {
 
 func gzipBytes(raw []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}
