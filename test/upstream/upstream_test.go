@@ -501,3 +501,24 @@ func ociConfig(ctx context.Context, name string) ([]byte, error) {
 	defer img.Close()
 	return img.ConfigBlob(ctx)
 }
+
+func TestThrowAwayGoModErrors(t *testing.T) {
+	k8s, err := Kubernetes("v1.37.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Kubernetes go.mod without staging replacements is not one this
+	// builder understands: say so rather than build against v0.0.0.
+	if _, err := throwAwayGoMod(k8s, &goModJSON{Go: "1.26.0"}); err == nil || !strings.Contains(err.Error(), "staging") {
+		t.Errorf("no staging replacements: %v", err)
+	}
+	if _, err := Kubernetes("1.37.2"); err == nil {
+		t.Error("Kubernetes(1.37.2) without the v succeeded")
+	}
+	if _, err := Program("nope", "v1"); err == nil {
+		t.Error("Program(nope) succeeded")
+	}
+	if _, err := Bake(context.Background(), &Builder{CacheDir: t.TempDir()}, Options{Only: []string{"kubelet"}, OutDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "unknown component") {
+		t.Errorf("Bake(kubelet): %v", err)
+	}
+}
