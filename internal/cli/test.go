@@ -136,6 +136,12 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions, role string) error 
 			fmt.Fprintf(g.stderr, "%7.1fs  %s\n", m.At.Seconds(), m.Name)
 		},
 	})
+	return report(g, role, logPath, res, err)
+}
+
+// report prints one line per check and turns the boot's outcome into the
+// verb's error: the boot's own, the failed checks, or checks missing.
+func report(g *globals, role, logPath string, res *vmtest.Result, err error) error {
 	if res != nil {
 		for _, c := range res.Checks {
 			status := "ok  "
