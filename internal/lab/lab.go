@@ -140,32 +140,43 @@ func Open(ctx context.Context, l *recipe.Lab, opts Options) (*Lab, error) {
 	if len(l.SSH.AuthorizedKeys) == 0 {
 		s.Kit.SSH.IdentityFile = filepath.Join(out, bake.PKIDir, "ssh", "id_ed25519")
 	}
-	for _, n := range l.Nodes {
+	if s.Kit.Machines, err = s.kitMachines(ports); err != nil {
+		return nil, err
+	}
+	if err := s.Kit.Validate(); err != nil {
+		return nil, &UsageError{err}
+	}
+	return s, nil
+}
+
+// kitMachines are the lab's machines as the kit and QEMU see them: files
+// under OUT, firmware from the image's manifest, forwarded ports in user
+// mode.
+func (s *Lab) kitMachines(ports map[string]map[string]int) ([]kit.Machine, error) {
+	var out []kit.Machine
+	for _, n := range s.Recipe.Nodes {
 		ip, err := netip.ParseAddr(n.IP)
 		if err != nil {
 			return nil, err
 		}
 		m := kit.Machine{
 			Name: n.Name, Role: n.Role, IP: ip, CPUs: n.CPUs, MemoryMiB: n.MemoryBytes >> 20,
-			Image:    filepath.Join(out, n.Role+".qcow2"),
+			Image:    filepath.Join(s.OutDir, n.Role+".qcow2"),
 			Overlay:  machine.PathsFor(s.RunDir, n.Name).Overlay,
 			Vars:     machine.PathsFor(s.RunDir, n.Name).Vars,
-			Seed:     filepath.Join(out, bake.SeedDir, n.Name+".iso"),
+			Seed:     filepath.Join(s.OutDir, bake.SeedDir, n.Name+".iso"),
 			Firmware: s.firmware(n.Role),
 		}
-		if mode == kit.ModeUser {
+		if s.Mode == kit.ModeUser {
 			p := ports[n.Name]
 			m.SSHPort = p["ssh"]
 			if api := p["api"]; api != 0 {
 				m.Forwards = append(m.Forwards, kit.Forward{HostPort: api, GuestPort: APIPort})
 			}
 		}
-		s.Kit.Machines = append(s.Kit.Machines, m)
+		out = append(out, m)
 	}
-	if err := s.Kit.Validate(); err != nil {
-		return nil, &UsageError{err}
-	}
-	return s, nil
+	return out, nil
 }
 
 func orDefault(s, d string) string {

@@ -1,0 +1,85 @@
+package lab
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/labbake/labbake/builders/kit"
+	"github.com/labbake/labbake/internal/recipe"
+)
+
+func testLab(t *testing.T) *recipe.Lab {
+	t.Helper()
+	dir := t.TempDir()
+	for p, c := range map[string]string{
+		"lab.yaml":            "name: t\nnodes:\n  - {name: master, role: master, ip: 172.18.0.2}\n  - {name: n1, role: node, ip: 172.18.0.3, cpus: 1, memory: 512MiB}\n",
+		"recipes/master.yaml": "base: {dir: root}\ndisk: {boot: []}\n",
+		"recipes/node.yaml":   "extends: master\n",
+		"root/etc/hostname":   "x\n",
+	} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := recipe.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestOpenUserMode: ports are chosen once and kept, the segment is the
+// lab's own, the machines' files live under OUT, and Check names what to
+// run when images and seeds are missing.
+func TestOpenUserMode(t *testing.T) {
+	l := testLab(t)
+	out := t.TempDir()
+	opts := Options{OutDir: out, Network: kit.ModeUser}
+	a, err := Open(context.Background(), l, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(context.Background(), l, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Mode != kit.ModeUser || a.Accel != kit.AccelTCG {
+		t.Errorf("mode %s accel %s", a.Mode, a.Accel)
+	}
+	ma, mb := a.Kit.Machines, b.Kit.Machines
+	if len(ma) != 2 || ma[0].SSHPort == 0 || ma[0].SSHPort != mb[0].SSHPort || ma[1].SSHPort != mb[1].SSHPort || ma[0].SSHPort == ma[1].SSHPort {
+		t.Errorf("ports not chosen once and kept: %+v / %+v", ma, mb)
+	}
+	if len(ma[0].Forwards) != 1 || ma[0].Forwards[0].GuestPort != APIPort || len(ma[1].Forwards) != 0 {
+		t.Errorf("only the control plane forwards the API: %+v", ma)
+	}
+	if ma[1].CPUs != 1 || ma[1].MemoryMiB != 512 || ma[1].Image != filepath.Join(out, "node.qcow2") || ma[1].Seed != filepath.Join(out, "seed", "n1.iso") {
+		t.Errorf("machine n1: %+v", ma[1])
+	}
+	if a.Kit.Network.McastGroup != b.Kit.Network.McastGroup || !strings.HasPrefix(a.Kit.Network.McastGroup, "239.255.") {
+		t.Errorf("segment %q / %q", a.Kit.Network.McastGroup, b.Kit.Network.McastGroup)
+	}
+	other, err := Open(context.Background(), l, Options{OutDir: t.TempDir(), Network: kit.ModeUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Kit.Network.McastGroup == a.Kit.Network.McastGroup {
+		t.Error("two output dirs of one lab share a segment")
+	}
+	if server, ok := a.APIServer(); !ok || !strings.HasPrefix(server, "https://127.0.0.1:") {
+		t.Errorf("API server %q", server)
+	}
+	err = a.Check([]string{"master", "n1"})
+	for _, want := range []string{"run labbake build master", "run labbake build node", "run labbake seed n1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Check: %v, want %q", err, want)
+		}
+	}
+	if _, err := a.Names([]string{"nosuch"}); err == nil {
+		t.Error("an unknown machine was accepted")
+	}
+}
