@@ -155,13 +155,13 @@ func TestCommand(t *testing.T) {
 			name: "uefi tcg",
 			opts: Options{Firmware: UEFI},
 			m:    m,
-			want: "-name labbake-test -machine q35 -accel tcg -smp 2 -m 2048 -nographic -serial stdio " +
+			want: "-name labbake-test -machine q35 -accel tcg,thread=single -smp 2 -m 2048 -nographic -serial stdio " +
 				"-monitor unix:/tmp/x,y/monitor.sock,server=on,wait=off -no-reboot -nic none " +
 				"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd " +
 				"-drive if=pflash,format=raw,unit=1,file=/tmp/x,,y/VARS.fd " +
 				"-device virtio-scsi-pci,id=scsi0 " +
 				"-drive file=/tmp/x,,y/overlay.qcow2,format=qcow2,if=none,id=disk0,discard=unmap,cache=writeback " +
-				"-device scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1 -fw_cfg name=opt/labbake/test,string=1",
+				"-device scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1 -fw_cfg name=opt/labbake/test,string=1 -device virtio-rng-pci",
 		},
 		{
 			name: "bios kvm direct kernel",
@@ -171,7 +171,7 @@ func TestCommand(t *testing.T) {
 				"-monitor unix:/m.sock,server=on,wait=off -no-reboot -nic none " +
 				"-device virtio-scsi-pci,id=scsi0 " +
 				"-drive file=/o.qcow2,format=qcow2,if=none,id=disk0,discard=unmap,cache=writeback " +
-				"-device scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1 -fw_cfg name=opt/labbake/test,string=1 " +
+				"-device scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1 -fw_cfg name=opt/labbake/test,string=1 -device virtio-rng-pci " +
 				"-kernel /k -initrd /i -append root=UUID=u console=ttyS0",
 		},
 		{
@@ -181,13 +181,13 @@ func TestCommand(t *testing.T) {
 				Gateway: netip.MustParseAddr("172.18.0.1"), Guest: netip.MustParseAddr("172.18.0.5"), SSHPort: 2222,
 			}},
 			m: machine{overlay: "/o.qcow2", monitor: "/m.sock", accel: "tcg"},
-			want: "-name labbake-test -machine pc -accel tcg -smp 2 -m 2048 -nographic -serial stdio " +
+			want: "-name labbake-test -machine pc -accel tcg,thread=single -smp 2 -m 2048 -nographic -serial stdio " +
 				"-monitor unix:/m.sock,server=on,wait=off -no-reboot " +
 				"-netdev user,id=lab,restrict=on,net=172.18.0.0/16,host=172.18.0.1,hostfwd=tcp:127.0.0.1:2222-172.18.0.5:22 " +
 				"-device virtio-net-pci,netdev=lab,mac=52:54:eb:79:54:ec " +
 				"-device virtio-scsi-pci,id=scsi0 " +
 				"-drive file=/o.qcow2,format=qcow2,if=none,id=disk0,discard=unmap,cache=writeback " +
-				"-device scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1 -fw_cfg name=opt/labbake/test,string=1 " +
+				"-device scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1 -fw_cfg name=opt/labbake/test,string=1 -device virtio-rng-pci " +
 				"-drive file=/out/seed/n1.iso,format=raw,if=none,id=seed,media=cdrom,readonly=on -device scsi-cd,drive=seed,bus=scsi0.0",
 		},
 	} {

@@ -150,9 +150,14 @@ func command(opts Options, m machine) []string {
 	} else {
 		args = append(args, "-machine", "q35")
 	}
-	args = append(args, "-accel", m.accel)
 	if m.accel == "kvm" {
-		args = append(args, "-cpu", "host")
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else {
+		// One thread for all vCPUs: multi-threaded TCG can run a stale
+		// translation of kernel text another vCPU is patching (a
+		// static key flipped through int3) and the guest panics; seen
+		// once in CI with Debian's 6.12 kernel and 2 vCPUs.
+		args = append(args, "-accel", m.accel+",thread=single")
 	}
 	args = append(args,
 		"-smp", strconv.Itoa(cpus),
@@ -178,6 +183,9 @@ func command(opts Options, m machine) []string {
 		"-drive", "file="+drivePath(m.overlay)+",format=qcow2,if=none,id=disk0,discard=unmap,cache=writeback",
 		"-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1",
 		"-fw_cfg", "name="+checks.FwCfgName+",string=1",
+		// Entropy from the host: the guest's random pool is ready at
+		// once instead of after seconds of emulated interrupts.
+		"-device", "virtio-rng-pci",
 	)
 	if opts.Seed != "" {
 		args = append(args,
