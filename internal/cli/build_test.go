@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
@@ -142,6 +143,28 @@ func TestBuildReadsEachBaseOnce(t *testing.T) {
 		digest := strings.Fields(strings.SplitN(planOut, "\n", 3)[1])[1]
 		if !strings.Contains(string(manifest), `"plan_digest": "`+digest+`"`) {
 			t.Errorf("%s: labbake plan says %s, the manifest:\n%s", role, digest, manifest)
+		}
+	}
+	// plan --all --json: an array of every role's plan, in lab.yaml's
+	// order, with the digests the images record.
+	planOut, stderr, code := run(t, "-C", lab, "--cache", t.TempDir(), "plan", "--all", "--json")
+	var plans []struct {
+		Role   string `json:"role"`
+		Digest string `json:"digest"`
+	}
+	if code != 0 {
+		t.Fatalf("plan --all --json: exit %d\n%s", code, stderr)
+	}
+	if err := json.Unmarshal([]byte(planOut), &plans); err != nil {
+		t.Fatalf("plan --all --json: %v\n%s", err, planOut)
+	}
+	if len(plans) != 3 {
+		t.Fatalf("plan --all --json gave %d plans, want 3", len(plans))
+	}
+	for _, p := range plans {
+		manifest, err := os.ReadFile(filepath.Join(out, p.Role+".manifest.json"))
+		if err != nil || !strings.Contains(string(manifest), `"plan_digest": "`+p.Digest+`"`) {
+			t.Errorf("plan --all --json: %s has digest %q; %v\n%s", p.Role, p.Digest, err, manifest)
 		}
 	}
 }

@@ -37,7 +37,7 @@ func TestExitCodes(t *testing.T) {
 		{"unknown role", []string{"-C", lab, "render", "master"}, 2, "recipes/master.yaml"},
 		{"no lab", []string{"-C", filepath.Join(lab, "missing"), "plan", "master"}, 2, "lab.yaml"},
 		{"bad log format", []string{"-C", lab, "--log-format", "xml", "build", "master"}, 2, "--log-format"},
-		{"plan needs a role", []string{"-C", lab, "plan"}, 2, "accepts 1 arg"},
+		{"plan needs a role", []string{"-C", lab, "plan"}, 2, "name a role"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, code := run(t, tc.args...)
