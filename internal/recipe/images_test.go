@@ -31,9 +31,9 @@ func TestImages(t *testing.T) {
 			ctrd: Containerd{Namespace: "k8s.io", Root: "/var/lib/containerd"},
 		},
 		{
-			name:   "same image twice across extends",
-			common: "images: [{ref: registry.k8s.io/pause:3.10.2}]\n",
-			master: "images: [{ref: 'docker://registry.k8s.io/pause:3.10.2'}]\n",
+			name:    "same image twice across extends",
+			common:  "images: [{ref: registry.k8s.io/pause:3.10.2}]\n",
+			master:  "images: [{ref: 'docker://registry.k8s.io/pause:3.10.2'}]\n",
 			wantErr: []string{"recipes/master.yaml:2:16: images[1].ref: duplicate image registry.k8s.io/pause:3.10.2 (also images[0])"},
 		},
 		{
