@@ -111,11 +111,12 @@ func ParseManifest(b []byte) (manifest Blob, config Blob, layers []Blob, err err
 // descriptor checks a descriptor of a manifest: a sha256 digest, a media
 // type and a size.
 func descriptor(d imgspec.Descriptor, what string) (Blob, error) {
+	// Validate first: Algorithm panics on a digest without a colon.
+	if err := d.Digest.Validate(); err != nil {
+		return Blob{}, fmt.Errorf("%s digest %q: %w", what, d.Digest, err)
+	}
 	if d.Digest.Algorithm() != digest.SHA256 {
 		return Blob{}, fmt.Errorf("%s digest %q: want sha256:HEX", what, d.Digest)
-	}
-	if err := d.Digest.Validate(); err != nil {
-		return Blob{}, fmt.Errorf("%s digest: %w", what, err)
 	}
 	if d.MediaType == "" {
 		return Blob{}, fmt.Errorf("%s %s has no media type", what, d.Digest)
