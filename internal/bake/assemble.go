@@ -20,11 +20,11 @@ import (
 	"github.com/labbake/labbake/internal/resolve"
 )
 
-// assembler builds the image's tree: base, layers, artifacts, overlays,
-// units, files, checks; then takes secrets out. Remote inputs are read
-// from the cache by the digests pins holds; the lab's tar files are hashed
-// while they are applied, into files, so that the plan does not read them
-// again.
+// assembler builds the image's tree: base, layers, artifacts, container
+// images, overlays, units, files, checks; then takes secrets out. Remote
+// inputs are read from the cache by the digests pins holds; the lab's tar
+// files are hashed while they are applied, into files, so that the plan
+// does not read them again.
 type assembler struct {
 	lab   *recipe.Lab
 	r     *recipe.Recipe
@@ -34,6 +34,8 @@ type assembler struct {
 	log   *slog.Logger
 	work  string
 	blobs string
+	// preloaded are the container images the images stage wrote.
+	preloaded []ManifestImage
 }
 
 func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, error) {
@@ -44,7 +46,7 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 	}
 	t := tree.New(epoch)
 	t.SetLogger(a.log)
-	for _, stage := range []func(context.Context, *tree.Tree) error{a.base, a.layers, a.artifacts, a.overlays, a.inline} {
+	for _, stage := range []func(context.Context, *tree.Tree) error{a.base, a.layers, a.artifacts, a.images, a.overlays, a.inline} {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

@@ -30,6 +30,8 @@ type Result struct {
 	Size     int64 // bytes of the qcow2 file
 	Files    int
 	Took     time.Duration
+	// Images are the container images preloaded into containerd.
+	Images []ManifestImage
 }
 
 // build bakes one job into OutDir/ROLE.qcow2 and its manifest. Everything
@@ -68,7 +70,7 @@ func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 	if err := checkFits(j.Recipe, t, layout); err != nil {
 		return nil, err
 	}
-	w := &writer{opts: b.opts, r: j.Recipe, t: t, out: &Result{Role: j.Role, Plan: p}, layout: layout, boot: bootRes, work: work, log: log}
+	w := &writer{opts: b.opts, r: j.Recipe, t: t, out: &Result{Role: j.Role, Plan: p, Images: a.preloaded}, layout: layout, boot: bootRes, work: work, log: log}
 	if err := w.write(ctx); err != nil {
 		return nil, err
 	}

@@ -14,17 +14,19 @@ import (
 // Manifest is ROLE.manifest.json: what went into an image and what came
 // out, so that a user or CI can tell two images apart without opening them.
 type Manifest struct {
-	Lab          string           `json:"lab"`
-	Role         string           `json:"role"`
-	PlanDigest   string           `json:"plan_digest"`
-	RecipeDigest string           `json:"recipe_digest"`
-	Epoch        int64            `json:"epoch"`
-	EpochSource  string           `json:"epoch_source"`
-	Inputs       []plan.Input     `json:"inputs"`
-	Output       ManifestOutput   `json:"output"`
-	Root         ManifestRoot     `json:"root"`
-	Partitions   []disk.Partition `json:"partitions"`
-	Boot         ManifestBoot     `json:"boot"`
+	Lab          string       `json:"lab"`
+	Role         string       `json:"role"`
+	PlanDigest   string       `json:"plan_digest"`
+	RecipeDigest string       `json:"recipe_digest"`
+	Epoch        int64        `json:"epoch"`
+	EpochSource  string       `json:"epoch_source"`
+	Inputs       []plan.Input `json:"inputs"`
+	// Images are the container images preloaded into containerd.
+	Images     []ManifestImage  `json:"images,omitempty"`
+	Output     ManifestOutput   `json:"output"`
+	Root       ManifestRoot     `json:"root"`
+	Partitions []disk.Partition `json:"partitions"`
+	Boot       ManifestBoot     `json:"boot"`
 }
 
 // ManifestBoot describes how the image boots.
@@ -67,6 +69,7 @@ func newManifest(p *plan.Plan, r *Result, compressed bool, l disk.Layout, b *boo
 		Epoch:        p.Epoch,
 		EpochSource:  p.EpochSource,
 		Inputs:       inputs,
+		Images:       r.Images,
 		Output: ManifestOutput{
 			File:        filepath.Base(r.Image),
 			Format:      "qcow2",

@@ -39,6 +39,9 @@ type Plan struct {
 	Inputs       []Input `json:"inputs"`
 	Disk         Disk    `json:"disk"`
 	Kernel       Kernel  `json:"kernel"`
+	// Containerd is where the images inputs are preloaded; nil when the
+	// recipe preloads none.
+	Containerd *Containerd `json:"containerd,omitempty"`
 	// Digest is the sha256 of the plan's JSON with Digest empty.
 	Digest string `json:"digest"`
 }
@@ -59,14 +62,16 @@ const (
 	ArtifactArchive Kind = "artifact-archive"
 	ArtifactImage   Kind = "artifact-image"
 	ArtifactFile    Kind = "artifact-file"
-	Unit            Kind = "unit"
-	Overlay         Kind = "overlay"
+	// ContainerImage is an image preloaded into containerd's store.
+	ContainerImage Kind = "image"
+	Unit           Kind = "unit"
+	Overlay        Kind = "overlay"
 )
 
 // Remote reports whether inputs of kind k come from outside the lab dir.
 func (k Kind) Remote() bool {
 	switch k {
-	case BaseDebian, BaseOCI, LayerOCI, ArtifactURL, ArtifactArchive, ArtifactImage:
+	case BaseDebian, BaseOCI, LayerOCI, ArtifactURL, ArtifactArchive, ArtifactImage, ContainerImage:
 		return true
 	}
 	return false
@@ -74,7 +79,9 @@ func (k Kind) Remote() bool {
 
 // Image reports whether inputs of kind k are OCI images (a manifest, a
 // config and layers).
-func (k Kind) Image() bool { return k == BaseOCI || k == LayerOCI || k == ArtifactImage }
+func (k Kind) Image() bool {
+	return k == BaseOCI || k == LayerOCI || k == ArtifactImage || k == ContainerImage
+}
 
 // Input is one pinned input of a build.
 type Input struct {
@@ -101,6 +108,14 @@ type Disk struct {
 type Kernel struct {
 	Version string `json:"version,omitempty"` // pinned; "" takes the highest in the image
 	Cmdline string `json:"cmdline"`
+}
+
+// Containerd is the store the container images go to, and those of them
+// given CRI's pinned label.
+type Containerd struct {
+	Namespace string   `json:"namespace"`
+	Root      string   `json:"root"`
+	Pinned    []string `json:"pinned,omitempty"` // image names, in recipe order
 }
 
 // EpochTime is the plan's epoch as a time.
@@ -243,10 +258,10 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 		}
 		return path
 	}
-	image := func(field string, kind Kind, ref string, pos recipe.Pos) {
+	image := func(field string, kind Kind, name, ref string, pos recipe.Pos) {
 		var cfg string
 		var layers []string
-		in := add(Input{Field: field, Kind: kind, Name: ref, Source: ref}, pos, func() (string, int64, error) {
+		in := add(Input{Field: field, Kind: kind, Name: name, Source: ref}, pos, func() (string, int64, error) {
 			m, c, l, err := res.ImageInput(ctx, ref)
 			cfg, layers = c, l
 			return m, 0, err
@@ -265,12 +280,12 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 			return res.DebianBase(ctx, r.Base.Debian, epoch)
 		})
 	case r.Base.OCI != "":
-		image("base", BaseOCI, r.Base.OCI, r.Base.Pos)
+		image("base", BaseOCI, r.Base.OCI, r.Base.OCI, r.Base.Pos)
 	}
 	for i, l := range r.Layers {
 		field := fmt.Sprintf("layers[%d]", i)
 		if l.OCI != "" {
-			image(field, LayerOCI, l.OCI, l.Pos)
+			image(field, LayerOCI, l.OCI, l.OCI, l.Pos)
 			continue
 		}
 		add(Input{Field: field, Kind: LayerTar, Name: rel(l.Tar)}, l.Pos, func() (string, int64, error) { return digestFile(l.Tar) })
@@ -287,9 +302,20 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 				return res.URL(ctx, a.Archive, a.SHA256, a.SHA256URL)
 			})
 		case a.Image != "":
-			image(field, ArtifactImage, a.Image, a.Pos)
+			image(field, ArtifactImage, a.Image, a.Image, a.Pos)
 		case a.File != "":
 			add(Input{Field: field, Kind: ArtifactFile, Name: a.Dest, Source: rel(a.File)}, a.Pos, func() (string, int64, error) { return digestFile(a.File) })
+		}
+	}
+	for i, img := range r.Images {
+		image(fmt.Sprintf("images[%d]", i), ContainerImage, img.Name, img.Ref, img.Pos)
+	}
+	if len(r.Images) > 0 {
+		p.Containerd = &Containerd{Namespace: r.Containerd.Namespace, Root: r.Containerd.Root}
+		for _, img := range r.Images {
+			if img.Pinned {
+				p.Containerd.Pinned = append(p.Containerd.Pinned, img.Name)
+			}
 		}
 	}
 	for i, u := range r.Units {
@@ -346,6 +372,9 @@ func unsupported(r *recipe.Recipe) error {
 	}
 	if len(r.Artifacts) > 0 {
 		return at(r.Artifacts[0].Pos, "artifacts")
+	}
+	if len(r.Images) > 0 {
+		return at(r.Images[0].Pos, "images")
 	}
 	return nil
 }

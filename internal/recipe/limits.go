@@ -17,7 +17,8 @@ const (
 	// rendered.
 	maxYAMLFile = 4 << 20
 	// maxEntries bounds each list of a recipe (files, artifacts, units,
-	// overlays, layers, each list of checks) once extends are merged.
+	// overlays, layers, images, each list of checks) once extends are
+	// merged.
 	maxEntries = 10000
 	// maxInline bounds the bytes a recipe holds in memory for the image:
 	// files' content, unit files and rendered unit and overlay templates.
@@ -61,7 +62,7 @@ func (d *decoder) checkEntries(top fields) bool {
 			good = false
 		}
 	}
-	for _, key := range []string{"layers", "artifacts", "files", "units", "overlays"} {
+	for _, key := range []string{"layers", "artifacts", "files", "units", "overlays", "images"} {
 		check(top.get(key), key)
 	}
 	if c := top.get("checks"); c != nil && c.Kind == yaml.MappingNode {

@@ -114,7 +114,7 @@ func (l *Lab) recipe(ctx context.Context, role string) (*Recipe, error) {
 }
 
 func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
-	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "disk", "kernel", "checks", "secrets")
+	f, ok := d.mapping(root, "", "base", "layers", "artifacts", "files", "units", "overlays", "images", "containerd", "disk", "kernel", "checks", "secrets")
 	if !ok {
 		return
 	}
@@ -128,6 +128,8 @@ func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
 	rec.Files = d.decodeFiles(f.get("files"))
 	rec.Units = d.decodeUnits(l, f.get("units"), rec.Role)
 	rec.Overlays = d.decodeOverlays(l, f.get("overlays"), rec.Role)
+	rec.Images = d.decodeImages(f.get("images"))
+	rec.Containerd = d.decodeContainerd(f)
 	rec.Disk = d.decodeDisk(f)
 	rec.Kernel = d.decodeKernel(f)
 	rec.Checks = d.decodeChecks(f.get("checks"))

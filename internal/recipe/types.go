@@ -19,10 +19,13 @@ type Recipe struct {
 	Files     []File
 	Units     []Unit
 	Overlays  []Overlay
-	Disk      Disk
-	Kernel    Kernel
-	Checks    Checks
-	Secrets   Secrets
+	// Images are container images preloaded into Containerd's store.
+	Images     []Image
+	Containerd Containerd
+	Disk       Disk
+	Kernel     Kernel
+	Checks     Checks
+	Secrets    Secrets
 }
 
 // Source is one recipe file and its rendered text.
