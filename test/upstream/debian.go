@@ -35,9 +35,12 @@ const DefaultDebianKeyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
 // gives, and unpacks a package with dpkg-deb -x. Indexes and packages are
 // kept under CacheDir by their sha256.
 type Debian struct {
-	Mirror   string // DefaultDebianMirror when empty
-	Suite    string // e.g. trixie
-	Keyring  string // DefaultDebianKeyring when empty; "-" skips gpgv
+	Mirror string // DefaultDebianMirror when empty
+	Suite  string // e.g. trixie
+	// Keyring is what gpgv checks InRelease with, DefaultDebianKeyring when
+	// empty; without it InRelease is trusted for its HTTPS transport, and
+	// "-" trusts it as fetched (tests with a local archive).
+	Keyring  string
 	CacheDir string // required
 	Client   *http.Client
 	Log      *slog.Logger
@@ -56,7 +59,7 @@ type DebPackage struct {
 	SHA256   string `json:"sha256"`
 	// Suite, Release and Date are the suite's as InRelease states them
 	// (trixie, 13.8, its Date field); Verified says how InRelease was
-	// trusted: "gpgv" or "https".
+	// trusted: "gpgv", "https" or "none" (Debian.Keyring "-").
 	Suite    string `json:"suite"`
 	Release  string `json:"release,omitempty"`
 	Date     string `json:"date,omitempty"`
@@ -192,7 +195,9 @@ func (d *Debian) inRelease(ctx context.Context) (*debRelease, error) {
 		keyring = DefaultDebianKeyring
 	}
 	verified := "https"
-	if _, err := os.Stat(keyring); err == nil && keyring != "-" {
+	if keyring == "-" {
+		verified = "none"
+	} else if _, err := os.Stat(keyring); err == nil {
 		cmd := exec.CommandContext(ctx, "gpgv", "--keyring", keyring, "--output", "-", "-")
 		cmd.Stdin = bytes.NewReader(data)
 		var stderr bytes.Buffer
@@ -220,8 +225,8 @@ func parseRelease(data []byte) *debRelease {
 		line = strings.TrimRight(line, "\r")
 		if strings.HasPrefix(line, " ") && inSHA {
 			f := strings.Fields(line)
-			if len(f) == 3 {
-				if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+			if len(f) == 3 && len(f[0]) == 64 {
+				if n, err := strconv.ParseInt(f[1], 10, 64); err == nil && n >= 0 {
 					rel.sha256[f[2]] = debSum{hex: f[0], size: n}
 				}
 			}
@@ -255,7 +260,7 @@ func parsePackages(r io.Reader) (map[string][]DebPackage, error) {
 		if p.Package == "" {
 			return nil
 		}
-		if p.Version == "" || p.Filename == "" || len(p.SHA256) != 64 {
+		if p.Version == "" || p.Filename == "" || len(p.SHA256) != 64 || p.Size < 0 {
 			return fmt.Errorf("package %s: Version, Filename or SHA256 missing", p.Package)
 		}
 		out[p.Package] = append(out[p.Package], p)
