@@ -48,6 +48,11 @@ type Result struct {
 	// when the build list is the one upstream builds with.
 	Drift   []string
 	Elapsed time.Duration
+	// Debian is the package the binaries were taken from, for the
+	// components served from Debian (runc, cni); Module then names the
+	// package and its Debian version, and Module.Time is the packaged
+	// files' mtime.
+	Debian *DebPackage
 }
 
 // File is one built file.

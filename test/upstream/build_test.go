@@ -25,13 +25,16 @@ import (
 // takes minutes on two cores.
 const buildEnv = "LABBAKE_UPSTREAM_BUILD"
 
-// TestBuildServePull builds crictl, pause and the hostname server end to end
-// (from the Go module proxy into the cache of DefaultCacheDir), twice: the
+// TestBuildServePull builds crictl, pause, the hostname server and the
+// Calico and Headlamp stand-ins end to end (from the Go module proxy into
+// the cache of DefaultCacheDir) and takes runc and the CNI plugins from
+// Debian trixie, twice: the
 // second time in another directory with an empty Go build cache, and every
 // binary, archive and image must come out byte-identical. It then serves the
 // tree, fetches crictl's archive and checksum over HTTP and runs the crictl
 // inside, pushes the images to docker-registry, pulls them back with
-// containers/image and runs the pulled programs.
+// containers/image and runs the pulled programs; it runs the served
+// calicoctl and a CNI plugin from the served archive.
 func TestBuildServePull(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds from the Go module proxy")
@@ -46,7 +49,7 @@ func TestBuildServePull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	opt := Options{Versions: DefaultVersions(), Only: []string{"pause", "hostname", "crictl"}}
+	opt := Options{Versions: DefaultVersions(), Only: []string{"pause", "hostname", "crictl", "calico", "headlamp", "runc", "cni"}}
 
 	opt.OutDir = t.TempDir()
 	first, err := Bake(ctx, &Builder{CacheDir: cache, Log: log}, opt)
@@ -128,6 +131,8 @@ func TestBuildServePull(t *testing.T) {
 	}
 	runHostname(t, progs["hostname"])
 	runPause(t, progs["pause"])
+	runStandIns(t, progs)
+	runServedCalicoCNI(t, srv, opt.Versions)
 }
 
 // runHostname starts the hostname server on a free port and asks it.
@@ -171,6 +176,105 @@ func runHostname(t *testing.T, bin []byte) {
 			t.Fatalf("hostname on %s: %v\n%s", addr, err, stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runStandIns runs the stand-ins as the shipped lab's manifests do: the
+// calico-node probes exit 0, install exits 0, and headlamp-server (with
+// Headlamp's flags) answers HTTP.
+func runStandIns(t *testing.T, progs map[string][]byte) {
+	t.Helper()
+	dir := t.TempDir()
+	run := func(name string, args ...string) (string, error) {
+		exe := filepath.Join(dir, filepath.Base(name))
+		if err := os.WriteFile(exe, progs[name], 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(exe, args...).CombinedOutput()
+		return string(out), err
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"bin/calico-node", []string{"-felix-live", "-bird-live"}},
+		{"bin/calico-node", []string{"-felix-ready"}},
+		{"opt/cni/bin/install", nil},
+	} {
+		if out, err := run(c.name, c.args...); err != nil {
+			t.Errorf("%s %v: %v\n%s", c.name, c.args, err, out)
+		}
+	}
+	if out, err := run("bin/calico-node", "-no-such-flag"); err == nil {
+		t.Errorf("calico-node -no-such-flag succeeded: %s", out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	_ = l.Close()
+	exe := filepath.Join(dir, "headlamp-server")
+	if err := os.WriteFile(exe, progs["headlamp/headlamp-server"], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-in-cluster", "-plugins-dir=/headlamp/plugins", "-port="+port)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("headlamp-server after SIGTERM: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if !strings.Contains(string(b), "stand-in for headlamp v0.43.0") {
+				t.Errorf("headlamp-server answered %q", b)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("headlamp-server on %s: %v", port, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runServedCalicoCNI fetches the served calicoctl and CNI archive over HTTP
+// and runs them: calicoctl version names the tag, Debian's loopback
+// plugin answers CNI_COMMAND=VERSION.
+func runServedCalicoCNI(t *testing.T, srv *Server, v Versions) {
+	t.Helper()
+	dir := t.TempDir()
+	ctl := filepath.Join(dir, "calicoctl")
+	if err := os.WriteFile(ctl, httpGet(t, srv.URL+"/github.com/projectcalico/calico/releases/download/"+v.Calico+"/calicoctl-linux-amd64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(ctl, "version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Client Version:    "+v.Calico) {
+		t.Errorf("calicoctl version: %v\n%s", err, out)
+	}
+	tgz := httpGet(t, srv.URL+"/github.com/containernetworking/plugins/releases/download/"+v.CNIPlugins+"/cni-plugins-linux-amd64-"+v.CNIPlugins+".tgz")
+	loopback, err := fileFromTarGz(tgz, "./loopback")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "loopback")
+	if err := os.WriteFile(exe, loopback, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "CNI_COMMAND=VERSION")
+	cmd.Stdin = strings.NewReader(`{"cniVersion":"0.4.0"}`)
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"supportedVersions"`) {
+		t.Errorf("loopback CNI_COMMAND=VERSION: %v\n%s", err, out)
 	}
 }
 

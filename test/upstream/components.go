@@ -14,11 +14,21 @@ type Versions struct {
 	Etcd       string // go.etcd.io/etcd/{server,etcdctl,etcdutl}/v3, e.g. v3.6.17
 	CoreDNS    string // github.com/coredns/coredns, e.g. v1.14.6
 	Pause      string // the pause image's tag, e.g. 3.10.2 (a stand-in program)
+	// Runc and CNIPlugins are the release tags runc and the CNI plugins
+	// are served under; the binaries come from Debian's packages (runc,
+	// containernetworking-plugins), whatever version the suite carries.
+	Runc       string // e.g. v1.5.3
+	CNIPlugins string // e.g. v1.10.0
+	// Calico and Headlamp are the tags of stand-ins: neither can be built
+	// from the module proxy here.
+	Calico   string // e.g. v3.31.3
+	Headlamp string // e.g. v0.43.0
 }
 
 // DefaultVersions are the newest releases on the Go module proxy of the lines
 // the lab runs (Kubernetes 1.37, containerd 2.x, etcd 3.6), with CoreDNS and
-// the pause tag that kubeadm 1.37 pins (cmd/kubeadm/app/constants).
+// the pause tag that kubeadm 1.37 pins (cmd/kubeadm/app/constants), and the
+// shipped lab's tags for runc, the CNI plugins, Calico and Headlamp.
 func DefaultVersions() Versions {
 	return Versions{
 		Kubernetes: "v1.37.2",
@@ -27,6 +37,10 @@ func DefaultVersions() Versions {
 		Etcd:       "v3.6.17",
 		CoreDNS:    "v1.14.6",
 		Pause:      "3.10.2",
+		Runc:       "v1.5.3",
+		CNIPlugins: "v1.10.0",
+		Calico:     "v3.31.3",
+		Headlamp:   "v0.43.0",
 	}
 }
 

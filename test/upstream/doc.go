@@ -4,6 +4,12 @@
 // it: tests and developers use it to produce real inputs for `labbake lock`
 // and `labbake build` through --mirror, registries.conf and values files.
 //
+// It takes runc and the CNI plugins from Debian's packages (Debian,
+// FetchDebian), and stands in for Calico and Headlamp, which cannot be built
+// here, with one small program (StandIn, CalicoImages, HeadlampImage,
+// CalicoManifest). Output.Values writes a values file that points the
+// shipped lab at all of it.
+//
 // It builds the real programs from the Go module proxy — Kubernetes,
 // containerd, crictl, etcd and CoreDNS — each in a throw-away Go module that
 // requires the upstream module at a pinned version, with CGO disabled,

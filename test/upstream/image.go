@@ -17,7 +17,11 @@ import (
 // ImageSpec describes a single-layer linux/amd64 image assembled from files,
 // without a container engine.
 type ImageSpec struct {
-	Repository   string // path in the registry, e.g. coredns/coredns
+	Repository string // path in the registry, e.g. coredns/coredns
+	// Registry is the upstream registry the image stands in for
+	// (registry.k8s.io, quay.io, ghcr.io; UpstreamRegistries): the image's
+	// name in a lab is Registry/Repository:Tag.
+	Registry     string
 	Tag          string // e.g. v1.14.6
 	Files        []ImageFile
 	Entrypoint   []string
@@ -59,6 +63,16 @@ func (img *Image) Reference(host string) string {
 	return host + "/" + img.Spec.Repository + ":" + img.Spec.Tag
 }
 
+// Upstream is the image's name as a lab writes it, e.g.
+// quay.io/calico/node:v3.31.3.
+func (img *Image) Upstream() string {
+	return img.Reference(img.Spec.Registry)
+}
+
+// UpstreamRegistries are the registries whose images are pushed to the
+// local registry; RegistriesConf sends each there.
+var UpstreamRegistries = []string{"registry.k8s.io", "quay.io", "ghcr.io"}
+
 // baseFiles are what a distroless static base gives every image here: the
 // root and nonroot (65532) users and groups, and /tmp.
 func baseFiles() []member {
@@ -72,8 +86,8 @@ func baseFiles() []member {
 // WriteImage writes spec as an OCI image layout in dir (created if missing,
 // which must not hold another layout). The same spec gives the same bytes.
 func WriteImage(dir string, spec ImageSpec) (*Image, error) {
-	if spec.Repository == "" || spec.Tag == "" || spec.Created.IsZero() {
-		return nil, fmt.Errorf("image %s:%s: repository, tag and created time are required", spec.Repository, spec.Tag)
+	if spec.Repository == "" || spec.Tag == "" || spec.Created.IsZero() || spec.Registry == "" {
+		return nil, fmt.Errorf("image %s:%s: registry, repository, tag and created time are required", spec.Repository, spec.Tag)
 	}
 	name := spec.Repository + ":" + spec.Tag
 	members := baseFiles()

@@ -32,10 +32,13 @@ type Published struct {
 //	github.com/etcd-io/etcd/releases/download/vX/etcd-vX-linux-amd64.tar.gz (+ SHA256SUMS)
 //	github.com/containerd/containerd/releases/download/vX/containerd-X-linux-amd64.tar.gz (+ .sha256sum)
 //	github.com/kubernetes-sigs/cri-tools/releases/download/vX/crictl-vX-linux-amd64.tar.gz (+ .sha256, .sha512)
+//	github.com/opencontainers/runc/releases/download/vX/runc.amd64 (+ runc.sha256sum)
+//	github.com/containernetworking/plugins/releases/download/vX/cni-plugins-linux-amd64-vX.tgz (+ .sha256)
+//	github.com/projectcalico/calico/releases/download/vX/calicoctl-linux-amd64, release-vX.tgz (+ SHA256SUMS)
 //
 // Archives have the members and top directories of upstream's, fixed times
 // (the release's commit time), owner root and sorted entries, so the same
-// binaries give the same archive bytes. CoreDNS and local programs have no
+// binaries give the same archive bytes. CoreDNS, Headlamp and local programs have no
 // download here: they ship as images (WriteImage). It returns the files
 // written, sorted by path.
 func Layout(root string, results []*Result) ([]Published, error) {
@@ -63,6 +66,12 @@ func Layout(root string, results []*Result) ([]Published, error) {
 			err = layoutContainerd(r, add)
 		case "crictl":
 			err = layoutCrictl(r, add)
+		case "runc":
+			err = layoutRunc(r, add)
+		case "cni":
+			err = layoutCNI(r, add)
+		case "calico":
+			err = layoutCalico(r, add)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("layout of %s %s: %w", r.Component.Name, r.Component.Version, err)
@@ -182,6 +191,89 @@ func layoutCrictl(r *Result, add addFunc) error {
 	return add(dir+name+".sha512", []byte(hex.EncodeToString(s512[:])))
 }
 
+// layoutRunc serves runc as runc's release does: runc.amd64 with
+// runc.sha256sum beside it in sha256sum's form (upstream's lists every
+// architecture; this one the file served).
+func layoutRunc(r *Result, add addFunc) error {
+	bin, err := r.file("runc")
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(bin.Path)
+	if err != nil {
+		return err
+	}
+	dir := "github.com/opencontainers/runc/releases/download/" + r.Component.Version + "/"
+	if err := add(dir+"runc.amd64", data); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	return add(dir+"runc.sha256sum", fmt.Appendf(nil, "%s  runc.amd64\n", hex.EncodeToString(sum[:])))
+}
+
+// layoutCNI packs the plugins at the top of cni-plugins-linux-amd64-vX.tgz
+// as the plugins' release script does (./bridge, ./host-local, …, after a
+// "./" entry) and writes NAME.sha256 in sha256sum's form.
+func layoutCNI(r *Result, add addFunc) error {
+	v := r.Component.Version
+	name := "cni-plugins-linux-amd64-" + v + ".tgz"
+	var members []member
+	for _, f := range r.Files {
+		members = append(members, member{name: f.Name, src: f.Path, mode: 0o755})
+	}
+	raw, err := tarPrefixed(members, r.Module.Time, false, true)
+	if err != nil {
+		return err
+	}
+	data, err := gzipBytes(raw)
+	if err != nil {
+		return err
+	}
+	dir := "github.com/containernetworking/plugins/releases/download/" + v + "/"
+	if err := add(dir+name, data); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	return add(dir+name+".sha256", fmt.Appendf(nil, "%s  %s\n", hex.EncodeToString(sum[:]), name))
+}
+
+// layoutCalico serves the stand-in calicoctl as calicoctl-linux-amd64 and
+// release-vX.tgz holding release-vX/manifests/calico.yaml (CalicoManifest),
+// both listed in SHA256SUMS in sha256sum's form, as Calico's release does.
+func layoutCalico(r *Result, add addFunc) error {
+	v := r.Component.Version
+	bin, err := r.file("standin")
+	if err != nil {
+		return err
+	}
+	ctl, err := os.ReadFile(bin.Path)
+	if err != nil {
+		return err
+	}
+	manifest, err := CalicoManifest(v)
+	if err != nil {
+		return err
+	}
+	top := "release-" + v
+	tgz, err := tarGz([]member{{name: top + "/manifests/calico.yaml", data: manifest, mode: 0o644}}, ProgramEpoch, true)
+	if err != nil {
+		return err
+	}
+	dir := "github.com/projectcalico/calico/releases/download/" + v + "/"
+	var sums bytes.Buffer
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"calicoctl-linux-amd64", ctl}, {top + ".tgz", tgz}} {
+		if err := add(dir+f.name, f.data); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(f.data)
+		fmt.Fprintf(&sums, "%s  %s\n", hex.EncodeToString(sum[:]), f.name)
+	}
+	return add(dir+"SHA256SUMS", sums.Bytes())
+}
+
 // moduleDir is where module's source of this build is, next to r.Module.Dir
 // (modules of one release share the version and the module cache).
 func (r *Result) moduleDir(module string) string {
@@ -237,6 +329,13 @@ func gzipBytes(raw []byte) ([]byte, error) {
 
 // tarBytes is tarGz without the compression.
 func tarBytes(members []member, mtime time.Time, dirs bool) ([]byte, error) {
+	return tarPrefixed(members, mtime, dirs, false)
+}
+
+// tarPrefixed is tarBytes, with every name written as "./NAME" after a
+// "./" directory entry when dotSlash (as `tar -C DIR -czf X.tgz .` writes
+// them, the CNI plugins' release archive among others).
+func tarPrefixed(members []member, mtime time.Time, dirs, dotSlash bool) ([]byte, error) {
 	mtime = mtime.UTC().Truncate(time.Second)
 	entries := map[string]member{}
 	for _, m := range members {
@@ -264,9 +363,18 @@ func tarBytes(members []member, mtime time.Time, dirs bool) ([]byte, error) {
 	slices.Sort(names)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	if dotSlash {
+		h := &tar.Header{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime, Format: tar.FormatPAX}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+	}
 	for _, n := range names {
 		m := entries[n]
 		h := &tar.Header{Name: n, Mode: m.mode, ModTime: mtime, Format: tar.FormatPAX}
+		if dotSlash {
+			h.Name = "./" + n
+		}
 		if strings.HasSuffix(n, "/") {
 			h.Typeflag = tar.TypeDir
 			if err := tw.WriteHeader(h); err != nil {

@@ -8,7 +8,7 @@ import (
 
 // programs holds the sources of the small programs built into test images.
 //
-//go:embed programs/pause/main.go programs/hostname/main.go
+//go:embed programs/pause/main.go programs/hostname/main.go programs/standin/main.go
 var programs embed.FS
 
 // ProgramEpoch dates the local programs' images (SOURCE_DATE_EPOCH=0).
@@ -32,6 +32,64 @@ func Program(name, version string) (Component, error) {
 	}, nil
 }
 
+// StandIn is the stand-in program (programs/standin) as the Component
+// called name (calico, headlamp), its version stamped into main.version:
+// one binary, standin, that acts by the name it is installed under.
+func StandIn(name, version string) (Component, error) {
+	c, err := Program("standin", version)
+	if err != nil {
+		return Component{}, err
+	}
+	c.Name = name
+	c.LDFlags = func(ModuleInfo) []string { return []string{"-s", "-w", "-X", "main.version=" + version} }
+	return c, nil
+}
+
+// CalicoImages are stand-ins for Calico's three images of the manifest
+// install, under the repositories quay.io serves them from
+// (calico/node, calico/cni, calico/kube-controllers), each with the stand-in
+// program at the paths the manifest runs: /bin/calico-node;
+// /opt/cni/bin/install; /usr/bin/kube-controllers and
+// /usr/bin/check-status. They run as root, as Calico's do.
+func CalicoImages(r *Result) ([]ImageSpec, error) {
+	bin, err := r.file("standin")
+	if err != nil {
+		return nil, err
+	}
+	v := r.Component.Version
+	file := func(p string) ImageFile { return ImageFile{Path: p, Src: bin.Path, Mode: 0o755} }
+	return []ImageSpec{
+		{Registry: "quay.io", Repository: "calico/node", Tag: v, Files: []ImageFile{file("/bin/calico-node")},
+			Entrypoint: []string{"/bin/calico-node"}, Created: ProgramEpoch},
+		{Registry: "quay.io", Repository: "calico/cni", Tag: v, Files: []ImageFile{file("/opt/cni/bin/install")},
+			Entrypoint: []string{"/opt/cni/bin/install"}, Created: ProgramEpoch},
+		{Registry: "quay.io", Repository: "calico/kube-controllers", Tag: v,
+			Files:      []ImageFile{file("/usr/bin/check-status"), file("/usr/bin/kube-controllers")},
+			Entrypoint: []string{"/usr/bin/kube-controllers"}, Created: ProgramEpoch},
+	}, nil
+}
+
+// HeadlampImage is a stand-in for Headlamp's image
+// (headlamp-k8s/headlamp:TAG, as ghcr.io names it): the stand-in program as
+// /headlamp/headlamp-server answering HTTP on 4466, user 100:101 like
+// upstream's.
+func HeadlampImage(r *Result) (ImageSpec, error) {
+	bin, err := r.file("standin")
+	if err != nil {
+		return ImageSpec{}, err
+	}
+	return ImageSpec{
+		Registry:     "ghcr.io",
+		Repository:   "headlamp-k8s/headlamp",
+		Tag:          r.Component.Version,
+		Files:        []ImageFile{{Path: "/headlamp/headlamp-server", Src: bin.Path, Mode: 0o755}},
+		Entrypoint:   []string{"/headlamp/headlamp-server"},
+		User:         "100:101",
+		ExposedPorts: []string{"4466/tcp"},
+		Created:      ProgramEpoch,
+	}, nil
+}
+
 // CoreDNSImage is CoreDNS's image as its Dockerfile makes it: /coredns with
 // cap_net_bind_service, user 65532:65532, ports 53/tcp and 53/udp, at the
 // path registry.k8s.io serves it from (coredns/coredns:vX.Y.Z).
@@ -41,6 +99,7 @@ func CoreDNSImage(r *Result) (ImageSpec, error) {
 		return ImageSpec{}, err
 	}
 	return ImageSpec{
+		Registry:     "registry.k8s.io",
 		Repository:   "coredns/coredns",
 		Tag:          r.Component.Version,
 		Files:        []ImageFile{{Path: "/coredns", Src: bin.Path, Mode: 0o755, Capabilities: []uint{CapNetBindService}}},
@@ -59,6 +118,7 @@ func PauseImage(r *Result) (ImageSpec, error) {
 		return ImageSpec{}, err
 	}
 	return ImageSpec{
+		Registry:   "registry.k8s.io",
 		Repository: "pause",
 		Tag:        r.Component.Version,
 		Files:      []ImageFile{{Path: "/pause", Src: bin.Path, Mode: 0o755}},
@@ -76,6 +136,7 @@ func HostnameImage(r *Result) (ImageSpec, error) {
 		return ImageSpec{}, err
 	}
 	return ImageSpec{
+		Registry:     "registry.k8s.io",
 		Repository:   "labbake/hostname",
 		Tag:          r.Component.Version,
 		Files:        []ImageFile{{Path: "/hostname", Src: bin.Path, Mode: 0o755}},

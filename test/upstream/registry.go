@@ -178,11 +178,14 @@ func (r *Registry) ManifestDigest(ctx context.Context, repository, tag string) (
 }
 
 // RegistriesConf is a registries.conf (containers-registries.conf(5)) that
-// sends pulls of registry.k8s.io to this registry, over plain HTTP.
+// sends pulls from each of UpstreamRegistries to this registry, over plain
+// HTTP. labbake reads it from $CONTAINERS_REGISTRIES_CONF.
 func (r *Registry) RegistriesConf() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[[registry]]\nprefix = %q\nlocation = %q\ninsecure = true\n", "registry.k8s.io", r.Host)
-	fmt.Fprintf(&b, "\n[[registry]]\nlocation = %q\ninsecure = true\n", r.Host)
+	for _, up := range UpstreamRegistries {
+		fmt.Fprintf(&b, "[[registry]]\nprefix = %q\nlocation = %q\ninsecure = true\n\n", up, r.Host)
+	}
+	fmt.Fprintf(&b, "[[registry]]\nlocation = %q\ninsecure = true\n", r.Host)
 	return b.String()
 }
 

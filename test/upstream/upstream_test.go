@@ -287,6 +287,7 @@ func TestTarRejects(t *testing.T) {
 // capability with getcap.
 func TestWriteImage(t *testing.T) {
 	spec := ImageSpec{
+		Registry:     "registry.k8s.io",
 		Repository:   "coredns/coredns",
 		Tag:          "v1.14.6",
 		Files:        []ImageFile{{Path: "/coredns", Data: []byte("not really coredns\n"), Mode: 0o755, Capabilities: []uint{CapNetBindService}}},
@@ -423,7 +424,7 @@ func TestRegistry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	img, err := WriteImage(filepath.Join(t.TempDir(), "img"), ImageSpec{
-		Repository: "labbake/tiny", Tag: "v1", Created: ProgramEpoch,
+		Registry: "registry.k8s.io", Repository: "labbake/tiny", Tag: "v1", Created: ProgramEpoch,
 		Files:      []ImageFile{{Path: "/hello", Data: []byte("hello\n"), Mode: 0o644}},
 		Entrypoint: []string{"/hello"},
 	})

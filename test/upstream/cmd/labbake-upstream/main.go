@@ -1,9 +1,12 @@
-// Command labbake-upstream stands in for dl.k8s.io, GitHub releases and
-// registry.k8s.io on a machine that reaches only a Go module proxy: it builds
-// Kubernetes, containerd, crictl, etcd and CoreDNS from the proxy (plus the
-// pause and hostname test programs), lays them out in upstream's URL layout
-// with checksum files, and with -serve serves the tree on 127.0.0.1, pushes
-// the images to a local docker-registry and waits for SIGINT or SIGTERM.
+// Command labbake-upstream stands in for dl.k8s.io, GitHub releases,
+// registry.k8s.io, quay.io and ghcr.io on a machine that reaches only a Go
+// module proxy and a Debian mirror: it builds Kubernetes, containerd,
+// crictl, etcd and CoreDNS from the proxy (plus the pause and hostname test
+// programs and the Calico and Headlamp stand-ins), takes runc and the CNI
+// plugins from Debian's packages, lays them out in upstream's URL layout
+// with checksum files, writes OUT/values.yaml for the shipped lab, and with
+// -serve serves the tree on 127.0.0.1, pushes the images to a local
+// docker-registry and waits for SIGINT or SIGTERM.
 //
 //	go run ./test/upstream/cmd/labbake-upstream -serve
 package main
@@ -41,6 +44,7 @@ type report struct {
 	BaseURL   string               `json:"base_url,omitempty"`
 	Registry  string               `json:"registry,omitempty"`
 	Mirrors   []string             `json:"mirrors,omitempty"`
+	Values    string               `json:"values"` // OUT/values.yaml
 }
 
 type buildReport struct {
@@ -50,9 +54,15 @@ type buildReport struct {
 	Seconds   float64         `json:"seconds"`
 	Binaries  []upstream.File `json:"binaries"`
 	Drift     []string        `json:"drift,omitempty"`
+	// Debian, for runc and cni: the package that really provided the
+	// binaries served under Version.
+	Debian *upstream.DebPackage `json:"debian,omitempty"`
+	// StandIn marks what is not the upstream program (Calico, Headlamp).
+	StandIn bool `json:"stand_in,omitempty"`
 }
 
 type imageReport struct {
+	Upstream  string `json:"upstream"` // the name a lab writes, e.g. quay.io/calico/node:v3.31.3
 	Reference string `json:"reference"`
 	Manifest  string `json:"manifest"`
 	Size      int64  `json:"size"`
@@ -77,6 +87,12 @@ func run() error {
 	flag.StringVar(&v.Etcd, "etcd", def.Etcd, "go.etcd.io/etcd/server/v3 (and etcdctl, etcdutl) version")
 	flag.StringVar(&v.CoreDNS, "coredns", def.CoreDNS, "github.com/coredns/coredns version")
 	flag.StringVar(&v.Pause, "pause", def.Pause, "tag of the pause image")
+	flag.StringVar(&v.Runc, "runc", def.Runc, "tag runc is served under (the binary is Debian's)")
+	flag.StringVar(&v.CNIPlugins, "cni", def.CNIPlugins, "tag the CNI plugins are served under (the binaries are Debian's)")
+	flag.StringVar(&v.Calico, "calico", def.Calico, "tag of the Calico stand-ins")
+	flag.StringVar(&v.Headlamp, "headlamp", def.Headlamp, "tag of the Headlamp stand-in image")
+	debMirror := flag.String("debian-mirror", upstream.DefaultDebianMirror, "Debian archive runc and the CNI plugins come from")
+	debSuite := flag.String("debian-suite", "trixie", "Debian suite runc and the CNI plugins come from")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -86,7 +102,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	opt := upstream.Options{Versions: v, OutDir: outDir}
+	opt := upstream.Options{Versions: v, OutDir: outDir,
+		Debian: &upstream.Debian{Mirror: *debMirror, Suite: *debSuite, CacheDir: cache, Log: log}}
 	if *only != "" {
 		opt.Only = strings.Split(*only, ",")
 	}
@@ -98,12 +115,19 @@ func run() error {
 	}
 	log.Info("baked", "seconds", time.Since(start).Round(time.Second).Seconds(), "out", outDir)
 
-	rep := report{Files: o.Published}
+	values := filepath.Join(outDir, "values.yaml")
+	if err := os.WriteFile(values, o.Values(), 0o644); err != nil {
+		return err
+	}
+	rep := report{Files: o.Published, Values: values}
 	for _, r := range o.Results {
-		rep.GoVersion = r.GoVersion
+		if r.GoVersion != "" {
+			rep.GoVersion = r.GoVersion
+		}
 		rep.Builds = append(rep.Builds, buildReport{
 			Component: r.Component.Name, Module: r.Component.Module, Version: r.Component.Version,
 			Seconds: r.Elapsed.Round(100 * time.Millisecond).Seconds(), Binaries: r.Files, Drift: r.Drift,
+			Debian: r.Debian, StandIn: r.Component.Name == "calico" || r.Component.Name == "headlamp",
 		})
 	}
 	var (
@@ -134,11 +158,11 @@ func run() error {
 		}
 	}
 	for _, img := range o.Images {
-		host := "registry.k8s.io"
+		host := img.Spec.Registry
 		if reg != nil {
 			host = reg.Host
 		}
-		rep.Images = append(rep.Images, imageReport{Reference: img.Reference(host), Manifest: img.Manifest.String(), Size: img.Size})
+		rep.Images = append(rep.Images, imageReport{Upstream: img.Upstream(), Reference: img.Reference(host), Manifest: img.Manifest.String(), Size: img.Size})
 	}
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
@@ -151,8 +175,8 @@ func run() error {
 	if !*serve {
 		return nil
 	}
-	fmt.Printf("serving %s at %s, registry at %s (registries.conf: %s); mirrors: --mirror %s\n",
-		o.WWW, srv.URL, reg.Host, filepath.Join(outDir, "registries.conf"), strings.Join(srv.Mirrors(), " --mirror "))
+	fmt.Printf("serving %s at %s, registry at %s (CONTAINERS_REGISTRIES_CONF=%s); labbake --values %s --mirror %s\n",
+		o.WWW, srv.URL, reg.Host, filepath.Join(outDir, "registries.conf"), values, strings.Join(srv.Mirrors(), " --mirror "))
 	<-ctx.Done()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
