@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -174,6 +175,8 @@ var sharedCache string
 // TestMain gives the tests one cache, so the Debian base is built once.
 func TestMain(m *testing.M) {
 	code := func() int {
+		flag.Parse()
+		startUpstream()
 		if c := os.Getenv("LABBAKE_E2E_CACHE"); c != "" {
 			sharedCache = c
 			return m.Run()
