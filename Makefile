@@ -37,7 +37,7 @@ test: deps lint unit fuzz
 
 # The boot test of internal/vmtest bakes bench/out/bootable.tar.
 unit: bench/out/bootable.tar
-	$(GO) test -count=1 -timeout 50m ./...
+	$(GO) test -count=1 -timeout 80m ./...
 
 # Each fuzz target for about 10 s on 2 cores, bounded by a number of
 # executions: a duration bound can fail at its end with a bare "context

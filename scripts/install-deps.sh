@@ -17,6 +17,7 @@ declare -A need=(
   [ssh]=openssh-client [ssh-keygen]=openssh-client [openssl]=openssl
   [socat]=socat [dnsmasq]=dnsmasq-base [nft]=nftables [ip]=iproute2
   [systemd-analyze]=systemd [newuidmap]=uidmap [kubectl]=kubernetes-client
+  [gpgv]=gpgv [dpkg-deb]=dpkg
 )
 missing=()
 for tool in "${!need[@]}"; do
@@ -25,6 +26,8 @@ done
 [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
 [ -f /usr/lib/grub/i386-pc/boot.img ] || missing+=(grub-pc-bin)
 [ -f /usr/lib/grub/x86_64-efi/kernel.img ] || missing+=(grub-efi-amd64-bin)
+# the cluster test checks Debian's InRelease with it (test/upstream)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -eq 0 ]; then sudo=""

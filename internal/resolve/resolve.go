@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"sync"
@@ -149,7 +150,7 @@ func (r *Resolver) Image(ctx context.Context, ref string) (*oci.Resolved, error)
 	}
 	img, err := r.OCI.Pull(ctx, r.Cache, ref, pinned)
 	if err != nil {
-		return nil, offlineHint(err)
+		return nil, registryHint(offlineHint(err))
 	}
 	repull := func() error {
 		_, err := r.OCI.Pull(ctx, r.Cache, ref, img.ManifestDigest)
@@ -269,6 +270,20 @@ func offlineHint(err error) error {
 		return fmt.Errorf("%w; provide it with labbake fetch on a connected machine, or labbake bundle export there and bundle import here", err)
 	}
 	return err
+}
+
+// registryHint turns a registry whose name does not resolve into an
+// unreachable input (one line, with where else to get the image); other
+// errors are returned as they are. The registry's own name is tried only
+// when registries.conf names no reachable mirror for it, so a failed lookup
+// means the image cannot come from here.
+func registryHint(err error) error {
+	var de *net.DNSError
+	if err == nil || errors.Is(err, source.ErrUnreachable) || !errors.As(err, &de) || !de.IsNotFound {
+		return err
+	}
+	return fmt.Errorf("%s: %w (the name does not resolve); mirror the registry in registries.conf ($CONTAINERS_REGISTRIES_CONF), point the lab's images elsewhere with --values FILE, or labbake bundle import a bundle made where it can be reached",
+		de.Name, source.ErrUnreachable)
 }
 
 // IsInputError reports whether err is the user's to fix: an input missing

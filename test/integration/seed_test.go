@@ -394,14 +394,15 @@ func TestSecretScan(t *testing.T) {
 	}
 }
 
-// TestUnreachableUpstreamFailsFast: inputs on a host that does not
-// resolve fail at once (no retries), each named at its position with how
+// TestUnreachableUpstreamFailsFast: inputs on a host (or a registry) that
+// does not resolve fail at once (no retries), each named at its position with how
 // to supply it, exit 2, and nothing is written.
 func TestUnreachableUpstreamFailsFast(t *testing.T) {
 	lab := makeSeedLab(t, "  - {name: master, role: master, ip: 172.18.0.2}\n",
 		"artifacts:\n"+
 			"  - {url: https://dl.labbake-test.invalid/v1/kubelet, sha256: {url: https://dl.labbake-test.invalid/v1/kubelet.sha256}, dest: /usr/local/bin/kubelet}\n"+
-			"  - {url: https://dl.labbake-test.invalid/v1/kubectl, sha256: {url: https://dl.labbake-test.invalid/v1/kubectl.sha256}, dest: /usr/local/bin/kubectl}\n")
+			"  - {url: https://dl.labbake-test.invalid/v1/kubectl, sha256: {url: https://dl.labbake-test.invalid/v1/kubectl.sha256}, dest: /usr/local/bin/kubectl}\n"+
+			"images:\n  - ref: registry.labbake-test.invalid/pause:3.10\n")
 	out := filepath.Join(t.TempDir(), "out")
 	start := time.Now()
 	_, stderr, code := labbake(t, nil, "-C", lab, "--out", out, "--cache", t.TempDir(), "build", "--all")
@@ -409,7 +410,8 @@ func TestUnreachableUpstreamFailsFast(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("exit %d, want 2\n%s", code, stderr)
 	}
-	for _, want := range []string{"recipes/common.yaml:6:5: artifacts[0]", "recipes/common.yaml:7:5: artifacts[1]", "unreachable from this machine", "--mirror"} {
+	for _, want := range []string{"recipes/common.yaml:6:5: artifacts[0]", "recipes/common.yaml:7:5: artifacts[1]", "unreachable from this machine", "--mirror",
+		"recipes/common.yaml:9:5: images[0]: image registry.labbake-test.invalid/pause:3.10: registry.labbake-test.invalid: unreachable from this machine (the name does not resolve); mirror the registry in registries.conf"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("the error lacks %q:\n%s", want, stderr)
 		}
