@@ -158,6 +158,7 @@ func TestCluster(t *testing.T) {
 	baked := must("build", "--all")
 	t.Logf("baked in %s:\n%s", time.Since(start).Round(time.Second), baked)
 	pulls := registryGets(ups.reg.Log())
+	sameImagesForOtherLab(t, ctx, dir, global, out)
 
 	start = time.Now()
 	must(append([]string{"up", "--restrict", "--accel", "tcg", "master", "node-one"}, machine...)...)
@@ -495,4 +496,53 @@ func checkCalico(t *testing.T, ctx context.Context, dir string, global []string,
 		t.Errorf("calico-config's cni_network_config:\n%s", cni)
 	}
 	t.Logf("Calico's add-on applied; calico-node scheduled on both nodes")
+}
+
+// otherLab moves every machine of the shipped lab to other addresses; with
+// another output dir it also gets its own PKI and SSH keys.
+const otherLab = `nodes:
+  - {name: master, role: master, ip: 172.18.7.1, cpus: 2, memory: 2GiB}
+  - {name: node-one, role: node, ip: 172.18.7.2, cpus: 2, memory: 2GiB}
+  - {name: node-two, role: node, ip: 172.18.7.3, cpus: 2, memory: 2GiB}
+`
+
+// sameImagesForOtherLab bakes the shipped lab again with other addresses
+// and another PKI: the role images must be the same bytes (everything
+// that makes a machine itself is in its seed), the seeds must differ.
+func sameImagesForOtherLab(t *testing.T, ctx context.Context, dir string, global []string, out string) {
+	t.Helper()
+	write(t, dir, "other.yaml", otherLab)
+	other := filepath.Join(dir, "out-other")
+	args := append(append([]string{}, global...), "--values", filepath.Join(dir, "other.yaml"), "--out", other, "build", "--all")
+	var so, se bytes.Buffer
+	if err := cli.Run(ctx, args, &so, &se, os.Getenv); err != nil {
+		t.Fatalf("labbake build for other addresses: %v\n%s", err, tail(se.String(), 20))
+	}
+	for _, role := range []string{"master", "node"} {
+		a, b := outputSHA(t, filepath.Join(out, role+".manifest.json")), outputSHA(t, filepath.Join(other, role+".manifest.json"))
+		if a != b {
+			t.Errorf("%s: the image differs between two labs that differ only in addresses and PKI: %s, %s", role, a, b)
+		}
+	}
+	s1, err1 := os.ReadFile(filepath.Join(out, "seed", "master.iso"))
+	s2, err2 := os.ReadFile(filepath.Join(other, "seed", "master.iso"))
+	if err1 != nil || err2 != nil || bytes.Equal(s1, s2) {
+		t.Errorf("the two labs' master seeds are the same (or missing: %v, %v)", err1, err2)
+	}
+}
+
+// outputSHA is the sha256 of the image a manifest describes.
+func outputSHA(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Output struct{ SHA256 string }
+	}
+	if err := json.Unmarshal(b, &m); err != nil || m.Output.SHA256 == "" {
+		t.Fatalf("%s: no output sha256 (%v)", path, err)
+	}
+	return m.Output.SHA256
 }
