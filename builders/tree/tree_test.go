@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -447,5 +448,39 @@ func TestOwnedBlobLifecycle(t *testing.T) {
 	tr.Remove("h")
 	if _, err := os.Stat(host); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// All yields the entries Entries returns, once each, and stops when asked.
+func TestAll(t *testing.T) {
+	tr := New(testEpoch)
+	for _, p := range []string{"/a/b/c", "/a/d", "/e"} {
+		if err := tr.AddFiles([]File{{Path: p, Content: []byte(p)}}, filepath.Join(t.TempDir(), "blobs")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Add(Entry{Path: "/a/l", Type: Hardlink, Linkname: "/e"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for e := range tr.All() {
+		got = append(got, e.Path+" "+e.Type.String())
+	}
+	slices.Sort(got)
+	var want []string
+	for _, e := range tr.Entries() {
+		want = append(want, e.Path+" "+e.Type.String())
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("All yielded %q, want %q", got, want)
+	}
+	n := 0
+	for range tr.All() {
+		n++
+		break
+	}
+	if n != 1 {
+		t.Errorf("All went on after break: %d entries", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/labbake/labbake/builders/boot"
 	"github.com/labbake/labbake/builders/disk"
+	"github.com/labbake/labbake/builders/space"
 	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/cache"
 	"github.com/labbake/labbake/internal/iox"
@@ -32,6 +33,8 @@ type Result struct {
 	Took     time.Duration
 	// Images are the container images preloaded into containerd.
 	Images []ManifestImage
+	// Space is what takes the space in the root file system.
+	Space *space.Report
 }
 
 // build bakes one job into OutDir/ROLE.qcow2 and its manifest. Everything
@@ -70,7 +73,13 @@ func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 	if err := checkFits(j.Recipe, t, layout); err != nil {
 		return nil, err
 	}
-	w := &writer{opts: b.opts, r: j.Recipe, t: t, out: &Result{Role: j.Role, Plan: p, Images: a.preloaded}, layout: layout, boot: bootRes, work: work, log: log}
+	step := time.Now()
+	use, err := space.Measure(t, space.Options{})
+	if err != nil {
+		return nil, err
+	}
+	log.Debug("space measured", "bytes", use.Bytes, "files", use.Files, "took", since(step))
+	w := &writer{opts: b.opts, r: j.Recipe, t: t, out: &Result{Role: j.Role, Plan: p, Images: a.preloaded, Space: use}, layout: layout, boot: bootRes, work: work, log: log}
 	if err := w.write(ctx); err != nil {
 		return nil, err
 	}
@@ -92,9 +101,11 @@ func diskIDs(p *plan.Plan) disk.IDs {
 }
 
 // prepareBoot writes /etc/fstab and lays out the boot loaders and their
-// files in the tree.
+// files in the tree (origins "fstab" and "boot").
 func prepareBoot(ctx context.Context, t *tree.Tree, r *recipe.Recipe, p *plan.Plan, ids disk.IDs, work string, log *slog.Logger) (*boot.Result, error) {
 	blobs := filepath.Join(work, "blobs")
+	defer t.SetOrigin(t.Origin())
+	t.SetOrigin("fstab")
 	if err := t.AddFiles([]tree.File{{Path: "/etc/fstab", Content: disk.Fstab(ids.RootFSUUID, p.Disk.FstabOptions), Mode: 0o644}}, blobs); err != nil {
 		return nil, fmt.Errorf("writing fstab: %w", err)
 	}
@@ -106,6 +117,7 @@ func prepareBoot(ctx context.Context, t *tree.Tree, r *recipe.Recipe, p *plan.Pl
 	if err != nil {
 		return nil, bootError(r, err)
 	}
+	t.SetOrigin("boot")
 	if err := t.AddFiles(res.TreeFiles, blobs); err != nil {
 		return nil, fmt.Errorf("writing the boot loader's files: %w", err)
 	}

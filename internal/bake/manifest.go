@@ -7,6 +7,7 @@ import (
 
 	"github.com/labbake/labbake/builders/boot"
 	"github.com/labbake/labbake/builders/disk"
+	"github.com/labbake/labbake/builders/space"
 	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/plan"
 )
@@ -27,6 +28,9 @@ type Manifest struct {
 	Root       ManifestRoot     `json:"root"`
 	Partitions []disk.Partition `json:"partitions"`
 	Boot       ManifestBoot     `json:"boot"`
+	// Space is what takes the space in the root file system: its files'
+	// bytes by build stage, by directory, by Debian package; the largest.
+	Space *space.Report `json:"space,omitempty"`
 }
 
 // ManifestBoot describes how the image boots.
@@ -88,6 +92,7 @@ func newManifest(p *plan.Plan, r *Result, compressed bool, l disk.Layout, b *boo
 			Loaders: b.Loaders,
 			Cmdline: b.Cmdline,
 		},
+		Space: r.Space,
 	}
 }
 

@@ -49,6 +49,9 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 	out, err := b.Build(cmd.Context(), g.seedOptions(b.Options().Logger))
 	for _, res := range out.Images {
 		fmt.Fprintf(g.stdout, "%s\t%s\tsha256:%s\t%d files\t%s\n", res.Image, iox.Bytes(res.Size), res.SHA256, res.Files, res.Took.Round(1e7))
+		if res.Space != nil {
+			fmt.Fprintf(g.stdout, "  %s (labbake du %s)\n", spaceSummary(res.Space, 5), res.Role)
+		}
 		fmt.Fprintf(g.stdout, "%s\n", res.Manifest)
 		if res.Raw != "" {
 			fmt.Fprintf(g.stdout, "%s\n", res.Raw)

@@ -121,6 +121,7 @@ Builds are reproducible: the same inputs give the same bytes.`,
 		newSSHCmd(g),
 		newResetCmd(g),
 		newKitCmd(g),
+		newDuCmd(g),
 	)
 	return cmd
 }
