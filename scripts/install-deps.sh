@@ -17,7 +17,7 @@ declare -A need=(
   [ssh]=openssh-client [ssh-keygen]=openssh-client [openssl]=openssl
   [socat]=socat [dnsmasq]=dnsmasq-base [nft]=nftables [ip]=iproute2
   [systemd-analyze]=systemd [newuidmap]=uidmap [kubectl]=kubernetes-client
-  [gpgv]=gpgv [dpkg-deb]=dpkg
+  [gpgv]=gpgv [dpkg-deb]=dpkg [runc]=runc
 )
 missing=()
 for tool in "${!need[@]}"; do

@@ -54,15 +54,15 @@ func TestContainerd(t *testing.T) {
 	hello := buildHello(t, filepath.Join(dir, "bin"))
 
 	pause := layoutImage(t, filepath.Join(dir, "pause"), "registry.labbake.test/pause:3.10.2", true, upstream.ImageSpec{
-		Repository: "pause", Tag: "3.10.2", Created: epoch, Entrypoint: []string{"/hello", "-pause"},
+		Registry: "registry.labbake.test", Repository: "pause", Tag: "3.10.2", Created: epoch, Entrypoint: []string{"/hello", "-pause"},
 		Files: []upstream.ImageFile{{Path: "/hello", Src: hello, Mode: 0o755}},
 	})
 	app := layoutImage(t, filepath.Join(dir, "app"), "registry.labbake.test/tools/hello:v1", false, upstream.ImageSpec{
-		Repository: "tools/hello", Tag: "v1", Created: epoch, Entrypoint: []string{"/hello"}, Cmd: []string{"world"},
+		Registry: "registry.labbake.test", Repository: "tools/hello", Tag: "v1", Created: epoch, Entrypoint: []string{"/hello"}, Cmd: []string{"world"},
 		Files: []upstream.ImageFile{{Path: "/hello", Src: hello, Mode: 0o755}, {Path: "/etc/app", Data: []byte("app\n"), Mode: 0o644}},
 	})
 	junk := layoutImage(t, filepath.Join(dir, "junk"), "registry.labbake.test/junk:v1", false, upstream.ImageSpec{
-		Repository: "junk", Tag: "v1", Created: epoch,
+		Registry: "registry.labbake.test", Repository: "junk", Tag: "v1", Created: epoch,
 		Files: []upstream.ImageFile{{Path: "/junk", Data: []byte("to be collected\n"), Mode: 0o644}},
 	})
 	images := []Image{pause, app, junk}

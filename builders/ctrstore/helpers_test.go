@@ -1,6 +1,7 @@
 package ctrstore
 
 import (
+	"context"
 	"flag"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,11 +48,11 @@ func fileImages(t *testing.T) []Image {
 	t.Helper()
 	dir := t.TempDir()
 	a := layoutImage(t, filepath.Join(dir, "a"), "registry.labbake.test/pause:3.10.2", true, upstream.ImageSpec{
-		Repository: "pause", Tag: "3.10.2", Created: epoch,
+		Registry: "registry.labbake.test", Repository: "pause", Tag: "3.10.2", Created: epoch,
 		Files: []upstream.ImageFile{{Path: "/pause", Data: []byte("pause\n"), Mode: 0o755}},
 	})
 	b := layoutImage(t, filepath.Join(dir, "b"), "registry.labbake.test:5000/coredns/coredns:v1.14.6", false, upstream.ImageSpec{
-		Repository: "coredns/coredns", Tag: "v1.14.6", Created: epoch,
+		Registry: "registry.labbake.test", Repository: "coredns/coredns", Tag: "v1.14.6", Created: epoch,
 		Files: []upstream.ImageFile{{Path: "/coredns", Data: []byte("coredns\n"), Mode: 0o755}},
 	})
 	return []Image{a, b}
@@ -111,8 +113,11 @@ func entry(t *testing.T, tr *tree.Tree, p string) tree.Entry {
 }
 
 // tool finds a program in PATH, or under $LABBAKE_UPSTREAM_BIN/DIR (the
-// layout labbake-upstream writes: containerd/, crictl/); the test is
-// skipped without it unless LABBAKE_REQUIRE_TOOLS is set, where it fails.
+// layout labbake-upstream writes: containerd/, crictl/). Without either,
+// containerd and crictl are built here from the Go module proxy once
+// (test/upstream, with its Go build cache: seconds when warm, about three
+// minutes cold) unless -short; the test is skipped when a program cannot be
+// had, or fails when LABBAKE_REQUIRE_TOOLS is set.
 func tool(t *testing.T, dir, name string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
@@ -123,7 +128,11 @@ func tool(t *testing.T, dir, name string) string {
 			return filepath.Join(d, name)
 		}
 	}
-	if up := os.Getenv("LABBAKE_UPSTREAM_BIN"); up != "" {
+	up := os.Getenv("LABBAKE_UPSTREAM_BIN")
+	if up == "" && dir != "" && !testing.Short() {
+		up = builtUpstream(t)
+	}
+	if up != "" {
 		p := filepath.Join(up, dir, name)
 		if _, err := os.Stat(p); err == nil {
 			return p
@@ -134,4 +143,45 @@ func tool(t *testing.T, dir, name string) string {
 	}
 	t.Skipf("%s not found in PATH or $LABBAKE_UPSTREAM_BIN/%s (labbake-upstream builds it)", name, path.Join(dir, name))
 	return ""
+}
+
+// TestMain removes what builtUpstream built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if upstreamBin.dir != "" {
+		os.RemoveAll(filepath.Dir(upstreamBin.dir))
+	}
+	os.Exit(code)
+}
+
+// upstreamBin is where builtUpstream put containerd and crictl.
+var upstreamBin struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// builtUpstream builds containerd and crictl at the lab's versions with
+// test/upstream, once per test binary, and returns the bin directory.
+func builtUpstream(t *testing.T) string {
+	t.Helper()
+	upstreamBin.once.Do(func() {
+		cache, err := upstream.DefaultCacheDir()
+		if err != nil {
+			upstreamBin.err = err
+			return
+		}
+		out, err := os.MkdirTemp("", "labbake-ctrstore-upstream-")
+		if err != nil {
+			upstreamBin.err = err
+			return
+		}
+		_, upstreamBin.err = upstream.Bake(context.Background(), &upstream.Builder{CacheDir: cache},
+			upstream.Options{Versions: upstream.DefaultVersions(), Only: []string{"containerd", "crictl"}, OutDir: out})
+		upstreamBin.dir = filepath.Join(out, "bin")
+	})
+	if upstreamBin.err != nil {
+		t.Fatalf("building containerd and crictl: %v", upstreamBin.err)
+	}
+	return upstreamBin.dir
 }
