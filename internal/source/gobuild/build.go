@@ -74,8 +74,12 @@ type Builder struct {
 	// GoCache is GOCACHE (kept across builds so rebuilds only link); ""
 	// gives each build an empty one in its work dir.
 	GoCache string
-	// TempDir holds the work dirs (the throw-away module, GOMODCACHE, the
-	// outputs); "" means os.TempDir().
+	// WorkDir makes the work dir of one build (the throw-away module,
+	// GOMODCACHE, the outputs) and returns it with a func that removes it;
+	// nil makes one in TempDir.
+	WorkDir func() (dir string, release func(), err error)
+	// TempDir holds the work dirs when WorkDir is nil; "" means
+	// os.TempDir().
 	TempDir string
 	Log     *slog.Logger
 }
@@ -238,6 +242,17 @@ type work struct {
 	goCmd string
 }
 
+func (b *Builder) workDir() (string, func(), error) {
+	if b.WorkDir != nil {
+		return b.WorkDir()
+	}
+	tmp, err := os.MkdirTemp(b.TempDir, "labbake-go-")
+	if err != nil {
+		return "", nil, err
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
+}
+
 // run builds s in a fresh work dir and stores what it made.
 func (b *Builder) run(ctx context.Context, store Store, s Spec, pins Pins, index Index, log *slog.Logger) (*Result, error) {
 	goCmd := b.Go
@@ -248,11 +263,11 @@ func (b *Builder) run(ctx context.Context, store Store, s Spec, pins Pins, index
 		}
 		goCmd = p
 	}
-	tmp, err := os.MkdirTemp(b.TempDir, "labbake-go-")
+	tmp, release, err := b.workDir()
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
+	defer release()
 	w := &work{b: b, dir: filepath.Join(tmp, "module"), goCmd: goCmd}
 	for _, d := range []string{w.dir, filepath.Join(tmp, "out"), filepath.Join(tmp, "proxy")} {
 		if err := os.Mkdir(d, 0o755); err != nil {
