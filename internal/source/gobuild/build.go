@@ -96,9 +96,10 @@ func (b *Builder) log() *slog.Logger {
 // the cached modules (the pinned go.sum's, served as a file:// proxy) or,
 // online, from the user's module proxy. A pinned go.sum or output that the
 // build does not give is an error naming both digests (iox.ErrDigestMismatch).
+// Errors do not name the input: the caller does (a recipe position).
 func (b *Builder) Build(ctx context.Context, store Store, s Spec, pins Pins, offline bool) (*Result, error) {
 	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("go: invalid input: %w", err)
+		return nil, fmt.Errorf("invalid go input: %w", err)
 	}
 	s = s.Normalize()
 	log := b.log().With("go", s.Name())
@@ -110,7 +111,7 @@ func (b *Builder) Build(ctx context.Context, store Store, s Spec, pins Pins, off
 	}
 	unlock, err := store.Lock(ctx, s.BinaryKey().String())
 	if err != nil {
-		return nil, fmt.Errorf("go: locking %s: %w", s.Name(), err)
+		return nil, fmt.Errorf("locking %s: %w", s.BinaryKey(), err)
 	}
 	defer unlock()
 	// A concurrent build may have made it while we waited for the lock.
@@ -132,12 +133,12 @@ func (b *Builder) Build(ctx context.Context, store Store, s Spec, pins Pins, off
 		if pins.GoSum != "" {
 			what = "the modules of go.sum " + pins.GoSum + " are not in the cache"
 		}
-		return nil, fmt.Errorf("go: %s: %s: %w", s.Name(), what, iox.ErrOffline)
+		return nil, fmt.Errorf("%s: %w", what, iox.ErrOffline)
 	}
 	start := time.Now()
 	res, err := b.run(ctx, store, s, pins, index, log)
 	if err != nil {
-		return nil, fmt.Errorf("go: %s: %w", s.Name(), err)
+		return nil, err
 	}
 	res.Built, res.Took = true, time.Since(start)
 	from := "module proxy"
@@ -159,13 +160,13 @@ func (b *Builder) cached(store Store, s Spec, pins Pins) (*Result, bool, error) 
 		}
 		got, ok, err := store.Ref(s.BuildKey(pins.GoSum))
 		if err != nil {
-			return nil, false, fmt.Errorf("go: %s: %w", s.Name(), err)
+			return nil, false, err
 		}
 		if !ok || !store.Has(got) {
 			return nil, false, nil
 		}
 		if pins.Binary != "" && got != pins.Binary {
-			return nil, false, mismatch(s, got, pins.Binary)
+			return nil, false, mismatch(got, pins.Binary)
 		}
 		d = got
 	}
@@ -186,9 +187,9 @@ func (b *Builder) cached(store Store, s Spec, pins Pins) (*Result, bool, error) 
 }
 
 // mismatch is the error of an output that is not the pinned one.
-func mismatch(s Spec, got, want string) error {
-	return fmt.Errorf("go: %s built to %s, but labbake.lock pins %s (same module, go.sum and toolchain: a build that is not reproducible, or a lock made elsewhere; delete the line from labbake.lock to pin the new one): %w",
-		s.Name(), got, want, iox.ErrDigestMismatch)
+func mismatch(got, want string) error {
+	return fmt.Errorf("built to %s, but labbake.lock pins %s (same module, go.sum and toolchain: a build that is not reproducible, or a lock made elsewhere; delete the line from labbake.lock to pin the new one): %w",
+		got, want, iox.ErrDigestMismatch)
 }
 
 // cachedIndex reads the module index of a go.sum from the cache: nil when
@@ -200,15 +201,15 @@ func cachedIndex(store Store, goSum string) (Index, error) {
 	}
 	p, err := store.Path(d)
 	if err != nil {
-		return nil, fmt.Errorf("go: module index of go.sum %s: %w", goSum, err)
+		return nil, fmt.Errorf("module index of go.sum %s: %w", goSum, err)
 	}
 	data, err := readCapped(p, maxIndex)
 	if err != nil {
-		return nil, fmt.Errorf("go: module index of go.sum %s: %w", goSum, err)
+		return nil, fmt.Errorf("module index of go.sum %s: %w", goSum, err)
 	}
 	x, err := ParseIndex(data)
 	if err != nil {
-		return nil, fmt.Errorf("go: module index of go.sum %s (%s): %w", goSum, d, err)
+		return nil, fmt.Errorf("module index of go.sum %s (%s): %w", goSum, d, err)
 	}
 	for _, f := range x {
 		if !store.Has(f.Digest) {
@@ -334,7 +335,7 @@ func (b *Builder) run(ctx context.Context, store Store, s Spec, pins Pins, index
 		return nil, err
 	}
 	if pins.Binary != "" && res.Digest != pins.Binary {
-		return nil, mismatch(s, res.Digest, pins.Binary)
+		return nil, mismatch(res.Digest, pins.Binary)
 	}
 	if !fromCache {
 		if index, err = storeModules(ctx, store, filepath.Join(tmp, "modcache", "cache", "download")); err != nil {
