@@ -229,6 +229,13 @@ func TestGoInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// cache prune keeps the go inputs' module files (no ref names them).
+	if _, _, err := c.Put(context.Background(), strings.NewReader("junk"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if stdout, stderr, code := runEnv(t, env, "-C", lab, "--cache", cacheC, "cache", "prune"); code != 0 || !strings.Contains(stdout, "removed 1 blobs") {
+		t.Errorf("cache prune: exit %d\n%s%s", code, stdout, stderr)
+	}
 	outputs := goOutputs(t, lockFile)
 	for _, d := range outputs {
 		if err := c.Remove(d); err != nil {
