@@ -120,6 +120,20 @@ func TestBuild(t *testing.T) {
 	if out := runBinary(t, a.cache, res.Digest); out != "hello, lab v1.2.3\n" {
 		t.Errorf("the binary says %q", out)
 	}
+	// What the go command itself says of the binary: upstream's godebug
+	// line, trimmed paths, no cgo, the module versions (with -trimpath it
+	// does not record -ldflags: the binary's own output shows the -X).
+	bin, _ := a.cache.Path(res.Digest)
+	info, err := exec.Command("go", "version", "-m", bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go version -m: %v\n%s", err, info)
+	}
+	for _, want := range []string{"\tpath\tlabbake.test/hello/cmd/hello", "\tdep\tlabbake.test/greet\tv1.0.0\th1:", "\tmod\tlabbake.test/hello\tv1.2.3\th1:",
+		"DefaultGODEBUG=panicnil=1", "-trimpath=true", "CGO_ENABLED=0", "GOAMD64=v1"} {
+		if !strings.Contains(string(info), want) {
+			t.Errorf("go version -m lacks %q:\n%s", want, info)
+		}
+	}
 	// go.sum: both modules, their zips and go.mod files.
 	p, _ := a.cache.Path(res.GoSum)
 	sum, _ := os.ReadFile(p)
