@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/labbake/labbake/builders/tree"
@@ -117,6 +118,25 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art re
 			root := matchRoot(art.Extract, m.Name)
 			return a.addMember(t, destFor(root, m.Name), m.Type, m.Linkname, r, art)
 		})
+	case art.Go != nil:
+		in, err := a.pinned(field)
+		if err != nil {
+			return err
+		}
+		p, err := a.res.Cache.Path(in.Digest)
+		if err != nil {
+			return err
+		}
+		names := art.Go.Names()
+		if len(names) == 1 {
+			st, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			return file(destFor(names[0], names[0]), &tree.Blob{Path: p, Size: st.Size()}, art.Mode)
+		}
+		// Several packages: a tar of the binaries, by name.
+		return a.addGoBinaries(ctx, t, p, names, func(name string) string { return destFor(name, name) }, art)
 	case art.Image != "":
 		in, err := a.pinned(field)
 		if err != nil {
@@ -127,6 +147,38 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art re
 		})
 	}
 	return fmt.Errorf("%s: no source", field)
+}
+
+// addGoBinaries adds the binaries of a go input of several packages, read
+// from the tar gobuild made of them: exactly the names it built.
+func (a *assembler) addGoBinaries(ctx context.Context, t *tree.Tree, p string, names []string, dest func(string) string, art recipe.Artifact) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(iox.Reader(ctx, f))
+	seen := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("go binaries %s: %w", p, err)
+		}
+		if !slices.Contains(names, h.Name) || seen[h.Name] || h.Typeflag != tar.TypeReg {
+			return fmt.Errorf("go binaries %s: unexpected member %q", p, h.Name)
+		}
+		seen[h.Name] = true
+		if err := a.addMember(t, dest(h.Name), h.Typeflag, "", tr, art); err != nil {
+			return err
+		}
+	}
+	if len(seen) != len(names) {
+		return fmt.Errorf("go binaries %s: %d of %d binaries", p, len(seen), len(names))
+	}
+	return nil
 }
 
 // addMember adds one file (or symlink) taken out of an archive or image,

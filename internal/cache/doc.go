@@ -14,6 +14,9 @@
 //	                     flock; leftovers of killed writers are removed by
 //	                     the next Open
 //	locks/<hex>          cross-process lock files (see Cache.Lock)
+//	go/build/            GOCACHE of the go inputs' builds (internal/source/gobuild),
+//	                     kept so that a rebuild only links; the go command
+//	                     manages it (go clean -cache empties it)
 //	tmp/build-ROLE-N     a build's work dir (WorkDir), with its lock file
 //	                     tmp/build-ROLE-N.lock; leftovers of killed builds
 //	                     are removed by the next WorkDir

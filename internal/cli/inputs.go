@@ -17,6 +17,7 @@ import (
 	"github.com/labbake/labbake/internal/resolve"
 	"github.com/labbake/labbake/internal/source"
 	"github.com/labbake/labbake/internal/source/debian"
+	"github.com/labbake/labbake/internal/source/gobuild"
 	"github.com/labbake/labbake/internal/source/oci"
 )
 
@@ -59,6 +60,12 @@ func (g *globals) resolver(log *slog.Logger, f inputFlags) (*resolve.Resolver, e
 		},
 		Debian: &debian.Builder{TempDir: tmp, Log: log, Progress: g.progress(), Status: g.status(), Terminal: terminal},
 		OCI:    &oci.Source{Offline: f.offline, Log: log},
+		Go: &gobuild.Builder{
+			Getenv:  g.getenv,
+			GoCache: filepath.Join(c.Dir(), "go", "build"),
+			WorkDir: func() (string, func(), error) { return cache.WorkDir(c.Dir(), "go") },
+			Log:     log,
+		},
 		Lock:   lock,
 		Frozen: f.frozen,
 		Log:    log,

@@ -15,7 +15,7 @@ func newLockCmd(g *globals) *cobra.Command {
 		Use:   "lock",
 		Short: "Pin every input of the lab in labbake.lock",
 		Long: `Lock resolves every symbolic input of every role — image tags, checksum files,
-Debian bases — to digests and writes them to labbake.lock in the lab dir (sorted,
+Debian bases, Go programs (their go.sum and binary) — to digests and writes them to labbake.lock in the lab dir (sorted,
 one input a line). Builds use the lock when it exists; build --frozen refuses
 anything it does not pin, so a rebuild months later gets the same bits.`,
 		Example: `  labbake lock && git add labbake.lock`,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/recipe"
+	"github.com/labbake/labbake/internal/source/gobuild"
 )
 
 // Format is the version of the plan's shape and of the way labbake turns a
@@ -62,6 +63,9 @@ const (
 	ArtifactArchive Kind = "artifact-archive"
 	ArtifactImage   Kind = "artifact-image"
 	ArtifactFile    Kind = "artifact-file"
+	// ArtifactGo is a Go program built from its module (go:): the
+	// binary, or a tar of the binaries for several packages.
+	ArtifactGo Kind = "go"
 	// ContainerImage is an image preloaded into containerd's store.
 	ContainerImage Kind = "image"
 	Unit           Kind = "unit"
@@ -71,7 +75,7 @@ const (
 // Remote reports whether inputs of kind k come from outside the lab dir.
 func (k Kind) Remote() bool {
 	switch k {
-	case BaseDebian, BaseOCI, LayerOCI, ArtifactURL, ArtifactArchive, ArtifactImage, ContainerImage:
+	case BaseDebian, BaseOCI, LayerOCI, ArtifactURL, ArtifactArchive, ArtifactImage, ArtifactGo, ContainerImage:
 		return true
 	}
 	return false
@@ -87,13 +91,20 @@ func (k Kind) Image() bool {
 type Input struct {
 	Field  string   `json:"field"`            // the recipe field: base, layers[0], artifacts[2], units[1]…
 	Kind   Kind     `json:"kind"`             // one of the Kind constants
-	Name   string   `json:"name"`             // path relative to the lab dir, image reference, artifact dest, unit or overlay name
+	Name   string   `json:"name"`             // path relative to the lab dir, image reference, artifact dest, MODULE@VERSION/PKG of a go input, unit or overlay name
 	Source string   `json:"source,omitempty"` // URL or image reference it comes from
 	Pos    string   `json:"pos"`              // where the recipe names it: FILE:LINE:COL
 	Digest string   `json:"digest"`           // content digest; an image's manifest digest
 	Size   int64    `json:"size,omitempty"`
 	Config string   `json:"config,omitempty"` // an image's config blob
 	Layers []string `json:"layers,omitempty"` // an image's layer blobs, lowest first
+	GoSum  string   `json:"go_sum,omitempty"` // a go input's go.sum blob: every module's hash
+	// Modules are the cache blobs of the module files a go input was built
+	// from (its module index first). They are not part of the plan's JSON
+	// nor of its digest: module proxies may serve the same modules (same
+	// go.sum hashes) in other bytes, and the image does not change with
+	// them. Bundles carry them and cache prune keeps them.
+	Modules []string `json:"-"`
 }
 
 // Disk is the shape of the disk to write.
@@ -138,8 +149,8 @@ func Epoch(sourceDateEpoch string, lab *recipe.Lab) (int64, string, error) {
 }
 
 // Blobs lists the cache blobs the plan reads, each once, in plan order:
-// fetched files, Debian base tarballs, and each image's manifest, config
-// and layers.
+// fetched files, Debian base tarballs, each image's manifest, config
+// and layers, and each go input's output, go.sum and module files.
 func (p *Plan) Blobs() []string {
 	var out []string
 	seen := map[string]bool{}
@@ -156,6 +167,9 @@ func (p *Plan) Blobs() []string {
 		case in.Kind.Image():
 			add(in.Digest, in.Config)
 			add(in.Layers...)
+		case in.Kind == ArtifactGo:
+			add(in.Digest, in.GoSum)
+			add(in.Modules...)
 		case in.Kind.Remote():
 			add(in.Digest)
 		}
@@ -169,6 +183,16 @@ type Resolver interface {
 	DebianBase(ctx context.Context, d *recipe.Debian, epoch int64) (digest string, size int64, err error)
 	ImageInput(ctx context.Context, ref string) (manifest, config string, layers []string, err error)
 	URL(ctx context.Context, url, sha256, sha256URL string) (digest string, size int64, err error)
+	GoInput(ctx context.Context, s gobuild.Spec) (GoOutput, error)
+}
+
+// GoOutput is a go input pinned and built: its output blob, go.sum and
+// module files (see Input).
+type GoOutput struct {
+	Digest  string
+	Size    int64
+	GoSum   string
+	Modules []string
 }
 
 // Files gives the digest and size of a file of the lab dir. A build that
@@ -303,6 +327,16 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 			})
 		case a.Image != "":
 			image(field, ArtifactImage, a.Image, a.Image, a.Pos)
+		case a.Go != nil:
+			var out GoOutput
+			in := add(Input{Field: field, Kind: ArtifactGo, Name: a.Go.Name()}, a.Pos, func() (string, int64, error) {
+				var err error
+				out, err = res.GoInput(ctx, *a.Go)
+				return out.Digest, out.Size, err
+			})
+			if in != nil {
+				in.GoSum, in.Modules = out.GoSum, out.Modules
+			}
 		case a.File != "":
 			add(Input{Field: field, Kind: ArtifactFile, Name: a.Dest, Source: rel(a.File)}, a.Pos, func() (string, int64, error) { return digestFile(a.File) })
 		}

@@ -42,7 +42,7 @@ func fuzzLab(t testing.TB, dir string) {
 
 func seedRecipes(f *testing.F) {
 	f.Helper()
-	for _, p := range []string{"testdata/good/recipes/common.yaml", "testdata/good/recipes/master.yaml", "testdata/good/recipes/node.yaml"} {
+	for _, p := range []string{"testdata/good/recipes/common.yaml", "testdata/good/recipes/master.yaml", "testdata/good/recipes/node.yaml", "testdata/good/recipes/remote.yaml"} {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}

@@ -10,11 +10,13 @@ import (
 
 	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/source/debian"
+	"github.com/labbake/labbake/internal/source/gobuild"
 )
 
 // Artifact is a file (or files) put into the image from exactly one
 // source: a URL pinned by sha256, members of an archive fetched by URL, a
-// path inside an OCI image, or a file of the lab dir.
+// path inside an OCI image, a file of the lab dir, or a Go program built
+// from its module.
 type Artifact struct {
 	Dest string // absolute in the image; ending in "/" means a directory
 	Mode uint32 // 0755 unless set (artifacts are mostly programs)
@@ -31,6 +33,10 @@ type Artifact struct {
 	Path  string // path inside the image
 
 	File string // file: absolute host path inside the lab dir
+
+	// Go is a Go program built from a module at a version (go:): its
+	// binary at dest, or several binaries in the dest directory.
+	Go *gobuild.Spec
 
 	Pos Pos
 }
@@ -160,7 +166,7 @@ func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
 			d.errorf(item, path, "expected a mapping, got null")
 			continue
 		}
-		f, ok := d.mapping(item, path, "dest", "mode", "owner", "url", "archive", "extract", "sha256", "image", "path", "file")
+		f, ok := d.mapping(item, path, "dest", "mode", "owner", "url", "archive", "extract", "sha256", "image", "path", "file", "go")
 		if !ok {
 			continue
 		}
@@ -182,17 +188,17 @@ func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
 			a.Dest = s
 		}
 		var kinds []string
-		for _, k := range []string{"url", "archive", "image", "file"} {
+		for _, k := range []string{"url", "archive", "image", "file", "go"} {
 			if f.get(k) != nil {
 				kinds = append(kinds, k)
 			}
 		}
 		switch {
 		case len(kinds) == 0:
-			d.errorf(item, path, "set one of url, archive, image or file")
+			d.errorf(item, path, "set one of url, archive, image, file or go")
 			good = false
 		case len(kinds) > 1:
-			d.errorf(item, path, "set only one of url, archive, image or file, not %s", strings.Join(kinds, " and "))
+			d.errorf(item, path, "set only one of url, archive, image, file or go, not %s", strings.Join(kinds, " and "))
 			good = false
 		}
 		kind := ""
@@ -200,7 +206,7 @@ func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
 			kind = kinds[0]
 		}
 		// Keys that belong to another kind are mistakes worth naming.
-		allowed := map[string][]string{"url": {"sha256"}, "archive": {"sha256", "extract"}, "image": {"path"}, "file": nil}
+		allowed := map[string][]string{"url": {"sha256"}, "archive": {"sha256", "extract"}, "image": {"path"}, "file": nil, "go": nil}
 		for _, k := range []string{"sha256", "extract", "path"} {
 			if kn := f.get(k); kn != nil && kind != "" && !slices.Contains(allowed[kind], k) {
 				d.errorf(kn, path+"."+k, "%s does not apply to a %s artifact", k, kind)
@@ -266,6 +272,9 @@ func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
 			p, ok := d.labPath(l, f.get("file"), path+".file", "file", regularKind)
 			a.File = p
 			good = good && ok
+		case "go":
+			a.Go = d.decodeGo(f.get("go"), path+".go", a.Dest, f.get("dest"))
+			good = good && a.Go != nil
 		}
 		good = d.modeOwner(f, path, &a.Mode, &a.UID, &a.GID) && good
 		if good {

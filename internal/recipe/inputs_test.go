@@ -74,6 +74,72 @@ artifacts:
 			},
 		},
 		{
+			name: "go artifacts",
+			recipe: `base: {oci: "oci:x:y"}
+artifacts:
+  - go:
+      module: k8s.io/kubernetes
+      version: v1.37.2
+      packages: [cmd/kubelet]
+      replace_staging: true
+      tags: [selinux, notest]
+      ldflags: ["-s", "-w", "-X k8s.io/component-base/version.gitVersion=v1.37.2"]
+      toolchain: go1.26.8
+    dest: /usr/local/bin/kubelet
+    mode: "0755"
+  - go: {module: go.etcd.io/etcd/etcdctl/v3, version: v3.6.17, packages: [go.etcd.io/etcd/etcdctl/v3, .]}
+    dest: /usr/local/bin/
+`,
+			errs: []string{"13:103: artifacts[1].go.packages[1]: package . is listed twice (also packages[0])"},
+		},
+		{
+			name: "go artifact",
+			recipe: `base: {oci: "oci:x:y"}
+artifacts:
+  - go: {module: k8s.io/kubernetes, version: v1.37.2, packages: [cmd/kubelet, cmd/kube-proxy], replace_staging: true, tags: [selinux], ldflags: ["-s -w"]}
+    dest: /usr/local/bin/
+`,
+			check: func(t *testing.T, r *Recipe) {
+				g := r.Artifacts[0].Go
+				if g == nil || g.Module != "k8s.io/kubernetes" || g.Version != "v1.37.2" || len(g.Packages) != 2 || !g.ReplaceStaging ||
+					len(g.Tags) != 1 || len(g.LDFlags) != 1 || g.Toolchain != "" || r.Artifacts[0].Mode != 0o755 {
+					t.Errorf("go artifact: %+v %+v", r.Artifacts[0], g)
+				}
+			},
+		},
+		{
+			name: "bad go artifacts",
+			recipe: `base: {oci: "oci:x:y"}
+artifacts:
+  - {go: {packages: []}, dest: /a}
+  - {go: {module: example.com/m, version: "1.2", packages: [cmd/a]}, dest: /b}
+  - {go: {module: example.com/m, version: v1.2.0, packages: [github.com/x/cmd/y, cmd/../../z]}, dest: /c/}
+  - {go: {module: example.com/m, version: v1.2.0, packages: [cmd/a], flags: [x]}, dest: /d}
+  - {go: {module: example.com/m, version: v1.2.0, packages: [cmd/a], ldflags: ["-X a=b\n-X c=d"]}, dest: /e}
+  - {go: {module: example.com/m, version: v1.2.0, packages: [cmd/a, cmd/b]}, dest: /f}
+  - {go: {module: example.com/m, version: v1.2.0, packages: [cmd/a]}, dest: /g, sha256: "` + digest + `"}
+  - {go: {module: example.com/m, version: v2.0.0, packages: [cmd/a], toolchain: "1.26", replace_staging: true}, dest: /h}
+  - {go: {module: example.com/m, version: v1.2.0, packages: [cmd/a]}, dest: /b}
+  - {go: {module: example.com/m, version: v1.2.0, packages: [cmd/a]}}
+`,
+			errs: []string{
+				"3:10: artifacts[0].go.module: required",
+				"3:10: artifacts[0].go.version: required",
+				"3:21: artifacts[0].go.packages: required",
+				`4:43: artifacts[1].go.version: "1.2" is not a semantic version tag`,
+				`5:62: artifacts[2].go.packages[0]: package "github.com/x/cmd/y" is outside module example.com/m`,
+				`5:82: artifacts[2].go.packages[1]: package "cmd/../../z" is outside module example.com/m`,
+				`6:70: artifacts[3].go.flags: unknown key "flags"`,
+				`7:80: artifacts[4].go.ldflags[0]: "-X a=b\n-X c=d" holds a line break`,
+				"8:84: artifacts[5].dest: several packages need a dest directory ending in /",
+				"9:89: artifacts[6].sha256: sha256 does not apply to a go artifact",
+				"10:106: artifacts[7].go.replace_staging: staging modules are published as v0.N.M for Kubernetes versions v1.N.M only",
+				`10:81: artifacts[7].go.toolchain: "1.26" is not a Go release`,
+				"11:77: artifacts[8].dest: duplicate dest /b (also artifacts[1])",
+				"12:5: artifacts[9].dest: dest is required",
+			},
+		},
+		{
 			name: "bad inputs",
 			recipe: `base:
   debian: {suite: "Tr!xie", variant: tiny, snapshot: yesterday, packages: ["bad pkg"]}
@@ -98,7 +164,7 @@ artifacts:
 				"7:5: artifacts[0].sha256: sha256 is required",
 				"8:11: artifacts[1].url: \"ftp://x.org/b\" is not an http(s) URL",
 				"8:34: artifacts[1].sha256: \"nothex\" is not a sha256 digest",
-				"9:5: artifacts[2]: set only one of url, archive, image or file, not url and image",
+				"9:5: artifacts[2]: set only one of url, archive, image, file or go, not url and image",
 				"10:128: artifacts[3].extract: several members need a dest directory ending in /",
 				"11:30: artifacts[4].dest: path \"relative\" must be absolute",
 				"11:5: artifacts[4].path: path is required",

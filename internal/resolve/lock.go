@@ -14,6 +14,7 @@ import (
 
 	"github.com/labbake/labbake/internal/atomicfile"
 	"github.com/labbake/labbake/internal/iox"
+	"github.com/labbake/labbake/internal/source/gobuild"
 )
 
 // LockFile is the name of the lock file in the lab dir.
@@ -42,6 +43,11 @@ const (
 	kindChecksum = "checksum " // "checksum URL FILE": a checksum file's line for FILE
 	kindDebian   = "debian "   // "debian SPEC-KEY": a Debian base built by mmdebstrap
 	kindOCI      = "oci "      // "oci REF": an image's manifest
+	// "go MODULE@VERSION PKGS TOOLCHAIN GOOS/GOARCH sha256:OPTIONS": a go
+	// input's output; "gosum MODULE@VERSION PKGS TOOLCHAIN [staging]": its
+	// go.sum (see gobuild.Key).
+	kindGo    = gobuild.KindBinary + " "
+	kindGoSum = gobuild.KindSum + " "
 )
 
 // maxLockSize bounds a lock file: a lab's lock holds a few dozen lines.
@@ -223,6 +229,10 @@ func (p *lockParser) inputs(m map[string]string) error {
 }
 
 func checkLockKey(key string) error {
+	if strings.HasPrefix(key, kindGo) || strings.HasPrefix(key, kindGoSum) {
+		_, err := gobuild.ParseKey(key)
+		return err
+	}
 	for _, kind := range []string{kindChecksum, kindDebian, kindOCI} {
 		if rest, ok := strings.CutPrefix(key, kind); ok {
 			if strings.TrimSpace(rest) == "" {
@@ -231,7 +241,7 @@ func checkLockKey(key string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown kind of input: want %q, %q or %q followed by what was resolved", kindChecksum, kindDebian, kindOCI)
+	return fmt.Errorf("unknown kind of input: want %q, %q, %q, %q or %q followed by what was resolved", kindChecksum, kindDebian, kindOCI, kindGo, kindGoSum)
 }
 
 // invalidUTF8 returns the offset of the first byte of b that is not UTF-8.

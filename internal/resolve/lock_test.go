@@ -23,6 +23,8 @@ func TestLockRoundTrip(t *testing.T) {
 	l.Set("oci docker://b:1", dB)
 	l.Set("checksum https://a/x.sha256 x", dA)
 	l.Set("debian debian:cc", dC)
+	l.Set("gosum example.com/m@v1.0.0 cmd/a go1.26.8", dA)
+	l.Set("go example.com/m@v1.0.0 cmd/a go1.26.8 linux/amd64 "+dC, dB)
 	if err := l.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +35,8 @@ func TestLockRoundTrip(t *testing.T) {
   "inputs": {
     "checksum https://a/x.sha256 x": "` + dA + `",
     "debian debian:cc": "` + dC + `",
+    "go example.com/m@v1.0.0 cmd/a go1.26.8 linux/amd64 ` + dC + `": "` + dB + `",
+    "gosum example.com/m@v1.0.0 cmd/a go1.26.8": "` + dA + `",
     "oci docker://b:1": "` + dB + `"
   }
 }
@@ -115,6 +119,9 @@ func TestLockErrors(t *testing.T) {
 		{"number value", good(`"oci x": 3`), `:1:35: input "oci x": want a digest string`},
 		{"input twice", good(`"oci x": "` + dA + `", "oci x": "` + dB + `"`), `:1:110: input "oci x" appears twice`},
 		{"trailing data", good("") + "\n{}", ":2:1: data after the lock's JSON object"},
+		{"go key unsorted packages", good(`"gosum example.com/m@v1.0.0 cmd/b,cmd/a go1.26.8": "` + dA + `"`), `:1:26: input "gosum example.com/m@v1.0.0 cmd/b,cmd/a go1.26.8": packages "cmd/b,cmd/a": want them sorted`},
+		{"go key without options", good(`"go example.com/m@v1.0.0 cmd/a go1.26.8 linux/amd64": "` + dA + `"`), `:1:26: input "go example.com/m@v1.0.0 cmd/a go1.26.8 linux/amd64": want "go MODULE@VERSION`},
+		{"go key branch", good(`"gosum example.com/m@main . go1.26.8": "` + dA + `"`), `:1:26: input "gosum example.com/m@main . go1.26.8": "main" is not a semantic version tag`},
 		{"invalid UTF-8", "{\n\"format\": 1, \"inputs\": {\"oci \xff\": 1}}", ":2:30: not a labbake.lock: invalid UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,6 +170,7 @@ func TestResolverFrozen(t *testing.T) {
 func FuzzParseLock(f *testing.F) {
 	f.Add([]byte(`{"format": 1, "inputs": {"oci x": "` + dA + `"}}`))
 	f.Add([]byte(`{"format": 1}`))
+	f.Add([]byte(`{"format": 1, "inputs": {"gosum example.com/m@v1.0.0 cmd/a go1.26.8 staging": "` + dA + `", "go example.com/m@v1.0.0 . go1.26.8 linux/amd64 ` + dB + `": "` + dC + `"}}`))
 	f.Add([]byte("{\"format\": 1, \"inputs\": {\"checksum u f\": 1"))
 	f.Add([]byte("\xff"))
 	f.Fuzz(func(t *testing.T, data []byte) {

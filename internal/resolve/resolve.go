@@ -12,9 +12,11 @@ import (
 
 	"github.com/labbake/labbake/internal/cache"
 	"github.com/labbake/labbake/internal/iox"
+	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/internal/source"
 	"github.com/labbake/labbake/internal/source/debian"
+	"github.com/labbake/labbake/internal/source/gobuild"
 	"github.com/labbake/labbake/internal/source/oci"
 )
 
@@ -29,7 +31,9 @@ type Resolver struct {
 	Fetcher *source.Fetcher
 	Debian  *debian.Builder
 	OCI     *oci.Source
-	Lock    *Lock // never nil: LoadLock gives an empty one
+	// Go builds go inputs; nil refuses them.
+	Go   *gobuild.Builder
+	Lock *Lock // never nil: LoadLock gives an empty one
 	// Frozen refuses any input the lock does not pin, or pins otherwise.
 	Frozen bool
 	Log    *slog.Logger
@@ -213,6 +217,59 @@ func (r *Resolver) URL(ctx context.Context, url, sha, shaURL string) (string, in
 	return want, size, nil
 }
 
+// GoInput pins a go input by its go.sum and output digests and makes sure
+// the output is in the cache: taken from it when a build of the same
+// inputs is there, else built (see gobuild.Builder.Build). An output or
+// go.sum that differs from what the lock pins is an error naming both.
+func (r *Resolver) GoInput(ctx context.Context, s gobuild.Spec) (plan.GoOutput, error) {
+	if r.Go == nil {
+		return plan.GoOutput{}, errors.New("go inputs are not supported by this build")
+	}
+	s = s.Normalize()
+	sumKey, binKey := s.SumKey().String(), s.BinaryKey().String()
+	goSum, _, err := r.locked(sumKey)
+	if err != nil {
+		return plan.GoOutput{}, err
+	}
+	bin, _, err := r.locked(binKey)
+	if err != nil {
+		return plan.GoOutput{}, err
+	}
+	var res *gobuild.Result
+	build := func() error {
+		var err error
+		res, err = r.Go.Build(ctx, r.Cache, s, gobuild.Pins{GoSum: goSum, Binary: bin}, r.Offline())
+		if err != nil {
+			return err
+		}
+		_, err = r.Cache.Path(res.Digest)
+		return err
+	}
+	err = build()
+	if errors.Is(err, cache.ErrCorrupt) && res != nil && !r.Offline() {
+		// The cached output is corrupt: build it again.
+		r.log().Warn("cached go output is corrupt; building it again", "go", s.Name(), "digest", res.Digest)
+		if rerr := r.Cache.Remove(res.Digest); rerr != nil && !errors.Is(rerr, cache.ErrNotFound) {
+			return plan.GoOutput{}, rerr
+		}
+		err = build()
+	}
+	if err != nil {
+		return plan.GoOutput{}, offlineHint(err)
+	}
+	if err := r.pin(sumKey, res.GoSum); err != nil {
+		return plan.GoOutput{}, err
+	}
+	if err := r.pin(binKey, res.Digest); err != nil {
+		return plan.GoOutput{}, err
+	}
+	size, err := r.size(res.Digest)
+	if err != nil {
+		return plan.GoOutput{}, err
+	}
+	return plan.GoOutput{Digest: res.Digest, Size: size, GoSum: res.GoSum, Modules: res.Modules}, nil
+}
+
 // repair runs op, which reads the blob digest from the cache (verifying
 // it; the cache remembers that for the rest of the process, so the build
 // reads it without hashing it again). Online, when op finds the blob
@@ -289,7 +346,7 @@ func registryHint(err error) error {
 // IsInputError reports whether err is the user's to fix: an input missing
 // offline, refused by --frozen, or not matching its pinned digest.
 func IsInputError(err error) bool {
-	for _, target := range []error{source.ErrUnreachable, iox.ErrOffline, iox.ErrDigestMismatch, oci.ErrPolicyRejected, ErrFrozen} {
+	for _, target := range []error{source.ErrUnreachable, iox.ErrOffline, iox.ErrDigestMismatch, oci.ErrPolicyRejected, ErrFrozen, gobuild.ErrToolchain, gobuild.ErrNoGo} {
 		if errors.Is(err, target) {
 			return true
 		}
