@@ -58,6 +58,11 @@ fuzz:
 	$(call fuzz-one,FuzzRender,./builders/seed,100000x)
 	$(call fuzz-one,FuzzValidate,./builders/kit,20000x)
 	$(call fuzz-one,FuzzParseLock,./internal/resolve,50000x)
+	$(call fuzz-one,FuzzParseKey,./internal/source/gobuild,50000x)
+	$(call fuzz-one,FuzzParseIndex,./internal/source/gobuild,50000x)
+	$(call fuzz-one,FuzzParseManifest,./builders/ctrstore,50000x)
+	$(call fuzz-one,FuzzDetect,./builders/secrets,20000x)
+	$(call fuzz-one,FuzzParsePackages,./test/upstream,20000x)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
