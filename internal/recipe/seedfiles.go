@@ -29,6 +29,7 @@ type SeedFile struct {
 	// these roles and these machines; neither selects every machine.
 	Roles, Nodes []string
 	Mode         uint32 // permission bits, default 0o600
+	Index        int    // its place in seed_files
 	Pos          Pos    // the entry
 	PathPos      Pos    // its path:
 	FilePos      Pos    // its file:, where problems reading the file are reported
@@ -50,6 +51,11 @@ func (f SeedFile) For(n Node) bool {
 		return true
 	}
 	return slices.Contains(f.Roles, n.Role) || slices.Contains(f.Nodes, n.Name)
+}
+
+// Field names key of f's entry for messages: "seed_files[2].file".
+func (f SeedFile) Field(key string) string {
+	return joinPath(indexPath("seed_files", f.Index), key)
 }
 
 // SeedFilesFor returns the seed files machine name gets, in lab.yaml's
@@ -108,7 +114,7 @@ func (l *Lab) ReadSeedFiles(names []string) (map[string][]SeedContent, error) {
 			if !f.For(n) || failed[i] {
 				continue
 			}
-			field := indexPath("seed_files", i) + ".file"
+			field := f.Field("file")
 			b, done := read[i]
 			if !done {
 				var err error
@@ -217,7 +223,7 @@ func (d *decoder) decodeSeedFiles(n *yaml.Node, lab *Lab) {
 		if !ok {
 			continue
 		}
-		sf := SeedFile{Mode: 0o600, Pos: d.pos(item), PathPos: d.pos(f.at("path")), FilePos: d.pos(f.at("file"))}
+		sf := SeedFile{Mode: 0o600, Index: i, Pos: d.pos(item), PathPos: d.pos(f.at("path")), FilePos: d.pos(f.at("file"))}
 		if v := f.get("path"); v != nil {
 			sf.PathPos = d.pos(v)
 		}
