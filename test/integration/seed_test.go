@@ -527,6 +527,14 @@ func TestSeedFiles(t *testing.T) {
 			t.Errorf("%s wrote %v", verb[0], entries)
 		}
 	}
+	// pki renew rewrites every seed: without the key it renews nothing.
+	crt := sha256File(t, filepath.Join(out, "pki", "apiserver.crt"))
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--out", out, "pki", "renew"); code != 2 || stderr != want {
+		t.Errorf("pki renew: exit %d, stderr %q; want 2 and %q", code, stderr, want)
+	}
+	if sha256File(t, filepath.Join(out, "pki", "apiserver.crt")) != crt {
+		t.Error("pki renew without the key renewed the certificates")
+	}
 	// A node's seed does not need the master's key.
 	if _, stderr, code := labbake(t, nil, "-C", lab, "--out", t.TempDir(), "seed", "node-one"); code != 0 {
 		t.Errorf("seed node-one without the master's key: exit %d\n%s", code, stderr)
