@@ -302,6 +302,11 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// FilePathProblem says what is wrong with p as the Path of a File, or ""
+// when nothing is: what Validate reports, for callers that check a path
+// before they have the Machine.
+func FilePathProblem(p string) string { return filePathProblem(p) }
+
 func filePathProblem(p string) string {
 	switch {
 	case p == "":

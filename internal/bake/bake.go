@@ -228,16 +228,10 @@ type Outcome struct {
 
 // Build bakes the image of every job in turn, then writes the seeds of the
 // lab's machines whose role it built (with the lab's PKI, kubeconfig and
-// known_hosts: see Seeds). On an error it returns what was written before.
+// known_hosts: see Seeds). The seed files of those machines are read
+// before anything is baked. On an error it returns what was written before.
 func (b *Batch) Build(ctx context.Context, seeds SeedOptions) (*Outcome, error) {
 	out := &Outcome{}
-	for i := range b.Jobs {
-		res, err := b.build(ctx, &b.Jobs[i])
-		if err != nil {
-			return out, fmt.Errorf("baking %s: %w", b.Jobs[i].Role, err)
-		}
-		out.Images = append(out.Images, res)
-	}
 	var machines []string
 	for _, n := range b.Lab.Nodes {
 		for _, j := range b.Jobs {
@@ -245,6 +239,20 @@ func (b *Batch) Build(ctx context.Context, seeds SeedOptions) (*Outcome, error) 
 				machines = append(machines, n.Name)
 			}
 		}
+	}
+	// The seeds' files are read again when the seeds are written; reading
+	// them now makes a missing one fail the build before any image is baked.
+	if len(machines) > 0 {
+		if _, err := b.Lab.ReadSeedFiles(machines); err != nil {
+			return out, err
+		}
+	}
+	for i := range b.Jobs {
+		res, err := b.build(ctx, &b.Jobs[i])
+		if err != nil {
+			return out, fmt.Errorf("baking %s: %w", b.Jobs[i].Role, err)
+		}
+		out.Images = append(out.Images, res)
 	}
 	if len(machines) == 0 {
 		return out, nil

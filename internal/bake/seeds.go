@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/labbake/labbake/builders/iso9660"
@@ -97,8 +99,10 @@ func EnsurePKI(lab *recipe.Lab, opts SeedOptions) (*pki.PKI, error) {
 
 // Seeds writes OUT/seed/NODE.iso for each of nodes (every node when
 // empty), OUT/kubeconfig and OUT/kit/known_hosts, making or reusing the
-// lab's PKI. Each file is written atomically; seeds are 0600 (they hold
-// private keys).
+// lab's PKI. The lab's seed_files are read first: a problem with one is a
+// recipe.ErrorList at its entry and nothing is written. Every seed is
+// rendered before any is written; each file is written atomically; seeds
+// are 0600 (they hold private keys).
 func Seeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOptions) ([]SeedResult, error) {
 	log := opts.logger()
 	epoch, _, err := plan.Epoch(opts.SourceDateEpoch, lab)
@@ -110,29 +114,32 @@ func Seeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOption
 			nodes = append(nodes, n.Name)
 		}
 	}
-	machines := make([]seed.Machine, 0, len(nodes))
+	for _, name := range nodes {
+		if _, ok := lab.Node(name); !ok {
+			return nil, &InputError{fmt.Errorf("no node %q in lab.yaml", name)}
+		}
+	}
+	extra, err := lab.ReadSeedFiles(nodes)
+	if err != nil {
+		return nil, err
+	}
 	p, err := EnsurePKI(lab, opts)
 	if err != nil {
 		return nil, err
 	}
+	type rendered struct {
+		name string
+		iso  []byte
+		id   string
+	}
+	seeds := make([]rendered, 0, len(nodes))
 	for _, name := range nodes {
-		n, ok := lab.Node(name)
-		if !ok {
-			return nil, &InputError{fmt.Errorf("no node %q in lab.yaml", name)}
-		}
-		m, err := seedMachine(lab, n, p)
-		if err != nil {
+		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		machines = append(machines, m)
-	}
-	dir := filepath.Join(opts.OutDir, SeedDir)
-	if err := atomicfile.MkdirPrivate(dir, 0o700); err != nil {
-		return nil, err
-	}
-	var out []SeedResult
-	for _, m := range machines {
-		if err := ctx.Err(); err != nil {
+		n, _ := lab.Node(name)
+		m, err := seedMachine(lab, n, p, extra[name])
+		if err != nil {
 			return nil, err
 		}
 		s, err := seed.Render(m)
@@ -147,12 +154,20 @@ func Seeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOption
 		if err != nil {
 			return nil, fmt.Errorf("seed of %s: %w", m.Name, err)
 		}
-		path := filepath.Join(dir, m.Name+".iso")
-		if err := atomicfile.WriteFile(path, img, 0o600); err != nil {
+		seeds = append(seeds, rendered{m.Name, img, s.InstanceID})
+	}
+	dir := filepath.Join(opts.OutDir, SeedDir)
+	if err := atomicfile.MkdirPrivate(dir, 0o700); err != nil {
+		return nil, err
+	}
+	var out []SeedResult
+	for _, s := range seeds {
+		path := filepath.Join(dir, s.name+".iso")
+		if err := atomicfile.WriteFile(path, s.iso, 0o600); err != nil {
 			return nil, err
 		}
-		log.Info("seed written", "node", m.Name, "path", path, "instance-id", s.InstanceID)
-		out = append(out, SeedResult{Node: m.Name, Path: path, InstanceID: s.InstanceID})
+		log.Info("seed written", "node", s.name, "path", path, "instance-id", s.id)
+		out = append(out, SeedResult{Node: s.name, Path: path, InstanceID: s.id})
 	}
 	if err := writeAccess(lab, p, opts.OutDir); err != nil {
 		return nil, err
@@ -185,8 +200,11 @@ func writeAccess(lab *recipe.Lab, p *pki.PKI, out string) error {
 	return atomicfile.WriteFile(filepath.Join(out, KnownHosts), p.KnownHosts(), 0o644)
 }
 
-// seedMachine gathers what n's seed holds.
-func seedMachine(lab *recipe.Lab, n recipe.Node, p *pki.PKI) (seed.Machine, error) {
+// seedMachine gathers what n's seed holds: its PKI files, then
+// /etc/network-environment, then the lab's seed_files for it (extra, as
+// read by recipe.Lab.ReadSeedFiles). A seed file at a path the seed
+// itself writes is a recipe.ErrorList at the entry's path.
+func seedMachine(lab *recipe.Lab, n recipe.Node, p *pki.PKI, extra []recipe.SeedContent) (seed.Machine, error) {
 	cidr, err := netip.ParsePrefix(lab.Network.CIDR)
 	if err != nil {
 		return seed.Machine{}, err
@@ -228,6 +246,18 @@ func seedMachine(lab *recipe.Lab, n recipe.Node, p *pki.PKI) (seed.Machine, erro
 		return seed.Machine{}, fmt.Errorf("%s: %w", n.Name, err)
 	}
 	m.Files = append(m.Files, envFile)
+	var clash recipe.ErrorList
+	for _, f := range extra {
+		if slices.ContainsFunc(m.Files, func(g seed.File) bool { return g.Path == f.Path }) {
+			clash = append(clash, &recipe.Error{Pos: f.PathPos, Field: f.Field("path"),
+				Msg: fmt.Sprintf("%s is a file the seed of %s writes itself (its certificates, kubeconfigs, /etc/network-environment)", f.Path, n.Name)})
+			continue
+		}
+		m.Files = append(m.Files, seed.File{Path: f.Path, Content: f.Content, Mode: fs.FileMode(f.Mode)})
+	}
+	if len(clash) > 0 {
+		return seed.Machine{}, clash
+	}
 	return m, nil
 }
 

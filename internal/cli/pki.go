@@ -104,6 +104,11 @@ func runPKIRenew(cmd *cobra.Command, g *globals) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return &UsageError{fmt.Errorf("no PKI in %s yet: labbake seed --all makes it", dir)}
 	}
+	// The seeds are rewritten after the renewal: a seed file that cannot
+	// be read fails the verb before any certificate changes.
+	if _, err := lab.ReadSeedFiles(nil); err != nil {
+		return err
+	}
 	p, err := pki.Renew(dir, spec, pki.WithLogger(log))
 	if err != nil {
 		var de *pki.DamageError

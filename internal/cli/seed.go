@@ -22,8 +22,10 @@ func newSeedCmd(g *globals) *cobra.Command {
 cidata, ISO 9660 with Rock Ridge and Joliet) holding everything that makes
 that machine this machine — hostname, static lab address matched by the
 MAC derived from its name, SSH host key, who may log in, its certificates,
-keys and kubeconfigs, /etc/network-environment. Role images hold none of
-it, so they are the same for every machine and every lab.
+keys and kubeconfigs, /etc/network-environment, and the files lab.yaml's
+seed_files give it (your secrets: read from the lab dir now, a missing one
+fails with nothing written). Role images hold none of it, so they are the
+same for every machine and every lab.
 
 The lab's PKI (OUT/pki/, 0700) is made on first need and reused after;
 seeds are 0600. Seed also writes OUT/kubeconfig (the admin's) and

@@ -334,8 +334,8 @@ func (s *Lab) machine(name string) (kit.Machine, bool) {
 
 // Check makes sure each machine's image and seed exist and are current:
 // the image's recipe digest is the recipe's now, the seed is newer than
-// lab.yaml. Every problem is reported at once with the command that fixes
-// it.
+// lab.yaml and than the seed files it carries. Every problem is reported
+// at once with the command that fixes it.
 func (s *Lab) Check(names []string) error {
 	var problems []string
 	labMod := modTime(filepath.Join(s.Recipe.Dir, "lab.yaml"))
@@ -354,12 +354,32 @@ func (s *Lab) Check(names []string) error {
 			problems = append(problems, fmt.Sprintf("%s: no seed %s: run labbake seed %s (or labbake build)", name, m.Seed, name))
 		case st.ModTime().Before(labMod):
 			problems = append(problems, fmt.Sprintf("%s: its seed is older than lab.yaml: run labbake seed %s", name, name))
+		default:
+			if f, ok := s.newerSeedFile(name, st.ModTime()); ok {
+				problems = append(problems, fmt.Sprintf("%s: its seed is older than %s (seed_files): run labbake seed %s", name, f, name))
+			}
 		}
 	}
 	if len(problems) > 0 {
 		return &UsageError{errors.New(strings.Join(problems, "\n"))}
 	}
 	return nil
+}
+
+// newerSeedFile names the first of the seed files machine name gets
+// that changed after its seed was written (at seed). A seed file that
+// cannot be resolved is left to labbake seed to report.
+func (s *Lab) newerSeedFile(name string, seed time.Time) (string, bool) {
+	for _, f := range s.Recipe.SeedFilesFor(name) {
+		p, err := s.Recipe.SeedFileSource(f)
+		if err != nil {
+			continue
+		}
+		if modTime(p).After(seed) {
+			return f.File, true
+		}
+	}
+	return "", false
 }
 
 func modTime(p string) time.Time {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/labbake/labbake/builders/kit"
 	"github.com/labbake/labbake/internal/recipe"
@@ -81,5 +82,63 @@ func TestOpenUserMode(t *testing.T) {
 	}
 	if _, err := a.Names([]string{"nosuch"}); err == nil {
 		t.Error("an unknown machine was accepted")
+	}
+}
+
+// TestCheckSeedFiles: a seed older than a seed file its machine gets is
+// stale, named with the file and the command; other machines' seeds are
+// not.
+func TestCheckSeedFiles(t *testing.T) {
+	dir := t.TempDir()
+	for p, c := range map[string]string{
+		"lab.yaml": "name: t\nnodes:\n  - {name: master, role: master, ip: 172.18.0.2}\n  - {name: n1, role: node, ip: 172.18.0.3}\n" +
+			"seed_files:\n  - {path: /etc/kubernetes/ceph/userKey, file: secrets/ceph.key, roles: [master]}\n",
+		"secrets/ceph.key":    "AQB\n",
+		"recipes/master.yaml": "base: {dir: root}\ndisk: {boot: []}\n",
+		"recipes/node.yaml":   "extends: master\n",
+		"root/etc/hostname":   "x\n",
+	} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := recipe.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	s, err := Open(context.Background(), l, Options{OutDir: out, Network: kit.ModeUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Hour)
+	touch := func(p string, at time.Time) {
+		t.Helper()
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if _, err := os.Stat(p); err != nil {
+			os.WriteFile(p, []byte("seed"), 0o600)
+		}
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch(filepath.Join(dir, "lab.yaml"), base)
+	touch(filepath.Join(dir, "secrets/ceph.key"), base)
+	for _, m := range []string{"master", "n1"} {
+		touch(filepath.Join(out, "seed", m+".iso"), base.Add(time.Minute))
+	}
+	stale := "master: its seed is older than secrets/ceph.key (seed_files): run labbake seed master"
+	if err := s.Check([]string{"master", "n1"}); err == nil || strings.Contains(err.Error(), "its seed") {
+		t.Errorf("current seeds: %v", err)
+	}
+	touch(filepath.Join(dir, "secrets/ceph.key"), base.Add(2*time.Minute))
+	err = s.Check([]string{"master", "n1"})
+	if err == nil || !strings.Contains(err.Error(), stale) || strings.Contains(err.Error(), "n1: its seed") {
+		t.Errorf("a newer seed file: %v, want %q and nothing about n1's seed", err, stale)
+	}
+	touch(filepath.Join(out, "seed", "master.iso"), base.Add(3*time.Minute))
+	if err := s.Check([]string{"master"}); err == nil || strings.Contains(err.Error(), "its seed") {
+		t.Errorf("seed written again: %v", err)
 	}
 }

@@ -94,6 +94,8 @@ func FuzzLab(f *testing.F) {
 		}
 	}
 	f.Add([]byte("name: x\nnetwork: {cidr: 10.0.0.0/8, gateway: 10.0.0.1, pod_cidr: 10.0.0.0/16}\nnodes: [{name: a, role: master, ip: 10.1.2.3, cpus: 0, memory: 1T}]\n"))
+	f.Add([]byte("name: x\nnodes: [{name: a, role: master, ip: 172.18.0.2}, {name: b, role: node, ip: 172.18.0.3}]\n" +
+		"seed_files:\n  - {path: /etc/k, file: lab.yaml, roles: [master], nodes: [b], mode: \"0400\"}\n  - {path: /etc/k, file: recipes, nodes: [a]}\n"))
 	dir := f.TempDir()
 	fuzzLab(f, dir)
 	labFile := filepath.Join(dir, "lab.yaml")
@@ -106,6 +108,8 @@ func FuzzLab(f *testing.F) {
 		if err != nil {
 			return
 		}
+		_, err = lab.ReadSeedFiles(nil)
+		checkErr(t, err)
 		for _, role := range lab.Roles() {
 			_, err := lab.Recipe(role)
 			if err != nil {

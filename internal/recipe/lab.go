@@ -24,7 +24,10 @@ type Lab struct {
 	Network Network
 	Nodes   []Node
 	SSH     SSH
-	Digest  string // "sha256:<hex>" of the rendered lab.yaml bytes (and values files, when given)
+	// SeedFiles are the files of the lab dir the machines' seeds carry
+	// (seed_files: secrets, never in an image).
+	SeedFiles []SeedFile
+	Digest    string // "sha256:<hex>" of the rendered lab.yaml bytes (and values files, when given)
 }
 
 // Network is the lab's host bridge and the cluster's address ranges. The
@@ -119,7 +122,7 @@ func LoadContext(ctx context.Context, dir string, values ...string) (*Lab, error
 }
 
 func (d *decoder) decodeLab(root *yaml.Node, lab *Lab) {
-	f, ok := d.mapping(root, "", "name", "epoch", "vars", "network", "nodes", "ssh")
+	f, ok := d.mapping(root, "", "name", "epoch", "vars", "network", "nodes", "ssh", "seed_files")
 	if !ok {
 		return
 	}
@@ -154,6 +157,7 @@ func (d *decoder) decodeLab(root *yaml.Node, lab *Lab) {
 	d.decodeIdentity(nf, nok, lab)
 	d.decodeNodes(f, lab)
 	lab.SSH = d.decodeSSH(lab, f.get("ssh"))
+	d.decodeSeedFiles(f.get("seed_files"), lab)
 }
 
 // netField is one network value, with the node to report problems at.

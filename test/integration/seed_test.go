@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -421,5 +422,121 @@ func TestUnreachableUpstreamFailsFast(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("the output dir was written: %v", err)
+	}
+}
+
+// TestSeedFiles: lab.yaml's seed_files reach the machines they name
+// through their seeds only: the master's user-data writes the ceph key
+// (cloud-init's schema accepts it), node-one's does not, no image holds
+// it (the raw disks are searched for it and its base64); seeds stay
+// reproducible, and a new key gives the master a new instance-id; a
+// missing key is one positioned line, exit 2, and nothing written.
+func TestSeedFiles(t *testing.T) {
+	for _, name := range []string{"mke2fs", "debugfs", "isoinfo", "cloud-init", "qemu-img"} {
+		tool(t, name)
+	}
+	const key = "AQBLabbakeSeedFilesTestKey0123456789abcd==\n"
+	lab := makeSeedLab(t, classicNodesYAML(), "")
+	labYAML := filepath.Join(lab, "lab.yaml")
+	b, _ := os.ReadFile(labYAML)
+	entry := "seed_files:\n  - path: /etc/kubernetes/ceph/userKey\n    file: secrets/ceph-user.key\n    roles: [master]\n"
+	mkfile(t, lab, "lab.yaml", string(b)+entry)
+	line := strings.Count(string(b), "\n") + 3 // the line of file:
+	mkfile(t, lab, "secrets/ceph-user.key", key)
+
+	out := filepath.Join(t.TempDir(), "out")
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--out", out, "--cache", t.TempDir(), "build", "--all"); code != 0 {
+		t.Fatalf("build --all: exit %d\n%s", code, stderr)
+	}
+	seeds := map[string][]byte{}
+	for _, n := range classicNodes {
+		iso := filepath.Join(out, "seed", n.name+".iso")
+		seeds[n.name], _ = os.ReadFile(iso)
+		ud := isoFile(t, iso, "user-data", true)
+		p := filepath.Join(t.TempDir(), "user-data")
+		if err := os.WriteFile(p, ud, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if o, err := runTool(t, "cloud-init", "schema", "--config-file", p); err != nil {
+			t.Errorf("cloud-init schema on %s's user-data: %v\n%s", n.name, err, o)
+		}
+		var u userData
+		if err := yaml.Unmarshal(ud, &u); err != nil {
+			t.Fatalf("%s user-data: %v", n.name, err)
+		}
+		got, mode, ok := u.file(t, "/etc/kubernetes/ceph/userKey")
+		switch {
+		case ok != (n.role == "master"):
+			t.Errorf("%s: carries the ceph key: %v", n.name, ok)
+		case ok && (string(got) != key || mode != "0600"):
+			t.Errorf("%s: ceph key %q mode %q, want %q 0600", n.name, got, mode, key)
+		}
+	}
+	for _, role := range []string{"master", "node"} {
+		raw := filepath.Join(t.TempDir(), role+".raw")
+		if o, err := runTool(t, "qemu-img", "convert", "-O", "raw", filepath.Join(out, role+".qcow2"), raw); err != nil {
+			t.Fatalf("qemu-img convert: %v\n%s", err, o)
+		}
+		disk, err := os.ReadFile(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{strings.TrimSpace(key), base64.StdEncoding.EncodeToString([]byte(key))} {
+			if bytes.Contains(disk, []byte(s)) {
+				t.Errorf("the %s image holds %q", role, s)
+			}
+		}
+		os.Remove(raw)
+	}
+
+	// Reproducible; a new key is a new seed and instance-id for the
+	// master only.
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--out", out, "seed", "--all"); code != 0 {
+		t.Fatalf("seed --all: exit %d\n%s", code, stderr)
+	}
+	for _, n := range classicNodes {
+		if b, _ := os.ReadFile(filepath.Join(out, "seed", n.name+".iso")); !bytes.Equal(b, seeds[n.name]) {
+			t.Errorf("%s: the seed changed on a second run", n.name)
+		}
+	}
+	mkfile(t, lab, "secrets/ceph-user.key", "AQBanotherkey==\n")
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--out", out, "seed", "--all"); code != 0 {
+		t.Fatalf("seed --all: exit %d\n%s", code, stderr)
+	}
+	for _, n := range classicNodes {
+		b, _ := os.ReadFile(filepath.Join(out, "seed", n.name+".iso"))
+		if newID := !bytes.Equal(metaData(t, b), metaData(t, seeds[n.name])); newID != (n.role == "master") {
+			t.Errorf("%s: new key, new instance-id: %v", n.name, newID)
+		}
+	}
+
+	// A missing key: one line at the entry's file:, exit 2, nothing written
+	// by seed nor by build.
+	if err := os.Remove(filepath.Join(lab, "secrets/ceph-user.key")); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("lab.yaml:%d:11: seed_files[0].file: secrets/ceph-user.key not found (it is read when seeds are written)\n", line)
+	for _, verb := range [][]string{{"seed", "master"}, {"build", "master"}} {
+		fresh := filepath.Join(t.TempDir(), "out")
+		_, stderr, code := labbake(t, nil, append([]string{"-C", lab, "--out", fresh, "--cache", t.TempDir()}, verb...)...)
+		if code != 2 || stderr != want {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", verb[0], code, stderr, want)
+		}
+		if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+			entries, _ := os.ReadDir(fresh)
+			t.Errorf("%s wrote %v", verb[0], entries)
+		}
+	}
+	// pki renew rewrites every seed: without the key it renews nothing.
+	crt := sha256File(t, filepath.Join(out, "pki", "apiserver.crt"))
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--out", out, "pki", "renew"); code != 2 || stderr != want {
+		t.Errorf("pki renew: exit %d, stderr %q; want 2 and %q", code, stderr, want)
+	}
+	if sha256File(t, filepath.Join(out, "pki", "apiserver.crt")) != crt {
+		t.Error("pki renew without the key renewed the certificates")
+	}
+	// A node's seed does not need the master's key.
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--out", t.TempDir(), "seed", "node-one"); code != 0 {
+		t.Errorf("seed node-one without the master's key: exit %d\n%s", code, stderr)
 	}
 }
