@@ -104,7 +104,7 @@ func (a *assembler) layers(ctx context.Context, t *tree.Tree) error {
 func (a *assembler) artifacts(ctx context.Context, t *tree.Tree) error {
 	for i, art := range a.r.Artifacts {
 		t.SetOrigin(fmt.Sprintf("artifacts[%d]", i))
-		if err := a.addArtifact(ctx, t, i, art); err != nil {
+		if err := a.addArtifact(ctx, t, fmt.Sprintf("artifacts[%d]", i), art); err != nil {
 			return at(art.Pos, err)
 		}
 	}

@@ -151,9 +151,13 @@ func Prepare(ctx context.Context, lab *recipe.Lab, roles []string, opts Options)
 	if b.epoch, b.epochSource, err = plan.Epoch(opts.SourceDateEpoch, lab); err != nil {
 		return nil, &InputError{err}
 	}
+	var images plan.ImageBuilder
+	if opts.Resolver != nil {
+		images = &imageBuilder{lab: lab, res: opts.Resolver, epoch: time.Unix(b.epoch, 0).UTC(), log: opts.logger()}
+	}
 	err = b.eachJob(func(_ int, j *Job) error {
 		var err error
-		j.pins, err = plan.New(ctx, lab, j.Recipe, b.epoch, b.epochSource, plan.Options{Resolver: opts.planResolver(), RemoteOnly: true})
+		j.pins, err = plan.New(ctx, lab, j.Recipe, b.epoch, b.epochSource, plan.Options{Resolver: opts.planResolver(), Images: images, RemoteOnly: true})
 		return err
 	})
 	if err != nil {

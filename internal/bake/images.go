@@ -8,6 +8,7 @@ import (
 
 	"github.com/labbake/labbake/builders/ctrstore"
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/plan"
 )
 
 // ManifestImage is a container image preloaded into the image's
@@ -18,6 +19,9 @@ type ManifestImage struct {
 	Config   string `json:"config"`   // the image ID
 	Size     int64  `json:"size"`     // bytes of its manifest, config and layers
 	Pinned   bool   `json:"pinned,omitempty"`
+	// Built is set for an image the bake assembled from files
+	// (images[].build) rather than pulled.
+	Built bool `json:"built,omitempty"`
 }
 
 // images writes the recipe's container images into containerd's store in
@@ -43,12 +47,12 @@ func (a *assembler) images(_ context.Context, t *tree.Tree) error {
 			return at(img.Pos, fmt.Errorf("%s: manifest %s does not name the config and layers the plan pins", field, in.Digest))
 		}
 		s.Images = append(s.Images, ci)
-		mi := ManifestImage{Ref: ci.Ref, Manifest: ci.Manifest.Digest, Config: ci.Config.Digest, Pinned: img.Pinned}
+		mi := ManifestImage{Ref: ci.Ref, Manifest: ci.Manifest.Digest, Config: ci.Config.Digest, Pinned: img.Pinned, Built: in.Kind == plan.ImageBuilt}
 		for _, b := range append([]ctrstore.Blob{ci.Manifest, ci.Config}, ci.Layers...) {
 			mi.Size += b.Size
 		}
 		a.preloaded = append(a.preloaded, mi)
-		a.log.Info("container image preloaded", "ref", ci.Ref, "manifest", ci.Manifest.Digest, "layers", len(ci.Layers), "bytes", mi.Size)
+		a.log.Info("container image preloaded", "ref", ci.Ref, "manifest", ci.Manifest.Digest, "layers", len(ci.Layers), "bytes", mi.Size, "built", mi.Built)
 	}
 	t.SetOrigin("images")
 	res, err := s.Add(t, filepath.Join(a.work, "ctrstore"))

@@ -71,8 +71,9 @@ func (a *assembler) applyRemote(ctx context.Context, t *tree.Tree, field string)
 }
 
 // addArtifact puts an artifact's file(s) at its dest.
-func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art recipe.Artifact) error {
-	field := fmt.Sprintf("artifacts[%d]", i)
+// field is the recipe field naming it (artifacts[N], or a file of a
+// built image, images[N].build.files[M]).
+func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, field string, art recipe.Artifact) error {
 	epoch := t.Epoch()
 	file := func(dest string, blob *tree.Blob, mode uint32) error {
 		return t.Add(tree.Entry{Path: dest, Type: tree.Regular, Mode: mode, UID: art.UID, GID: art.GID, ModTime: epoch, Content: blob})
@@ -90,6 +91,15 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, i int, art re
 	}
 	switch {
 	case art.File != "":
+		if in, ok := a.pins.Input(field); ok && in.Kind == plan.ArtifactFile {
+			// Pinned before the build (a built image's file): exactly
+			// the bytes pinned.
+			blob, err := verifiedCopy(ctx, art.File, a.blobs, in.Digest)
+			if err != nil {
+				return err
+			}
+			return file(destFor(art.File, art.File), blob, art.Mode)
+		}
 		st, err := os.Stat(art.File)
 		if err != nil {
 			return err

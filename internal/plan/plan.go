@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,8 +69,13 @@ const (
 	ArtifactGo Kind = "go"
 	// ContainerImage is an image preloaded into containerd's store.
 	ContainerImage Kind = "image"
-	Unit           Kind = "unit"
-	Overlay        Kind = "overlay"
+	// ImageBuilt is an image preloaded into containerd's store that the
+	// bake assembles from files (images[].build): its files are inputs of
+	// their own (images[N].build.files[M], kinds as artifacts), its digest
+	// is the manifest's the bake made of them.
+	ImageBuilt Kind = "image-built"
+	Unit       Kind = "unit"
+	Overlay    Kind = "overlay"
 )
 
 // Remote reports whether inputs of kind k come from outside the lab dir.
@@ -84,7 +90,15 @@ func (k Kind) Remote() bool {
 // Image reports whether inputs of kind k are OCI images (a manifest, a
 // config and layers).
 func (k Kind) Image() bool {
-	return k == BaseOCI || k == LayerOCI || k == ArtifactImage || k == ContainerImage
+	return k == BaseOCI || k == LayerOCI || k == ArtifactImage || k == ContainerImage || k == ImageBuilt
+}
+
+// pinnedFirst reports whether in is pinned before a build starts (by a
+// plan made with RemoteOnly): remote inputs, and a built image with its
+// files, local ones too, since the image is made of exactly those bytes
+// before the build uses it.
+func pinnedFirst(in Input) bool {
+	return in.Kind.Remote() || in.Kind == ImageBuilt || strings.HasPrefix(in.Field, "images[")
 }
 
 // Input is one pinned input of a build.
@@ -150,7 +164,8 @@ func Epoch(sourceDateEpoch string, lab *recipe.Lab) (int64, string, error) {
 
 // Blobs lists the cache blobs the plan reads, each once, in plan order:
 // fetched files, Debian base tarballs, each image's manifest, config
-// and layers, and each go input's output, go.sum and module files.
+// and layers (those of built images too), and each go input's output,
+// go.sum and module files.
 func (p *Plan) Blobs() []string {
 	var out []string
 	seen := map[string]bool{}
@@ -186,6 +201,22 @@ type Resolver interface {
 	GoInput(ctx context.Context, s gobuild.Spec) (GoOutput, error)
 }
 
+// ImageBuilder assembles the images of images[].build (internal/bake
+// implements it): img's files, pinned as files (their inputs, in recipe
+// order), into one image whose blobs it leaves in the cache.
+type ImageBuilder interface {
+	BuildImage(ctx context.Context, field string, img recipe.Image, files []Input) (BuiltImage, error)
+}
+
+// BuiltImage is an image an ImageBuilder made: its blobs' digests, and the
+// bytes of them all.
+type BuiltImage struct {
+	Manifest string
+	Config   string
+	Layers   []string
+	Size     int64
+}
+
 // GoOutput is a go input pinned and built: its output blob, go.sum and
 // module files (see Input).
 type GoOutput struct {
@@ -207,14 +238,18 @@ type Options struct {
 	// Resolver pins the inputs from outside the lab dir; nil refuses
 	// recipes that have any.
 	Resolver Resolver
+	// Images assembles the images built from files; nil refuses recipes
+	// that have any (unless Pinned has them).
+	Images ImageBuilder
 	// Files hashes the lab's files; nil: New reads each file itself.
 	Files Files
 	// Pinned is a plan of the same recipe made with RemoteOnly: its
 	// remote inputs are taken as they are, asking Resolver nothing.
 	Pinned *Plan
-	// RemoteOnly pins only the remote inputs (what a build must find
-	// before it starts) and reads no file: the plan is partial, with no
-	// Digest, good only as Pinned.
+	// RemoteOnly pins only what a build must find before it starts: the
+	// remote inputs, and the images built from files with those files;
+	// it reads no other file. The plan is partial, with no Digest, good
+	// only as Pinned.
 	RemoteOnly bool
 }
 
@@ -251,10 +286,10 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 	digestFile := func(path string) (string, int64, error) { return files.FileDigest(ctx, path) }
 	var errs []error
 	add := func(in Input, pos recipe.Pos, digest func() (string, int64, error)) *Input {
-		if opts.RemoteOnly && !in.Kind.Remote() {
+		if opts.RemoteOnly && !pinnedFirst(in) {
 			return nil
 		}
-		if in.Kind.Remote() && opts.Pinned != nil {
+		if pinnedFirst(in) && opts.Pinned != nil {
 			pinned, ok := opts.Pinned.Input(in.Field)
 			if !ok || pinned.Kind != in.Kind {
 				errs = append(errs, fmt.Errorf("%s: %s: not pinned before the build", posString(pos), in.Field))
@@ -314,8 +349,7 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 		}
 		add(Input{Field: field, Kind: LayerTar, Name: rel(l.Tar)}, l.Pos, func() (string, int64, error) { return digestFile(l.Tar) })
 	}
-	for i, a := range r.Artifacts {
-		field := fmt.Sprintf("artifacts[%d]", i)
+	artifact := func(field string, a recipe.Artifact) {
 		switch {
 		case a.URL != "":
 			add(Input{Field: field, Kind: ArtifactURL, Name: a.Dest, Source: a.URL}, a.Pos, func() (string, int64, error) {
@@ -341,8 +375,37 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 			add(Input{Field: field, Kind: ArtifactFile, Name: a.Dest, Source: rel(a.File)}, a.Pos, func() (string, int64, error) { return digestFile(a.File) })
 		}
 	}
+	for i, a := range r.Artifacts {
+		artifact(fmt.Sprintf("artifacts[%d]", i), a)
+	}
 	for i, img := range r.Images {
-		image(fmt.Sprintf("images[%d]", i), ContainerImage, img.Name, img.Ref, img.Pos)
+		field := fmt.Sprintf("images[%d]", i)
+		if img.Build == nil {
+			image(field, ContainerImage, img.Name, img.Ref, img.Pos)
+			continue
+		}
+		// The files first, then the image made of them, which is left
+		// out when a file failed (that failure says why).
+		start, failed := len(p.Inputs), len(errs)
+		for j, a := range img.Build.Files {
+			artifact(fmt.Sprintf("%s.build.files[%d]", field, j), a)
+		}
+		if len(errs) > failed {
+			continue
+		}
+		files := slices.Clone(p.Inputs[start:])
+		var built BuiltImage
+		in := add(Input{Field: field, Kind: ImageBuilt, Name: img.Name}, img.Pos, func() (string, int64, error) {
+			if opts.Images == nil {
+				return "", 0, errors.New("images built from files need a bake to assemble them")
+			}
+			var err error
+			built, err = opts.Images.BuildImage(ctx, field, img, files)
+			return built.Manifest, built.Size, err
+		})
+		if in != nil {
+			in.Config, in.Layers = built.Config, built.Layers
+		}
 	}
 	if len(r.Images) > 0 {
 		p.Containerd = &Containerd{Namespace: r.Containerd.Namespace, Root: r.Containerd.Root}

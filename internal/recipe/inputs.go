@@ -157,131 +157,143 @@ func (deb *Debian) Spec() debian.Spec {
 }
 
 func (d *decoder) decodeArtifacts(l *Lab, n *yaml.Node) []Artifact {
-	items, _ := d.sequence(n, "artifacts")
+	return d.artifactList(l, n, "artifacts")
+}
+
+// artifactList decodes a list of artifacts at field (artifacts, or a
+// built image's files): each with exactly one source, dests unique.
+func (d *decoder) artifactList(l *Lab, n *yaml.Node, field string) []Artifact {
+	items, _ := d.sequence(n, field)
 	var out []Artifact
 	seen := map[string]string{}
 	for i, item := range items {
-		path := indexPath("artifacts", i)
-		if isNull(item) {
-			d.errorf(item, path, "expected a mapping, got null")
-			continue
-		}
-		f, ok := d.mapping(item, path, "dest", "mode", "owner", "url", "archive", "extract", "sha256", "image", "path", "file", "go")
-		if !ok {
-			continue
-		}
-		a := Artifact{Mode: 0o755, Pos: d.pos(item)}
-		good := true
-		if dn := f.get("dest"); dn == nil {
-			d.errorf(f.at("dest"), path+".dest", "dest is required: where the artifact goes in the image")
-			good = false
-		} else if s, ok := d.str(dn, path+".dest"); !ok {
-			good = false
-		} else if msg := checkImagePath(strings.TrimSuffix(s, "/")); msg != "" && s != "/" {
-			d.errorf(dn, path+".dest", "%s", msg)
-			good = false
-		} else if first, dup := seen[s]; dup && !strings.HasSuffix(s, "/") {
-			d.errorf(dn, path+".dest", "duplicate dest %s (also %s)", s, first)
-			good = false
-		} else {
-			seen[s] = path
-			a.Dest = s
-		}
-		var kinds []string
-		for _, k := range []string{"url", "archive", "image", "file", "go"} {
-			if f.get(k) != nil {
-				kinds = append(kinds, k)
-			}
-		}
-		switch {
-		case len(kinds) == 0:
-			d.errorf(item, path, "set one of url, archive, image, file or go")
-			good = false
-		case len(kinds) > 1:
-			d.errorf(item, path, "set only one of url, archive, image, file or go, not %s", strings.Join(kinds, " and "))
-			good = false
-		}
-		kind := ""
-		if len(kinds) == 1 {
-			kind = kinds[0]
-		}
-		// Keys that belong to another kind are mistakes worth naming.
-		allowed := map[string][]string{"url": {"sha256"}, "archive": {"sha256", "extract"}, "image": {"path"}, "file": nil, "go": nil}
-		for _, k := range []string{"sha256", "extract", "path"} {
-			if kn := f.get(k); kn != nil && kind != "" && !slices.Contains(allowed[kind], k) {
-				d.errorf(kn, path+"."+k, "%s does not apply to a %s artifact", k, kind)
-				good = false
-			}
-		}
-		switch kind {
-		case "url", "archive":
-			un := f.get(kind)
-			s, ok := d.str(un, path+"."+kind)
-			if ok {
-				if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					d.errorf(un, path+"."+kind, "%q is not an http(s) URL", s)
-					ok = false
-				}
-			}
-			good = good && ok
-			if kind == "url" {
-				a.URL = s
-			} else {
-				a.Archive = s
-			}
-			good = d.artifactSHA(f, path, &a) && good
-			if kind == "archive" {
-				en := f.get("extract")
-				if en == nil {
-					d.errorf(f.at("extract"), path+".extract", "extract is required: the archive members to take")
-					good = false
-					break
-				}
-				vals, ok := d.strList(en, path+".extract")
-				good = good && ok
-				if len(vals) == 0 && ok {
-					d.errorf(en, path+".extract", "extract lists no member")
-					good = false
-				}
-				if len(vals) > 1 && !strings.HasSuffix(a.Dest, "/") {
-					d.errorf(en, path+".extract", "several members need a dest directory ending in /")
-					good = false
-				}
-				a.Extract = vals
-			}
-		case "image":
-			ref, ok := d.imageRef(f.get("image"), path+".image")
-			good = good && ok
-			a.Image = ref
-			pn := f.get("path")
-			if pn == nil {
-				d.errorf(f.at("path"), path+".path", "path is required: the file or directory to take from the image")
-				good = false
-				break
-			}
-			s, ok := d.str(pn, path+".path")
-			if ok {
-				if msg := checkImagePath(s); msg != "" {
-					d.errorf(pn, path+".path", "%s", msg)
-					ok = false
-				}
-			}
-			good = good && ok
-			a.Path = s
-		case "file":
-			p, ok := d.labPath(l, f.get("file"), path+".file", "file", regularKind)
-			a.File = p
-			good = good && ok
-		case "go":
-			a.Go = d.decodeGo(f.get("go"), path+".go", a.Dest, f.get("dest"))
-			good = good && a.Go != nil
-		}
-		good = d.modeOwner(f, path, &a.Mode, &a.UID, &a.GID) && good
-		if good {
+		path := indexPath(field, i)
+		if a, ok := d.decodeArtifact(l, item, path, seen); ok {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// decodeArtifact decodes one artifact at path; seen holds the dests of
+// the list so far.
+func (d *decoder) decodeArtifact(l *Lab, item *yaml.Node, path string, seen map[string]string) (Artifact, bool) {
+	if isNull(item) {
+		d.errorf(item, path, "expected a mapping, got null")
+		return Artifact{}, false
+	}
+	f, ok := d.mapping(item, path, "dest", "mode", "owner", "url", "archive", "extract", "sha256", "image", "path", "file", "go")
+	if !ok {
+		return Artifact{}, false
+	}
+	a := Artifact{Mode: 0o755, Pos: d.pos(item)}
+	good := true
+	if dn := f.get("dest"); dn == nil {
+		d.errorf(f.at("dest"), path+".dest", "dest is required: where the artifact goes in the image")
+		good = false
+	} else if s, ok := d.str(dn, path+".dest"); !ok {
+		good = false
+	} else if msg := checkImagePath(strings.TrimSuffix(s, "/")); msg != "" && s != "/" {
+		d.errorf(dn, path+".dest", "%s", msg)
+		good = false
+	} else if first, dup := seen[s]; dup && !strings.HasSuffix(s, "/") {
+		d.errorf(dn, path+".dest", "duplicate dest %s (also %s)", s, first)
+		good = false
+	} else {
+		seen[s] = path
+		a.Dest = s
+	}
+	var kinds []string
+	for _, k := range []string{"url", "archive", "image", "file", "go"} {
+		if f.get(k) != nil {
+			kinds = append(kinds, k)
+		}
+	}
+	switch {
+	case len(kinds) == 0:
+		d.errorf(item, path, "set one of url, archive, image, file or go")
+		good = false
+	case len(kinds) > 1:
+		d.errorf(item, path, "set only one of url, archive, image, file or go, not %s", strings.Join(kinds, " and "))
+		good = false
+	}
+	kind := ""
+	if len(kinds) == 1 {
+		kind = kinds[0]
+	}
+	// Keys that belong to another kind are mistakes worth naming.
+	allowed := map[string][]string{"url": {"sha256"}, "archive": {"sha256", "extract"}, "image": {"path"}, "file": nil, "go": nil}
+	for _, k := range []string{"sha256", "extract", "path"} {
+		if kn := f.get(k); kn != nil && kind != "" && !slices.Contains(allowed[kind], k) {
+			d.errorf(kn, path+"."+k, "%s does not apply to a %s artifact", k, kind)
+			good = false
+		}
+	}
+	switch kind {
+	case "url", "archive":
+		un := f.get(kind)
+		s, ok := d.str(un, path+"."+kind)
+		if ok {
+			if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				d.errorf(un, path+"."+kind, "%q is not an http(s) URL", s)
+				ok = false
+			}
+		}
+		good = good && ok
+		if kind == "url" {
+			a.URL = s
+		} else {
+			a.Archive = s
+		}
+		good = d.artifactSHA(f, path, &a) && good
+		if kind == "archive" {
+			en := f.get("extract")
+			if en == nil {
+				d.errorf(f.at("extract"), path+".extract", "extract is required: the archive members to take")
+				good = false
+				break
+			}
+			vals, ok := d.strList(en, path+".extract")
+			good = good && ok
+			if len(vals) == 0 && ok {
+				d.errorf(en, path+".extract", "extract lists no member")
+				good = false
+			}
+			if len(vals) > 1 && !strings.HasSuffix(a.Dest, "/") {
+				d.errorf(en, path+".extract", "several members need a dest directory ending in /")
+				good = false
+			}
+			a.Extract = vals
+		}
+	case "image":
+		ref, ok := d.imageRef(f.get("image"), path+".image")
+		good = good && ok
+		a.Image = ref
+		pn := f.get("path")
+		if pn == nil {
+			d.errorf(f.at("path"), path+".path", "path is required: the file or directory to take from the image")
+			good = false
+			break
+		}
+		s, ok := d.str(pn, path+".path")
+		if ok {
+			if msg := checkImagePath(s); msg != "" {
+				d.errorf(pn, path+".path", "%s", msg)
+				ok = false
+			}
+		}
+		good = good && ok
+		a.Path = s
+	case "file":
+		p, ok := d.labPath(l, f.get("file"), path+".file", "file", regularKind)
+		a.File = p
+		good = good && ok
+	case "go":
+		a.Go = d.decodeGo(f.get("go"), path+".go", a.Dest, f.get("dest"))
+		good = good && a.Go != nil
+	}
+	good = d.modeOwner(f, path, &a.Mode, &a.UID, &a.GID) && good
+	return a, good
 }
 
 // artifactSHA decodes sha256: "<hex>" / "sha256:<hex>" / {url: CHECKSUM-FILE}.

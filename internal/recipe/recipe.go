@@ -128,7 +128,7 @@ func (d *decoder) decodeRecipe(l *Lab, root *yaml.Node, rec *Recipe) {
 	rec.Files = d.decodeFiles(f.get("files"))
 	rec.Units = d.decodeUnits(l, f.get("units"), rec.Role)
 	rec.Overlays = d.decodeOverlays(l, f.get("overlays"), rec.Role)
-	rec.Images = d.decodeImages(f.get("images"))
+	rec.Images = d.decodeImages(l, f.get("images"))
 	rec.Containerd = d.decodeContainerd(f)
 	rec.Disk = d.decodeDisk(f)
 	rec.Kernel = d.decodeKernel(f)
