@@ -30,8 +30,19 @@ bench/out/bootable.tar:
 	  bookworm $@.tmp
 	mv $@.tmp $@
 
+# The shipped lab takes its programs from upstream's releases; where those
+# cannot be reached, labbake says so in one line and bakes the from-source
+# profile instead (Go module proxy and Debian only). PROFILE=from-source
+# asks for it outright.
+PROFILE ?=
+PROFILE_VALUES = $(LAB)/values/$(PROFILE).yaml
+FALLBACK_VALUES = $(wildcard $(LAB)/values/from-source.yaml)
 lab: deps build
-	$(BIN) -C $(LAB) build --all
+ifneq ($(PROFILE),)
+	$(BIN) -C $(LAB) --values $(PROFILE_VALUES) build --all
+else
+	$(BIN) -C $(LAB) build --all $(if $(FALLBACK_VALUES),--fallback-values $(FALLBACK_VALUES))
+endif
 
 test: deps lint unit fuzz
 
