@@ -50,7 +50,8 @@ var capability = []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0,
 var netBindService = []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 // makeLab writes a lab dir with a generated tar base, a layer, a unit, inline
-// files and an overlay, and returns it with what the image must hold.
+// files, an overlay and an artifact with a capability, and returns it with
+// what the image must hold.
 func makeLab(t *testing.T) (string, map[string]want) {
 	t.Helper()
 	dir := t.TempDir()
