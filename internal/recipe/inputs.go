@@ -31,7 +31,7 @@ type Artifact struct {
 	Capabilities []string
 
 	URL       string // url: the file itself
-	Archive   string // archive: a .tar.gz/.tgz/.tar.zst/.tar.xz/.zip fetched by URL
+	Archive   string // archive: a .tar.gz/.tgz/.tar.zst/.tar.xz/.zip or a Debian .deb (its data.tar's members) fetched by URL
 	Extract   []string
 	SHA256    string // "sha256:<hex>" when the recipe pins it
 	SHA256URL string // else a checksum file to read it from (recorded in the lock)
