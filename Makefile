@@ -64,6 +64,7 @@ fuzz:
 	$(call fuzz-one,FuzzFATNames,./builders/disk,60000x)
 	$(call fuzz-one,FuzzImportBundle,./internal/cache,1000x)
 	$(call fuzz-one,FuzzParseChecksum,./internal/source,100000x)
+	$(call fuzz-one,FuzzExtract,./internal/source,3000x)
 	$(call fuzz-one,FuzzImage,./builders/iso9660,100000x)
 	$(call fuzz-one,FuzzParse,./internal/pki,20000x)
 	$(call fuzz-one,FuzzRender,./builders/seed,100000x)
