@@ -164,6 +164,8 @@ func (b *Builder) Build(ctx context.Context, store Store, s Spec, pins Pins, off
 		}
 		return nil, fmt.Errorf("%s: %w", what, iox.ErrOffline)
 	}
+	// A cold build of a large module takes minutes: say it started.
+	log.Info("go: building", "packages", strings.Join(s.Packages, " "), "toolchain", s.Toolchain)
 	start := time.Now()
 	res, err := b.run(ctx, store, s, pins, index, offline, log)
 	if err != nil {
