@@ -30,8 +30,19 @@ bench/out/bootable.tar:
 	  bookworm $@.tmp
 	mv $@.tmp $@
 
+# The shipped lab takes its programs from upstream's releases; where those
+# cannot be reached, labbake says so in one line and bakes the from-source
+# profile instead (Go module proxy and Debian only). PROFILE=from-source
+# asks for it outright.
+PROFILE ?=
+PROFILE_VALUES = $(LAB)/values/$(PROFILE).yaml
+FALLBACK_VALUES = $(wildcard $(LAB)/values/from-source.yaml)
 lab: deps build
-	$(BIN) -C $(LAB) build --all
+ifneq ($(PROFILE),)
+	$(BIN) -C $(LAB) --values $(PROFILE_VALUES) build --all
+else
+	$(BIN) -C $(LAB) build --all $(if $(FALLBACK_VALUES),--fallback-values $(FALLBACK_VALUES))
+endif
 
 test: deps lint unit fuzz
 
@@ -53,6 +64,7 @@ fuzz:
 	$(call fuzz-one,FuzzFATNames,./builders/disk,60000x)
 	$(call fuzz-one,FuzzImportBundle,./internal/cache,1000x)
 	$(call fuzz-one,FuzzParseChecksum,./internal/source,100000x)
+	$(call fuzz-one,FuzzExtract,./internal/source,3000x)
 	$(call fuzz-one,FuzzImage,./builders/iso9660,100000x)
 	$(call fuzz-one,FuzzParse,./internal/pki,20000x)
 	$(call fuzz-one,FuzzRender,./builders/seed,100000x)

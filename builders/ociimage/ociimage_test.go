@@ -220,3 +220,73 @@ func TestWriteErrors(t *testing.T) {
 		t.Error("Write with a cancelled context succeeds")
 	}
 }
+
+// A file's capabilities (an entry's security.capability) are in the
+// layer as the PAX record SCHILY.xattr.security.capability, which
+// archive/tar and GNU tar --xattrs read back; a file without has none.
+func TestWriteCapabilities(t *testing.T) {
+	caps, err := tree.FileCapabilities([]string{"CAP_NET_BIND_SERVICE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := sample(t, t.TempDir())
+	e, _ := tr.Get("pause")
+	e.Xattrs = map[string][]byte{tree.CapabilityXattr: caps}
+	if err := tr.Add(e); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Write(context.Background(), tr, sampleConfig, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(img.Layer.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := map[string]string{}
+	r := tar.NewReader(f)
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range h.PAXRecords {
+			if strings.HasPrefix(k, "SCHILY.xattr.") {
+				got[h.Name+" "+k] = fmt.Sprintf("%x", v)
+			}
+		}
+	}
+	// The bytes of `setcap cap_net_bind_service=+ep` (builders/tree's
+	// TestFileCapabilities).
+	want := map[string]string{"pause SCHILY.xattr.security.capability": "0100000200040000000000000000000000000000"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("xattr records %v, want %v", got, want)
+	}
+
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Skip("no tar")
+	}
+	gnu, err := exec.Command("tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-tvvf", img.Layer.Path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tar --xattrs -tvvf: %v\n%s", err, gnu)
+	}
+	// GNU tar marks a member with xattrs by a * after its mode and lists
+	// each under it as "x: SIZE NAME".
+	lines := strings.Split(string(gnu), "\n")
+	found := false
+	for i, l := range lines {
+		if strings.HasSuffix(l, " pause") && strings.HasPrefix(l, "-") {
+			found = true
+			if !strings.HasPrefix(l, "-rwxr-xr-x* ") || i+1 >= len(lines) || strings.TrimSpace(lines[i+1]) != "x: 20 security.capability" {
+				t.Errorf("GNU tar lists pause without its capability:\n%s", gnu)
+			}
+		}
+	}
+	if !found || strings.Count(string(gnu), "x: ") != 1 {
+		t.Errorf("GNU tar lists %d xattrs, want 1:\n%s", strings.Count(string(gnu), "x: "), gnu)
+	}
+}

@@ -164,6 +164,9 @@ type builtFile struct {
 	Extract []string  `json:"extract,omitempty"`
 	Path    string    `json:"path,omitempty"`
 	Names   []string  `json:"names,omitempty"` // the binaries of a go input
+	// Capabilities of the file's regular files; left out when none, so
+	// that the keys of images built before they existed stay the same.
+	Capabilities []string `json:"capabilities,omitempty"`
 }
 
 // builtKey is the cache ref of the image made of files with cfg at epoch.
@@ -175,7 +178,7 @@ func builtKey(epoch time.Time, b *recipe.ImageBuild, cfg ociimage.Config, files 
 		Config ociimage.Config `json:"config"`
 	}{Format: builtFormat, Epoch: epoch.Unix(), Config: cfg}
 	for j, a := range b.Files {
-		f := builtFile{Kind: files[j].Kind, Digest: files[j].Digest, Dest: a.Dest, Mode: a.Mode, UID: a.UID, GID: a.GID, Extract: a.Extract, Path: a.Path}
+		f := builtFile{Kind: files[j].Kind, Digest: files[j].Digest, Dest: a.Dest, Mode: a.Mode, UID: a.UID, GID: a.GID, Extract: a.Extract, Path: a.Path, Capabilities: a.Capabilities}
 		if a.Go != nil {
 			f.Names = a.Go.Names()
 		}

@@ -76,7 +76,11 @@ func (a *assembler) applyRemote(ctx context.Context, t *tree.Tree, field string)
 func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, field string, art recipe.Artifact) error {
 	epoch := t.Epoch()
 	file := func(dest string, blob *tree.Blob, mode uint32) error {
-		return t.Add(tree.Entry{Path: dest, Type: tree.Regular, Mode: mode, UID: art.UID, GID: art.GID, ModTime: epoch, Content: blob})
+		x, err := artifactXattrs(art)
+		if err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
+		return t.Add(tree.Entry{Path: dest, Type: tree.Regular, Mode: mode, UID: art.UID, GID: art.GID, ModTime: epoch, Content: blob, Xattrs: x})
 	}
 	// dest for a member found at name when the recipe asked for root.
 	destFor := func(root, name string) string {
@@ -191,8 +195,22 @@ func (a *assembler) addGoBinaries(ctx context.Context, t *tree.Tree, p string, n
 	return nil
 }
 
+// artifactXattrs are the extended attributes every regular file of art
+// gets: its capabilities (security.capability), if it names any. Each
+// call makes a new map.
+func artifactXattrs(art recipe.Artifact) (map[string][]byte, error) {
+	if len(art.Capabilities) == 0 {
+		return nil, nil
+	}
+	caps, err := tree.FileCapabilities(art.Capabilities)
+	if err != nil {
+		return nil, fmt.Errorf("capabilities: %w", err)
+	}
+	return map[string][]byte{tree.CapabilityXattr: caps}, nil
+}
+
 // addMember adds one file (or symlink) taken out of an archive or image,
-// with the artifact's mode and owner.
+// with the artifact's mode, owner and, for a regular file, capabilities.
 func (a *assembler) addMember(t *tree.Tree, dest string, typ byte, link string, r io.Reader, art recipe.Artifact) error {
 	e := tree.Entry{Path: dest, Mode: art.Mode, UID: art.UID, GID: art.GID, ModTime: t.Epoch()}
 	switch typ {
@@ -213,6 +231,10 @@ func (a *assembler) addMember(t *tree.Tree, dest string, typ byte, link string, 
 			return fmt.Errorf("extracting %s: %w", dest, err)
 		}
 		e.Type, e.Content = tree.Regular, &tree.Blob{Path: f.Name(), Size: n, Owned: true}
+		if e.Xattrs, err = artifactXattrs(art); err != nil {
+			os.Remove(f.Name())
+			return fmt.Errorf("%s: %w", dest, err)
+		}
 	default:
 		return fmt.Errorf("%s: unsupported member type %q", dest, typ)
 	}

@@ -17,6 +17,9 @@
 //	go/build/            GOCACHE of the go inputs' builds (internal/source/gobuild),
 //	                     kept so that a rebuild only links; the go command
 //	                     manages it (go clean -cache empties it)
+//	go/toolchain/        Go toolchains fetched as golang.org/toolchain modules
+//	                     (their zips are blobs), unpacked once each:
+//	                     go1.26.8.linux-amd64/ (internal/source/gobuild)
 //	tmp/build-ROLE-N     a build's work dir (WorkDir), with its lock file
 //	                     tmp/build-ROLE-N.lock; leftovers of killed builds
 //	                     are removed by the next WorkDir

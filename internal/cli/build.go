@@ -1,18 +1,22 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/labbake/labbake/internal/bake"
 	"github.com/labbake/labbake/internal/iox"
+	"github.com/labbake/labbake/internal/source"
 )
 
 type buildOptions struct {
 	all      bool
 	compress bool
 	keepRaw  bool
+	fallback string
 	inputs   inputFlags
 }
 
@@ -35,6 +39,7 @@ the same inputs give byte-identical images.`,
 	cmd.Flags().BoolVar(&o.keepRaw, "keep-raw", false, "also keep the raw disk as OUT/ROLE.raw")
 	cmd.Flags().BoolVar(&o.inputs.offline, "offline", false, "open no network connection: every input must be in the cache (labbake fetch, or bundle import)")
 	cmd.Flags().BoolVar(&o.inputs.frozen, "frozen", false, "refuse any input that labbake.lock does not pin, or pins otherwise (for CI)")
+	cmd.Flags().StringVar(&o.fallback, "fallback-values", "", "when an input's host does not resolve from this machine, say so in one line and build with this values file laid over the lab too (make lab: values/from-source.yaml)")
 	return cmd
 }
 
@@ -43,10 +48,21 @@ the same inputs give byte-identical images.`,
 // and writes the seeds of their machines.
 func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) error {
 	b, err := g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw})
+	if g.fallBack(o.fallback, err) {
+		b, err = g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw})
+	}
 	if err != nil {
 		return err
 	}
 	out, err := b.Build(cmd.Context(), g.seedOptions(b.Options().Logger))
+	if len(out.Images) == 0 && g.fallBack(o.fallback, err) {
+		// Every input was pinned by the lock, and fetching one failed:
+		// nothing was written yet.
+		if b, err = g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw}); err != nil {
+			return err
+		}
+		out, err = b.Build(cmd.Context(), g.seedOptions(b.Options().Logger))
+	}
 	for _, res := range out.Images {
 		fmt.Fprintf(g.stdout, "%s\t%s\tsha256:%s\t%d files\t%s\n", res.Image, iox.Bytes(res.Size), res.SHA256, res.Files, res.Took.Round(1e7))
 		if res.Space != nil {
@@ -61,6 +77,20 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 		fmt.Fprintf(g.stdout, "%s\n", s.Path)
 	}
 	return err
+}
+
+// fallBack reports whether a build that failed with err should be tried
+// again with the values file: err says an input's host does not resolve,
+// and the file is not yet laid over the lab. It then adds the file to the
+// lab's values and says so in one line.
+func (g *globals) fallBack(file string, err error) bool {
+	var ue *source.UnreachableError
+	if file == "" || !errors.As(err, &ue) || slices.Contains(g.values, file) {
+		return false
+	}
+	fmt.Fprintf(g.stderr, "labbake: upstream cannot be reached from this machine (%s does not resolve): building with --values %s instead\n", ue.Host, file)
+	g.values = append(g.values, file)
+	return true
 }
 
 // batch loads the lab and prepares the roles a verb names (args, or all):

@@ -24,7 +24,7 @@ images:
     pinned: true
     build:
       files:
-        - {file: bin/pause, dest: /pause}
+        - {file: bin/pause, dest: /pause, capabilities: [net_bind_service]}
         - {file: etc/motd, dest: /etc/motd, mode: "0640", owner: "65532:65532"}
       entrypoint: [/pause]
       user: "65535"
@@ -48,9 +48,10 @@ type planInput struct {
 // image-built), two bakes with other caches give the same qcow2 and the
 // same manifests, the second bake in a cache builds nothing, the store in
 // the image holds the image's blobs and records (read back with debugfs),
-// the layer holds the files as the recipe says; a bundle carries it all
-// into an empty cache where an offline, frozen build under unshare -n
-// gives the same bytes; a changed file changes the image and the plan; an
+// the layer holds the files as the recipe says, /pause with its
+// capability; a bundle carries it all into an empty cache where an
+// offline, frozen build under unshare -n gives the same bytes; a changed
+// file or other capabilities change the image and the plan; an
 // entrypoint that is not a file is refused at its position.
 func TestBuiltImages(t *testing.T) {
 	requireTool(t, "mke2fs")
@@ -207,6 +208,23 @@ func TestBuiltImages(t *testing.T) {
 			t.Errorf("pause layer lacks %q:\n%s", want, members)
 		}
 	}
+	// /pause has its capability, as setcap cap_net_bind_service=+ep
+	// writes it (builders/tree's TestFileCapabilities); etc/motd none.
+	xattrs := map[string]string{}
+	for tr := tar.NewReader(bytes.NewReader(blob(pause.Layers[0]))); ; {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		for k, v := range h.PAXRecords {
+			if strings.HasPrefix(k, "SCHILY.xattr.") {
+				xattrs[h.Name+" "+k] = fmt.Sprintf("%x", v)
+			}
+		}
+	}
+	if want := map[string]string{"pause SCHILY.xattr.security.capability": "0100000200040000000000000000000000000000"}; fmt.Sprint(xattrs) != fmt.Sprint(want) {
+		t.Errorf("pause layer xattrs %v, want %v", xattrs, want)
+	}
 	// The go program in the other image runs.
 	hl := layerMembers(t, blob(hello.Layers[0]))
 	if !strings.Contains(hl, "f usr/bin/hello 0755 0:0 1735689600 ") {
@@ -278,6 +296,21 @@ func TestBuiltImages(t *testing.T) {
 	for _, in := range in2 {
 		if in.Field == "images[0]" && (in.Digest == pause.Digest || d2 == planDigest) {
 			t.Errorf("a changed file left the image at %s and the plan at %s", in.Digest, d2)
+		}
+	}
+
+	// Other capabilities: another image, another plan.
+	var pause2 string
+	for _, in := range in2 {
+		if in.Field == "images[0]" {
+			pause2 = in.Digest
+		}
+	}
+	writeFiles(t, lab, map[string]string{"recipes/master.yaml": strings.Replace(builtRecipe, "capabilities: [net_bind_service]", "capabilities: [NET_RAW, cap_net_bind_service]", 1)})
+	d3, in3 := plan(cacheC, "--offline", "--frozen")
+	for _, in := range in3 {
+		if in.Field == "images[0]" && (in.Digest == pause2 || d3 == d2) {
+			t.Errorf("other capabilities left the image at %s and the plan at %s", in.Digest, d3)
 		}
 	}
 

@@ -15,7 +15,8 @@ func newLockCmd(g *globals) *cobra.Command {
 		Use:   "lock",
 		Short: "Pin every input of the lab in labbake.lock",
 		Long: `Lock resolves every symbolic input of every role — image tags, checksum files,
-Debian bases, Go programs (their go.sum and binary) — to digests and writes them to labbake.lock in the lab dir (sorted,
+Debian bases, Go programs (their go.sum and binary, and the hash of the Go
+toolchain when one was fetched) — to digests and writes them to labbake.lock in the lab dir (sorted,
 one input a line). Builds use the lock when it exists; build --frozen refuses
 anything it does not pin, so a rebuild months later gets the same bits.`,
 		Example: `  labbake lock && git add labbake.lock`,

@@ -119,6 +119,11 @@ type Input struct {
 	// go.sum hashes) in other bytes, and the image does not change with
 	// them. Bundles carry them and cache prune keeps them.
 	Modules []string `json:"-"`
+	// Toolchain is the cache blob of the golang.org/toolchain zip of a go
+	// input's Go release, when the cache has it (a toolchain that was
+	// fetched, not the host's go). Like Modules, it is not part of the
+	// plan's JSON: bundles carry it and cache prune keeps it.
+	Toolchain string `json:"-"`
 }
 
 // Disk is the shape of the disk to write.
@@ -165,7 +170,7 @@ func Epoch(sourceDateEpoch string, lab *recipe.Lab) (int64, string, error) {
 // Blobs lists the cache blobs the plan reads, each once, in plan order:
 // fetched files, Debian base tarballs, each image's manifest, config
 // and layers (those of built images too), and each go input's output,
-// go.sum and module files.
+// go.sum, module files and fetched toolchain.
 func (p *Plan) Blobs() []string {
 	var out []string
 	seen := map[string]bool{}
@@ -185,6 +190,7 @@ func (p *Plan) Blobs() []string {
 		case in.Kind == ArtifactGo:
 			add(in.Digest, in.GoSum)
 			add(in.Modules...)
+			add(in.Toolchain)
 		case in.Kind.Remote():
 			add(in.Digest)
 		}
@@ -220,10 +226,11 @@ type BuiltImage struct {
 // GoOutput is a go input pinned and built: its output blob, go.sum and
 // module files (see Input).
 type GoOutput struct {
-	Digest  string
-	Size    int64
-	GoSum   string
-	Modules []string
+	Digest    string
+	Size      int64
+	GoSum     string
+	Modules   []string
+	Toolchain string
 }
 
 // Files gives the digest and size of a file of the lab dir. A build that
@@ -369,7 +376,7 @@ func New(ctx context.Context, lab *recipe.Lab, r *recipe.Recipe, epoch int64, ep
 				return out.Digest, out.Size, err
 			})
 			if in != nil {
-				in.GoSum, in.Modules = out.GoSum, out.Modules
+				in.GoSum, in.Modules, in.Toolchain = out.GoSum, out.Modules, out.Toolchain
 			}
 		case a.File != "":
 			add(Input{Field: field, Kind: ArtifactFile, Name: a.Dest, Source: rel(a.File)}, a.Pos, func() (string, int64, error) { return digestFile(a.File) })

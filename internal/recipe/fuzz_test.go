@@ -55,6 +55,7 @@ func seedRecipes(f *testing.F) {
 	}
 	f.Add([]byte("extends: common\nunits: [{name: a.service, enable: true}, {name: b.service}]\noverlays: [o]\ndisk: {size: 1GiB}\n"))
 	f.Add([]byte("base: {tar: rootfs.tar}\nfiles:\n{{- range until 3 }}\n  - path: /f{{ . }}\n    content: {{ . | quote }}\n{{- end }}\n"))
+	f.Add([]byte("base: {tar: rootfs.tar}\nartifacts:\n  - {file: rootfs.tar, dest: /usr/local/bin/x, capabilities: [net_bind_service, CAP_NET_RAW]}\n  - {file: rootfs.tar, dest: /usr/local/bin/y, capabilities: [cap_chown, CHOWN]}\n"))
 	f.Add([]byte("a: &x 1\nb: *x\n"))
 	f.Add([]byte("extends: master\n"))
 	f.Add([]byte("---\n---\nfoo\n"))

@@ -110,7 +110,7 @@ func TestImageBuild(t *testing.T) {
     pinned: true
     build:
       files:
-        - {file: bin/pause, dest: /pause}
+        - {file: bin/pause, dest: /pause, capabilities: [net_bind_service]}
         - {go: {module: labbake.test/hello, version: v1.2.3, packages: [cmd/hello]}, dest: /hello, mode: "0750", owner: "65532:65532"}
         - {url: "https://example.test/c.tar.gz", sha256: "` + strings.Repeat("ab", 32) + `", dest: /etc/c}
       entrypoint: [/pause]
@@ -123,7 +123,7 @@ func TestImageBuild(t *testing.T) {
 `,
 			want: &ImageBuild{
 				Files: []Artifact{
-					{Dest: "/pause", Mode: 0o755, File: "bin/pause", Pos: Pos{File: "recipes/master.yaml", Line: 7, Col: 11}},
+					{Dest: "/pause", Mode: 0o755, File: "bin/pause", Capabilities: []string{"CAP_NET_BIND_SERVICE"}, Pos: Pos{File: "recipes/master.yaml", Line: 7, Col: 11}},
 					{Dest: "/hello", Mode: 0o750, UID: 65532, GID: 65532, Pos: Pos{File: "recipes/master.yaml", Line: 8, Col: 11}},
 					{Dest: "/etc/c", Mode: 0o755, URL: "https://example.test/c.tar.gz", SHA256: "sha256:" + strings.Repeat("ab", 32), Pos: Pos{File: "recipes/master.yaml", Line: 9, Col: 11}},
 				},

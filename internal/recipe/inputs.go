@@ -2,12 +2,14 @@ package recipe
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/source/debian"
 	"github.com/labbake/labbake/internal/source/gobuild"
@@ -22,9 +24,14 @@ type Artifact struct {
 	Mode uint32 // 0755 unless set (artifacts are mostly programs)
 	UID  int
 	GID  int
+	// Capabilities are the file capabilities every regular file of the
+	// artifact gets (security.capability, as setcap NAMES=+ep writes it):
+	// canonical names (CAP_NET_BIND_SERVICE), each once, in the kernel's
+	// number order; nil for none.
+	Capabilities []string
 
 	URL       string // url: the file itself
-	Archive   string // archive: a .tar.gz/.tgz/.tar.zst/.tar.xz/.zip fetched by URL
+	Archive   string // archive: a .tar.gz/.tgz/.tar.zst/.tar.xz/.zip or a Debian .deb (its data.tar's members) fetched by URL
 	Extract   []string
 	SHA256    string // "sha256:<hex>" when the recipe pins it
 	SHA256URL string // else a checksum file to read it from (recorded in the lock)
@@ -182,7 +189,7 @@ func (d *decoder) decodeArtifact(l *Lab, item *yaml.Node, path string, seen map[
 		d.errorf(item, path, "expected a mapping, got null")
 		return Artifact{}, false
 	}
-	f, ok := d.mapping(item, path, "dest", "mode", "owner", "url", "archive", "extract", "sha256", "image", "path", "file", "go")
+	f, ok := d.mapping(item, path, "dest", "mode", "owner", "url", "archive", "extract", "sha256", "image", "path", "file", "go", "capabilities")
 	if !ok {
 		return Artifact{}, false
 	}
@@ -293,6 +300,10 @@ func (d *decoder) decodeArtifact(l *Lab, item *yaml.Node, path string, seen map[
 		good = good && a.Go != nil
 	}
 	good = d.modeOwner(f, path, &a.Mode, &a.UID, &a.GID) && good
+	if cn := f.get("capabilities"); cn != nil {
+		caps, ok := d.capabilities(cn, path+".capabilities")
+		a.Capabilities, good = caps, good && ok
+	}
 	return a, good
 }
 
@@ -336,4 +347,82 @@ func (d *decoder) artifactSHA(f fields, path string, a *Artifact) bool {
 	}
 	a.SHA256 = dg.String()
 	return true
+}
+
+// capabilities decodes a list of capability names as setcap takes them
+// (any case, CAP_ optional) into their canonical names, each once, in
+// number order: two spellings of one set decode alike.
+func (d *decoder) capabilities(n *yaml.Node, field string) ([]string, bool) {
+	items, ok := d.sequence(n, field)
+	if !ok {
+		return nil, false
+	}
+	if len(items) == 0 {
+		d.errorf(n, field, "capabilities lists none: name at least one, e.g. [CAP_NET_BIND_SERVICE], or leave the key out")
+		return nil, false
+	}
+	first := map[int]int{} // capability number → the item naming it first
+	var nums []int
+	good := true
+	for i, item := range items {
+		p := indexPath(field, i)
+		s, ok := d.str(item, p)
+		if !ok {
+			good = false
+			continue
+		}
+		name, num, ok := tree.Capability(s)
+		if !ok {
+			d.errorf(item, p, "unknown capability %q (%s)", s, suggestCapability(s))
+			good = false
+			continue
+		}
+		if j, dup := first[num]; dup {
+			d.errorf(item, p, "%s is listed twice (also %s)", name, indexPath("capabilities", j))
+			good = false
+			continue
+		}
+		first[num] = i
+		nums = append(nums, num)
+	}
+	if !good {
+		return nil, false
+	}
+	slices.Sort(nums)
+	names := tree.CapabilityNames()
+	out := make([]string, len(nums))
+	for i, num := range nums {
+		out[i] = names[num]
+	}
+	return out, true
+}
+
+// suggestCapability proposes the capability an unknown name likely
+// meant (a near spelling, or the one name it begins), or says what the
+// names are.
+func suggestCapability(s string) string {
+	if strings.ContainsAny(s, "=+,") {
+		return "one name an item, without setcap's =+ep: each is made permitted and effective"
+	}
+	up := strings.ToUpper(s)
+	if !strings.HasPrefix(up, "CAP_") {
+		up = "CAP_" + up
+	}
+	best, bd := "", 3
+	var prefixed []string
+	for _, name := range tree.CapabilityNames() {
+		if d := editDistance(up, name); d < bd {
+			best, bd = name, d
+		}
+		if strings.HasPrefix(name, up) {
+			prefixed = append(prefixed, name)
+		}
+	}
+	if best == "" && len(prefixed) == 1 {
+		best = prefixed[0]
+	}
+	if best != "" {
+		return fmt.Sprintf("did you mean %s?", best)
+	}
+	return "the names of capabilities(7), such as CAP_NET_BIND_SERVICE, in any case, CAP_ optional"
 }

@@ -74,6 +74,51 @@ artifacts:
 			},
 		},
 		{
+			name: "capabilities",
+			recipe: `base: {oci: "oci:x:y"}
+artifacts:
+  - {file: lab.yaml, dest: /usr/local/bin/a, capabilities: [CAP_NET_BIND_SERVICE]}
+  - {file: lab.yaml, dest: /usr/local/bin/b, capabilities: [net_raw, Cap_Net_Bind_Service]}
+  - {file: lab.yaml, dest: /usr/local/bin/c, capabilities: [cap_net_bind_service, NET_RAW]}
+  - {archive: https://example.org/t.tgz, sha256: "` + digest + `", extract: [bin/], dest: /opt/bin/, capabilities: [checkpoint_restore, bpf, chown]}
+  - {file: lab.yaml, dest: /usr/local/bin/d, capabilities: null}
+`,
+			check: func(t *testing.T, r *Recipe) {
+				for i, want := range [][]string{
+					{"CAP_NET_BIND_SERVICE"},
+					{"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"},
+					{"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"},
+					{"CAP_CHOWN", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"},
+					nil,
+				} {
+					if got := r.Artifacts[i].Capabilities; !reflect.DeepEqual(got, want) {
+						t.Errorf("artifacts[%d].Capabilities = %q, want %q", i, got, want)
+					}
+				}
+			},
+		},
+		{
+			name: "bad capabilities",
+			recipe: `base: {oci: "oci:x:y"}
+artifacts:
+  - {file: lab.yaml, dest: /a, capabilities: [CAP_NET_BIND]}
+  - {file: lab.yaml, dest: /b, capabilities: [net_raw, CAP_NET_RAW]}
+  - {file: lab.yaml, dest: /c, capabilities: []}
+  - {file: lab.yaml, dest: /d, capabilities: [cap_frobnicate, 10]}
+  - {file: lab.yaml, dest: /e, capabilities: CAP_CHOWN}
+  - {file: lab.yaml, dest: /f, capabilities: [CAP_CHOWN, "CAP_CHOWN=+ep"]}
+`,
+			errs: []string{
+				`3:47: artifacts[0].capabilities[0]: unknown capability "CAP_NET_BIND" (did you mean CAP_NET_BIND_SERVICE?)`,
+				"4:56: artifacts[1].capabilities[1]: CAP_NET_RAW is listed twice (also capabilities[0])",
+				"5:46: artifacts[2].capabilities: capabilities lists none",
+				`6:47: artifacts[3].capabilities[0]: unknown capability "cap_frobnicate" (the names of capabilities(7), such as CAP_NET_BIND_SERVICE`,
+				"6:63: artifacts[3].capabilities[1]: expected a string, got the integer 10",
+				"7:46: artifacts[4].capabilities: expected a list, got the string \"CAP_CHOWN\"",
+				`8:58: artifacts[5].capabilities[1]: unknown capability "CAP_CHOWN=+ep" (one name an item, without setcap's =+ep`,
+			},
+		},
+		{
 			name: "go artifacts",
 			recipe: `base: {oci: "oci:x:y"}
 artifacts:

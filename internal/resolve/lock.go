@@ -48,6 +48,10 @@ const (
 	// go.sum (see gobuild.Key).
 	kindGo    = gobuild.KindBinary + " "
 	kindGoSum = gobuild.KindSum + " "
+	// "gotoolchain GO-RELEASE GOOS/GOARCH": the h1 hash (not a digest) of
+	// the golang.org/toolchain module a go input's toolchain was fetched
+	// as, for that host platform (see gobuild.ToolchainKey).
+	kindToolchain = gobuild.KindToolchain + " "
 )
 
 // maxLockSize bounds a lock file: a lab's lock holds a few dozen lines.
@@ -79,7 +83,8 @@ func LoadLock(path string) (*Lock, error) {
 // it holds. name (a path, or where the bytes came from) starts every error,
 // followed by the line and column of the problem. Everything must be as
 // labbake writes it: one JSON object with "format": 1 and "inputs", each
-// input a key of a known kind mapped to a sha256 digest, no other field,
+// input a key of a known kind mapped to a sha256 digest (a toolchain's to
+// its h1 hash), no other field,
 // nothing after the object. The lock returned is not tied to a file: Save
 // needs one from LoadLock.
 func ParseLock(name string, data []byte) (*Lock, error) {
@@ -219,7 +224,7 @@ func (p *lockParser) inputs(m map[string]string) error {
 		if !ok {
 			return p.errAt(off, "input %.100q: want a digest string, not %v", key, tok)
 		}
-		if _, err := iox.ParseDigest(v); err != nil {
+		if err := checkLockValue(key, v); err != nil {
 			return p.errAt(off, "input %.100q: %v", key, err)
 		}
 		m[key] = v
@@ -233,6 +238,10 @@ func checkLockKey(key string) error {
 		_, err := gobuild.ParseKey(key)
 		return err
 	}
+	if strings.HasPrefix(key, kindToolchain) {
+		_, _, err := gobuild.ParseToolchainKey(key)
+		return err
+	}
 	for _, kind := range []string{kindChecksum, kindDebian, kindOCI} {
 		if rest, ok := strings.CutPrefix(key, kind); ok {
 			if strings.TrimSpace(rest) == "" {
@@ -241,7 +250,17 @@ func checkLockKey(key string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown kind of input: want %q, %q, %q, %q or %q followed by what was resolved", kindChecksum, kindDebian, kindOCI, kindGo, kindGoSum)
+	return fmt.Errorf("unknown kind of input: want %q, %q, %q, %q, %q or %q followed by what was resolved", kindChecksum, kindDebian, kindOCI, kindGo, kindGoSum, kindToolchain)
+}
+
+// checkLockValue checks what key resolved to: a toolchain's h1 hash, a
+// sha256 digest for every other kind.
+func checkLockValue(key, v string) error {
+	if strings.HasPrefix(key, kindToolchain) {
+		return gobuild.CheckH1(v)
+	}
+	_, err := iox.ParseDigest(v)
+	return err
 }
 
 // invalidUTF8 returns the offset of the first byte of b that is not UTF-8.
@@ -265,6 +284,19 @@ func (l *Lock) Get(key string) (string, bool) {
 	defer l.mu.Unlock()
 	v, ok := l.inputs[key]
 	return v, ok
+}
+
+// keys lists the keys that start with prefix.
+func (l *Lock) keys(prefix string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for k := range l.inputs {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Set records what key resolved to.

@@ -12,6 +12,8 @@ var (
 	dA = "sha256:" + strings.Repeat("a", 64)
 	dB = "sha256:" + strings.Repeat("b", 64)
 	dC = "sha256:" + strings.Repeat("c", 64)
+	// A toolchain's pin: a go.sum hash.
+	h1A = "h1:ZOmGe1OnfREDMIdb1Qi4G9JSuDPBLGExZMQ4nis1RXM="
 )
 
 func TestLockRoundTrip(t *testing.T) {
@@ -75,6 +77,33 @@ func TestLockRoundTrip(t *testing.T) {
 }
 
 // Save replaces a symlink at the lock's path; it never writes through it.
+// A toolchain's pin is its module's h1 hash, and round-trips like the
+// digests.
+func TestLockToolchain(t *testing.T) {
+	data := `{
+  "format": 1,
+  "inputs": {
+    "gosum example.com/m@v1.0.0 cmd/a go1.26.8": "` + dA + `",
+    "gotoolchain go1.26.8 darwin/arm64": "h1:8wlg68NqwW7eMnI1aABk/C2pDYXj8mrMY4TyRfiLeS0=",
+    "gotoolchain go1.26.8 linux/amd64": "` + h1A + `"
+  }
+}
+`
+	l, err := ParseLock("f", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := l.Get("gotoolchain go1.26.8 linux/amd64"); !ok || v != h1A {
+		t.Errorf("Get = %q, %v", v, ok)
+	}
+	if k := l.keys("gotoolchain go1.26.8 "); len(k) != 2 {
+		t.Errorf("keys %q", k)
+	}
+	if b, err := l.Bytes(); err != nil || string(b) != data {
+		t.Errorf("Bytes:\n%s\n%v; want\n%s", b, err, data)
+	}
+}
+
 func TestLockSaveSymlink(t *testing.T) {
 	dir, outside := t.TempDir(), t.TempDir()
 	target := filepath.Join(outside, "target")
@@ -122,6 +151,10 @@ func TestLockErrors(t *testing.T) {
 		{"go key unsorted packages", good(`"gosum example.com/m@v1.0.0 cmd/b,cmd/a go1.26.8": "` + dA + `"`), `:1:26: input "gosum example.com/m@v1.0.0 cmd/b,cmd/a go1.26.8": packages "cmd/b,cmd/a": want them sorted`},
 		{"go key without options", good(`"go example.com/m@v1.0.0 cmd/a go1.26.8 linux/amd64": "` + dA + `"`), `:1:26: input "go example.com/m@v1.0.0 cmd/a go1.26.8 linux/amd64": want "go MODULE@VERSION`},
 		{"go key branch", good(`"gosum example.com/m@main . go1.26.8": "` + dA + `"`), `:1:26: input "gosum example.com/m@main . go1.26.8": "main" is not a semantic version tag`},
+		{"toolchain key without a platform", good(`"gotoolchain go1.26.8 linux": "` + h1A + `"`), `:1:26: input "gotoolchain go1.26.8 linux": "linux" is not GOOS/GOARCH`},
+		{"toolchain key of no release", good(`"gotoolchain 1.26.8 linux/amd64": "` + h1A + `"`), `:1:26: input "gotoolchain 1.26.8 linux/amd64": "1.26.8" is not a Go release`},
+		{"toolchain pinned by a digest", good(`"gotoolchain go1.26.8 linux/amd64": "` + dA + `"`), `:1:62: input "gotoolchain go1.26.8 linux/amd64": invalid hash "sha256:`},
+		{"h1 hash of an image", good(`"oci x": "` + h1A + `"`), `:1:35: input "oci x": invalid digest "h1:`},
 		{"invalid UTF-8", "{\n\"format\": 1, \"inputs\": {\"oci \xff\": 1}}", ":2:30: not a labbake.lock: invalid UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,6 +206,7 @@ func FuzzParseLock(f *testing.F) {
 	f.Add([]byte(`{"format": 1, "inputs": {"gosum example.com/m@v1.0.0 cmd/a go1.26.8 staging": "` + dA + `", "go example.com/m@v1.0.0 . go1.26.8 linux/amd64 ` + dB + `": "` + dC + `"}}`))
 	f.Add([]byte("{\"format\": 1, \"inputs\": {\"checksum u f\": 1"))
 	f.Add([]byte("\xff"))
+	f.Add([]byte(`{"format": 1, "inputs": {"gotoolchain go1.26.8 linux/amd64": "` + h1A + `"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := ParseLock("f", data)
 		if err != nil {

@@ -67,12 +67,7 @@ func (r *Resolver) Used() map[string]bool {
 // locked looks key up in the lock, noting its use; frozen without an
 // entry is an error.
 func (r *Resolver) locked(key string) (string, bool, error) {
-	r.mu.Lock()
-	if r.used == nil {
-		r.used = map[string]bool{}
-	}
-	r.used[key] = true
-	r.mu.Unlock()
+	r.use(key)
 	v, ok := r.Lock.Get(key)
 	if !ok && r.Frozen {
 		return "", false, fmt.Errorf("%s is not in %s: %w (run labbake lock)", key, LockFile, ErrFrozen)
@@ -235,10 +230,13 @@ func (r *Resolver) GoInput(ctx context.Context, s gobuild.Spec) (plan.GoOutput, 
 	if err != nil {
 		return plan.GoOutput{}, err
 	}
+	tcKey := gobuild.ToolchainKey(s.Toolchain)
+	tcPin := r.toolchainPin(s.Toolchain)
+	pins := gobuild.Pins{GoSum: goSum, Binary: bin, Toolchain: tcPin, Frozen: r.Frozen}
 	var res *gobuild.Result
 	build := func() error {
 		var err error
-		res, err = r.Go.Build(ctx, r.Cache, s, gobuild.Pins{GoSum: goSum, Binary: bin}, r.Offline())
+		res, err = r.Go.Build(ctx, r.Cache, s, pins, r.Offline())
 		if err != nil {
 			return err
 		}
@@ -254,8 +252,17 @@ func (r *Resolver) GoInput(ctx context.Context, s gobuild.Spec) (plan.GoOutput, 
 		}
 		err = build()
 	}
+	if errors.Is(err, gobuild.ErrUnpinned) {
+		err = fmt.Errorf("%w: %w", ErrFrozen, err)
+	}
 	if err != nil {
 		return plan.GoOutput{}, offlineHint(err)
+	}
+	if res.Toolchain != "" {
+		// The h1 hash of the toolchain module is no blob: the lock only
+		// (the cache names the zip's blob under the same key).
+		r.Lock.Set(tcKey, res.Toolchain)
+		r.use(tcKey)
 	}
 	if err := r.pin(sumKey, res.GoSum); err != nil {
 		return plan.GoOutput{}, err
@@ -267,7 +274,30 @@ func (r *Resolver) GoInput(ctx context.Context, s gobuild.Spec) (plan.GoOutput, 
 	if err != nil {
 		return plan.GoOutput{}, err
 	}
-	return plan.GoOutput{Digest: res.Digest, Size: size, GoSum: res.GoSum, Modules: res.Modules}, nil
+	return plan.GoOutput{Digest: res.Digest, Size: size, GoSum: res.GoSum, Modules: res.Modules, Toolchain: res.ToolchainZip}, nil
+}
+
+// toolchainPin is the h1 hash labbake.lock pins for release's toolchain on
+// this host ("" when none). Every toolchain entry of the release, for any
+// host platform, counts as used: a lock made on two kinds of machine keeps
+// both pins. A missing pin is not refused here, even frozen: only a
+// toolchain that must be downloaded needs one (see gobuild.Pins.Frozen).
+func (r *Resolver) toolchainPin(release string) string {
+	r.use(r.Lock.keys(gobuild.KindToolchain + " " + release + " ")...)
+	v, _ := r.Lock.Get(gobuild.ToolchainKey(release))
+	return v
+}
+
+// use notes the use of lock keys.
+func (r *Resolver) use(keys ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.used == nil {
+		r.used = map[string]bool{}
+	}
+	for _, k := range keys {
+		r.used[k] = true
+	}
 }
 
 // repair runs op, which reads the blob digest from the cache (verifying
@@ -346,7 +376,7 @@ func registryHint(err error) error {
 // IsInputError reports whether err is the user's to fix: an input missing
 // offline, refused by --frozen, or not matching its pinned digest.
 func IsInputError(err error) bool {
-	for _, target := range []error{source.ErrUnreachable, iox.ErrOffline, iox.ErrDigestMismatch, oci.ErrPolicyRejected, ErrFrozen, gobuild.ErrToolchain, gobuild.ErrNoGo} {
+	for _, target := range []error{source.ErrUnreachable, iox.ErrOffline, iox.ErrDigestMismatch, oci.ErrPolicyRejected, ErrFrozen, gobuild.ErrToolchain, gobuild.ErrNoGo, gobuild.ErrUnpinned} {
 		if errors.Is(err, target) {
 			return true
 		}

@@ -42,9 +42,11 @@ type Member struct {
 // name is one of paths or lies below one of them ("etcd-v3.5.17/etcd" or
 // "etcd-v3.5.17"; "." means everything), in archive order. r reads the
 // member's content; it is empty for all but regular files and is valid only
-// during the call. The archive may be a tar (plain, gzip, zstd, xz or
-// bzip2 compressed, told by magic bytes) or a zip, which is first copied to
-// a temporary file in tmpDir ("" for the system's).
+// during the call. The archive, told by magic bytes, may be a tar (plain,
+// gzip, zstd, xz or bzip2 compressed), a zip, which is first copied to a
+// temporary file in tmpDir ("" for the system's), or a Debian binary
+// package (.deb), whose members are those of its data.tar, named as in a
+// tar ("usr/bin/catatonit").
 //
 // It is an error if a path matches no member (the error names the missing
 // paths and some of the archive's members) and if any member's name, or a
@@ -73,8 +75,10 @@ func Extract(ctx context.Context, store Store, digest string, paths []string, tm
 		err = extractZip(ctx, raw, tmpDir, m, fn)
 	case "tar", "tar.gz", "tar.zst", "tar.xz", "tar.bz2":
 		err = extractTar(ctx, raw, kind, m, fn)
+	case "deb":
+		err = extractDeb(ctx, raw, m, fn)
 	default:
-		err = fmt.Errorf("not a tar or zip archive, nor a compressed tar (it starts with % x)", magic[:min(len(magic), 8)])
+		err = fmt.Errorf("not a tar, zip or Debian package (.deb), nor a compressed tar (it starts with % x)", magic[:min(len(magic), 8)])
 	}
 	if err != nil {
 		return fail(err)
@@ -102,6 +106,8 @@ func detect(b []byte) string {
 		return "tar.bz2"
 	case bytes.HasPrefix(b, []byte("PK\x03\x04")), bytes.HasPrefix(b, []byte("PK\x05\x06")):
 		return "zip"
+	case bytes.HasPrefix(b, []byte(arMagic)):
+		return "deb"
 	case isTar(b):
 		return "tar"
 	}

@@ -205,7 +205,7 @@ func TestExtract(t *testing.T) {
 			wantErr: []string{`member "../../x" leads out of the archive`}},
 		{name: "bad path", blob: tree, paths: []string{"../etc"}, wantErr: []string{`archive DIGEST: path "../etc" leads out of the archive`}},
 		{name: "no paths", blob: tree, wantErr: []string{"archive DIGEST: no paths to extract"}},
-		{name: "not an archive", blob: []byte("#!/bin/sh\necho hi\n"), paths: []string{"x"}, wantErr: []string{"archive DIGEST: not a tar or zip archive"}},
+		{name: "not an archive", blob: []byte("#!/bin/sh\necho hi\n"), paths: []string{"x"}, wantErr: []string{"archive DIGEST: not a tar, zip or Debian package (.deb)"}},
 		{name: "gzip not tar", blob: compress(t, "gz", []byte("hello")), paths: []string{"x"}, wantErr: []string{"archive DIGEST: tar.gz: the decompressed data is not a tar archive"}},
 		{name: "truncated", blob: compress(t, "gz", tree)[:100], paths: []string{"x"}, wantErr: []string{"archive DIGEST: tar.gz: "}},
 	}

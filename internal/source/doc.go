@@ -12,7 +12,7 @@
 // internal mirror. Checksum reads sha256sum and BSD style checksum files so a
 // recipe can pin an artifact by the checksum file its project publishes.
 // Extract streams chosen members out of a cached tar (plain, gzip, zstd,
-// xz, bzip2) or zip archive.
+// xz, bzip2), zip archive or Debian package (.deb: its data.tar's members).
 //
 // Progress goes to Fetcher.Progress: a one-line bar on a terminal, plain
 // start, progress and end lines elsewhere. Events (mirror rewrites,

@@ -3,7 +3,6 @@ package source
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/url"
 	"sync"
@@ -13,6 +12,19 @@ import (
 // ErrUnreachable marks an input whose host does not even resolve from this
 // machine: no retry can help, and the user must say where else to get it.
 var ErrUnreachable = errors.New("unreachable from this machine")
+
+// UnreachableError is an input's host that does not resolve: it wraps
+// ErrUnreachable and names the host.
+type UnreachableError struct {
+	Host string
+}
+
+func (e *UnreachableError) Error() string {
+	return e.Host + ": " + ErrUnreachable.Error() + " (the name does not resolve)"
+}
+
+// Unwrap makes errors.Is(err, ErrUnreachable) hold.
+func (e *UnreachableError) Unwrap() error { return ErrUnreachable }
 
 // Reach remembers which hosts did not resolve, so that the many inputs of
 // one unreachable host fail at once instead of each retrying. The zero
@@ -51,7 +63,7 @@ func (r *Reach) Check(ctx context.Context, rawURL string) error {
 	if lerr == nil || !errors.As(lerr, &de) || !de.IsNotFound {
 		return nil
 	}
-	err = fmt.Errorf("%s: %w (the name does not resolve)", host, ErrUnreachable)
+	err = &UnreachableError{Host: host}
 	r.mu.Lock()
 	if r.dead == nil {
 		r.dead = map[string]error{}

@@ -176,19 +176,21 @@ var sharedCache string
 func TestMain(m *testing.M) {
 	code := func() int {
 		flag.Parse()
-		startUpstream()
 		if c := os.Getenv("LABBAKE_E2E_CACHE"); c != "" {
 			sharedCache = c
-			return m.Run()
+		} else {
+			dir, err := os.MkdirTemp("", "labbake-e2e-cache-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			sharedCache = dir
 		}
-		dir, err := os.MkdirTemp("", "labbake-e2e-cache-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		sharedCache = dir
-		return m.Run()
+		startUpstream(sharedCache)
+		code := m.Run()
+		waitUpstream()
+		return code
 	}()
 	os.Exit(code)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labbake/labbake/internal/cli"
+	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/test/upstream"
 )
 
@@ -26,8 +27,9 @@ const (
 	clusterProbeTimeout = 8 * time.Minute
 )
 
-// clusterValues is laid over the values upstream.Output.Values writes: the
-// light CNI, and the test's own image preloaded like a user's workload.
+// clusterValues is laid over the from-source profile and the values
+// upstream.Output.Values writes: the test's own image preloaded like a
+// user's workload, and Calico's stand-in images for checkCalico.
 const clusterValues = `vars:
   extra_images:
     - registry.k8s.io/labbake/hostname:v1
@@ -36,8 +38,6 @@ const clusterValues = `vars:
     - quay.io/calico/node:v3.31.3
     - quay.io/calico/cni:v3.31.3
     - quay.io/calico/kube-controllers:v3.31.3
-network:
-  cni: bridge
 `
 
 // calicoValues bakes the master image with the default CNI.
@@ -90,21 +90,25 @@ spec:
           args: [-resolve, kubernetes.default.svc.cluster.local, -get, "http://web.default.svc.cluster.local/", -wait, 4m]
 `
 
-// TestCluster is issue 12's cluster test: the shipped lab, unedited, baked
-// against upstream rebuilt here from the Go module proxy (test/upstream:
-// Kubernetes, containerd, crictl, etcd, CoreDNS built from source; runc
-// and the CNI plugins from Debian; stand-ins only for Calico and Headlamp)
-// through --mirror, registries.conf and --values, then master and node-one
-// booted with labbake up (user mode, restricted: no route off the host,
-// TCG). It checks: both nodes Ready; crictl images on each lists every
-// baked image; the add-on unit succeeded; a pod on node-one, from a
-// preloaded image, resolves kubernetes.default through 10.100.0.10 and
-// reaches a Service backed by a pod on the master; the registry saw no
-// request once the images were baked.
+// TestCluster bakes the shipped lab, unedited, with its from-source
+// profile (values/from-source.yaml: Kubernetes, containerd, crictl, etcd and
+// CoreDNS built by labbake from the Go module proxy, runc, the CNI plugins
+// and the pause program from Debian, the bridge CNI) and boots master and
+// node-one with labbake up (user mode, restricted: no route off the host,
+// TCG). test/upstream serves only what is not the lab's: the test's own
+// workload image and stand-ins for Calico, which cannot be fetched or built
+// here (checkCalico). It checks: both nodes Ready; the API server is the
+// version the profile built, stamped like a release; crictl images on each
+// lists every baked image; the add-on unit succeeded; a pod on node-one,
+// from a preloaded image, resolves kubernetes.default through 10.100.0.10
+// (the CoreDNS built from source) and reaches a Service backed by a pod on
+// the master; the registry saw no request once the images were baked.
 //
-// It builds every upstream component (about 15 minutes cold on 2 cores,
-// under a minute with the Go build cache warm: LABBAKE_UPSTREAM_CACHE),
-// bakes the lab's Debian base (about 90 s) and boots two VMs.
+// TestMain starts building the profile's Go programs into the shared
+// cache (labbake fetch; about 15 minutes cold on 2 cores, seconds warm:
+// LABBAKE_E2E_CACHE) while the other tests boot their VMs; this test
+// waits for it, bakes the lab's Debian base (about 90 s) and boots two
+// VMs.
 func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Kubernetes from source and boots a two-machine cluster")
@@ -123,10 +127,10 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Upstream, rebuilt and served.
+	// The profile's programs built, the stand-ins served.
 	start := time.Now()
 	ups, values := serveUpstream(t, ctx)
-	t.Logf("upstream built and served in %s", time.Since(start).Round(time.Second))
+	t.Logf("from-source programs built and stand-ins served in %s (waited here)", time.Since(start).Round(time.Second))
 
 	dir := t.TempDir()
 	write(t, dir, "values.yaml", values)
@@ -134,6 +138,7 @@ func TestCluster(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	t.Setenv("CONTAINERS_REGISTRIES_CONF", ups.registriesConf)
 	global := []string{"-C", repo, "--cache", e2eCache(t), "--out", out,
+		"--values", filepath.Join(repo, fromSourceValues),
 		"--values", filepath.Join(dir, "values.yaml"), "--values", filepath.Join(dir, "test.yaml")}
 	for _, m := range ups.srv.Mirrors() {
 		global = append(global, "--mirror", m)
@@ -202,6 +207,21 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("both nodes Ready %s after up", time.Since(start).Round(time.Second))
 
+	// The control plane is the profile's build, stamped as a release.
+	if so, err := k(time.Minute, "get", "--raw", "/version"); err != nil {
+		t.Errorf("kubectl get --raw /version: %v\n%s", err, so)
+	} else {
+		var sv struct{ GitVersion, BuildDate, GoVersion string }
+		if err := json.Unmarshal([]byte(so), &sv); err != nil {
+			t.Errorf("kubectl get --raw /version: %v\n%s", err, so)
+		}
+		t.Logf("the API server: %s", strings.Join(strings.Fields(so), " "))
+		if sv.GitVersion != profileVersion("kubernetes", "version") ||
+			sv.BuildDate != profileVersion("kubernetes", "build_date") || sv.GoVersion != profileVersion("go", "toolchain") {
+			t.Errorf("the API server is %+v, want the from-source build of lab.yaml's version", sv)
+		}
+	}
+
 	// Every baked image is in containerd's store at first boot.
 	for _, role := range []struct{ node, manifest string }{{"master", "master"}, {"node-one", "node"}} {
 		so, err := ssh(role.node, "crictl --timeout 30s images --no-trunc")
@@ -264,27 +284,35 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-// clusterUpstream is upstream rebuilt, served over HTTP and pushed to a
-// local registry.
+// clusterUpstream is what the cluster test serves: the stand-ins over
+// HTTP and the images in a local registry.
 type clusterUpstream struct {
 	srv            *upstream.Server
 	reg            *upstream.Registry
 	registriesConf string
 }
 
-// upstreamBuild is the build of upstream TestMain starts when TestCluster
-// is going to run, so that compiling Kubernetes (the longest part of a
-// cold run) overlaps the other tests' VMs, which leave a core idle.
+// fromSourceValues is the shipped lab's from-source profile, relative to
+// the repository root.
+const fromSourceValues = "values/from-source.yaml"
+
+// upstreamBuild is the work TestMain starts when TestCluster is going to
+// run: the stand-ins, and labbake fetch of the from-source profile into the
+// shared cache, so that compiling Kubernetes (the longest part of a cold
+// run) overlaps the other tests' VMs, which leave a core idle.
 var upstreamBuild struct {
-	done chan struct{}
-	dir  string
-	out  *upstream.Output
-	err  error
+	done     chan struct{}
+	dir      string
+	out      *upstream.Output
+	err      error
+	fetched  string        // labbake fetch's output
+	fetchErr error         // and its error
+	took     time.Duration // how long the fetch took
 }
 
-// startUpstream starts building upstream in the background when the test
-// binary will run TestCluster (not -short, and -run lets it through).
-func startUpstream() {
+// startUpstream starts that work in the background when the test binary
+// will run TestCluster (not -short, and -run lets it through).
+func startUpstream(cache string) {
 	if testing.Short() {
 		return
 	}
@@ -296,7 +324,13 @@ func startUpstream() {
 	upstreamBuild.done = make(chan struct{})
 	go func() {
 		defer close(upstreamBuild.done)
-		cache, err := upstream.DefaultCacheDir()
+		ctx := context.Background()
+		repo, err := filepath.Abs("../..")
+		if err != nil {
+			upstreamBuild.err = err
+			return
+		}
+		ucache, err := upstream.DefaultCacheDir()
 		if err != nil {
 			upstreamBuild.err = err
 			return
@@ -305,26 +339,52 @@ func startUpstream() {
 			upstreamBuild.err = err
 			return
 		}
-		b := &upstream.Builder{CacheDir: cache}
-		upstreamBuild.out, upstreamBuild.err = upstream.Bake(context.Background(), b,
-			upstream.Options{Versions: upstream.DefaultVersions(), OutDir: upstreamBuild.dir})
+		b := &upstream.Builder{CacheDir: ucache}
+		upstreamBuild.out, upstreamBuild.err = upstream.Bake(ctx, b, upstream.Options{
+			Versions: upstream.DefaultVersions(), OutDir: upstreamBuild.dir, Only: []string{"hostname", "calico"}})
+		if upstreamBuild.err != nil {
+			return
+		}
+		start := time.Now()
+		var so, se bytes.Buffer
+		err = cli.Run(ctx, []string{"-C", repo, "--cache", cache, "--out", filepath.Join(upstreamBuild.dir, "fetch-out"),
+			"--values", filepath.Join(repo, fromSourceValues), "fetch", "--all"}, &so, &se, os.Getenv)
+		upstreamBuild.took = time.Since(start)
+		upstreamBuild.fetched = so.String()
+		if err != nil {
+			upstreamBuild.fetchErr = fmt.Errorf("labbake fetch --all with %s: %w\n%s", fromSourceValues, err, tail(se.String(), 30))
+		}
 	}()
 }
 
-// serveUpstream waits for the build of every upstream component the lab
-// takes (with the Go build cache of LABBAKE_UPSTREAM_CACHE, or the
-// default), serves them and pushes the images; it returns them with the
-// values file for the shipped lab.
+// waitUpstream waits for that work, if started, and removes its files.
+func waitUpstream() {
+	if upstreamBuild.done == nil {
+		return
+	}
+	<-upstreamBuild.done
+	if upstreamBuild.dir != "" {
+		os.RemoveAll(upstreamBuild.dir)
+	}
+}
+
+// serveUpstream waits for the fetch of the from-source profile and the
+// build of the stand-ins (with the Go build cache of
+// LABBAKE_UPSTREAM_CACHE, or the default), serves them and pushes the
+// images; it returns them with the values file for the shipped lab.
 func serveUpstream(t *testing.T, ctx context.Context) (*clusterUpstream, string) {
 	t.Helper()
 	if upstreamBuild.done == nil {
-		t.Fatal("TestMain did not start building upstream")
+		t.Fatal("TestMain did not start the from-source fetch")
 	}
 	<-upstreamBuild.done
-	t.Cleanup(func() { os.RemoveAll(upstreamBuild.dir) })
 	if upstreamBuild.err != nil {
-		t.Fatalf("building upstream: %v", upstreamBuild.err)
+		t.Fatalf("building the stand-ins: %v", upstreamBuild.err)
 	}
+	if upstreamBuild.fetchErr != nil {
+		t.Fatal(upstreamBuild.fetchErr)
+	}
+	t.Logf("labbake fetch --all of the from-source profile took %s:\n%s", upstreamBuild.took.Round(time.Second), upstreamBuild.fetched)
 	o, dir := upstreamBuild.out, upstreamBuild.dir
 	srv, err := upstream.Serve(o.WWW)
 	if err != nil {
@@ -350,6 +410,18 @@ func serveUpstream(t *testing.T, ctx context.Context) (*clusterUpstream, string)
 		t.Fatal(err)
 	}
 	return &clusterUpstream{srv: srv, reg: reg, registriesConf: conf}, string(o.Values())
+}
+
+// profileVersion reads vars.KEY.FIELD from the shipped lab.yaml laid under
+// the from-source profile, as the recipes see it.
+func profileVersion(key, field string) string {
+	lab, err := recipe.LoadContext(context.Background(), "../..", filepath.Join("../..", fromSourceValues))
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	m, _ := lab.Vars[key].(map[string]any)
+	s, _ := m[field].(string)
+	return s
 }
 
 // registryGets counts the registry's access-log lines of GET or HEAD

@@ -43,8 +43,15 @@ const (
 
 var capability = []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
+// netBindService is security.capability as `setcap
+// cap_net_bind_service=+ep FILE` writes it (libcap2-bin 2.66, read back
+// with getfattr -n security.capability -e hex FILE): what an artifact with
+// capabilities: [CAP_NET_BIND_SERVICE] must get.
+var netBindService = []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
 // makeLab writes a lab dir with a generated tar base, a layer, a unit, inline
-// files and an overlay, and returns it with what the image must hold.
+// files, an overlay and an artifact with a capability, and returns it with
+// what the image must hold.
 func makeLab(t *testing.T) (string, map[string]want) {
 	t.Helper()
 	dir := t.TempDir()
@@ -137,7 +144,13 @@ files:
 units:
   - {name: hello.service, enable: true}
 overlays: [extra]
+artifacts:
+  - {file: tools/httpd, dest: /usr/local/bin/httpd, capabilities: [net_bind_service]}
 `)
+	mkfile(t, dir, "tools/httpd", "#!/bin/sh\necho httpd\n")
+	dirw("usr/local", 0o755)
+	dirw("usr/local/bin", 0o755)
+	w["usr/local/bin/httpd"] = want{mode: 0o100755, content: "#!/bin/sh\necho httpd\n", xattrs: map[string]string{"security.capability": hexBytes(netBindService)}}
 	mkfile(t, dir, "units/hello.service", "[Unit]\nDescription=hello\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n")
 	mkfile(t, dir, "overlays/extra/etc/extra.conf", "extra\n")
 	mkfile(t, dir, "overlays/extra/etc/lab.conf.tmpl", "lab={{ .lab.name }}\n")
@@ -289,7 +302,7 @@ func TestBuildImage(t *testing.T) {
 	if m.Output.VirtualSize != 300<<20 {
 		t.Errorf("virtual size %d, want %d", m.Output.VirtualSize, 300<<20)
 	}
-	if len(m.Inputs) != 4 { // base, layer, unit, overlay
+	if len(m.Inputs) != 5 { // base, layer, artifact, unit, overlay
 		t.Errorf("manifest inputs: %+v", m.Inputs)
 	}
 
@@ -406,5 +419,10 @@ func TestBuildImage(t *testing.T) {
 	}
 	if a, b := got["usr/bin/a"], got["usr/bin/b"]; a != nil && b != nil && a.Ino != b.Ino {
 		t.Errorf("hardlink pair has inodes %d and %d", a.Ino, b.Ino)
+	}
+	// The artifact's capability as debugfs reads it.
+	o, err := runTool(t, "debugfs", "-R", "ea_get /usr/local/bin/httpd security.capability", fmt.Sprintf("%s?offset=%d", raw, root))
+	if want := "security.capability " + hexBytes(netBindService); err != nil || !strings.Contains(o, want) {
+		t.Errorf("debugfs ea_get /usr/local/bin/httpd security.capability: %v, want %q:\n%s", err, want, o)
 	}
 }

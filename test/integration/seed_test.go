@@ -540,3 +540,66 @@ func TestSeedFiles(t *testing.T) {
 		t.Errorf("seed node-one without the master's key: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestFallbackValues: build --fallback-values FILE (what make lab passes
+// with the from-source profile) bakes with FILE laid over the lab when an
+// input's host does not resolve, after one line saying so; the image is
+// the one a build with --values FILE gives. Without the flag the build
+// fails fast as before; with it, a lab whose inputs resolve ignores FILE,
+// and an input that FILE does not fix still fails, exit 2, nothing written.
+func TestFallbackValues(t *testing.T) {
+	for _, name := range []string{"mke2fs", "debugfs", "qemu-img"} {
+		tool(t, name)
+	}
+	lab := makeSeedLab(t, "  - {name: master, role: master, ip: 172.18.0.2}\n",
+		"artifacts:\n"+
+			"  {{- if eq .vars.source \"far\" }}\n"+
+			"  - {url: https://dl.labbake-test.invalid/v1/tool, sha256: {url: https://dl.labbake-test.invalid/v1/tool.sha256}, dest: /usr/local/bin/tool}\n"+
+			"  {{- else }}\n"+
+			"  - {file: tools/tool, dest: /usr/local/bin/tool}\n"+
+			"  {{- end }}\n")
+	b, _ := os.ReadFile(filepath.Join(lab, "lab.yaml"))
+	mkfile(t, lab, "lab.yaml", string(b)+"vars: {source: far}\n")
+	mkfile(t, lab, "tools/tool", "#!/bin/sh\necho tool\n")
+	mkfile(t, lab, "values/near.yaml", "vars: {source: near}\n")
+	mkfile(t, lab, "values/still-far.yaml", "vars: {other: 1}\n")
+	cache := t.TempDir()
+	nearValues, stillFar := filepath.Join(lab, "values/near.yaml"), filepath.Join(lab, "values/still-far.yaml")
+	line := "labbake: upstream cannot be reached from this machine (dl.labbake-test.invalid does not resolve): building with --values " + nearValues + " instead\n"
+
+	out := filepath.Join(t.TempDir(), "out")
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--out", out, "--cache", cache, "build", "--all"); code != 2 || !strings.Contains(stderr, "unreachable from this machine") {
+		t.Fatalf("without --fallback-values: exit %d, want 2 and the unreachable input\n%s", code, stderr)
+	}
+	_, stderr, code := labbake(t, nil, "-C", lab, "--out", out, "--cache", cache, "build", "--all", "--fallback-values", nearValues)
+	if code != 0 {
+		t.Fatalf("with --fallback-values: exit %d\n%s", code, stderr)
+	}
+	if strings.Count(stderr, line) != 1 || strings.Count(stderr, "upstream cannot be reached") != 1 {
+		t.Errorf("stderr does not say so in one line %q:\n%s", line, stderr)
+	}
+	want := filepath.Join(t.TempDir(), "want")
+	if _, stderr, code := labbake(t, nil, "-C", lab, "--out", want, "--cache", cache, "--values", nearValues, "build", "--all"); code != 0 {
+		t.Fatalf("--values values/near.yaml: exit %d\n%s", code, stderr)
+	}
+	if a, b := sha256File(t, filepath.Join(out, "master.qcow2")), sha256File(t, filepath.Join(want, "master.qcow2")); a != b {
+		t.Errorf("the fallback's image %s is not the one --values gives, %s", a, b)
+	}
+
+	// Reachable inputs: the file is not used, nothing said.
+	near := filepath.Join(t.TempDir(), "near")
+	_, stderr, code = labbake(t, nil, "-C", lab, "--out", near, "--cache", cache, "--values", nearValues, "build", "--all", "--fallback-values", stillFar)
+	if code != 0 || strings.Contains(stderr, "cannot be reached") {
+		t.Errorf("a lab whose inputs resolve: exit %d\n%s", code, stderr)
+	}
+
+	// A fallback that does not help: exit 2, the input named, nothing written.
+	far := filepath.Join(t.TempDir(), "far")
+	_, stderr, code = labbake(t, nil, "-C", lab, "--out", far, "--cache", cache, "build", "--all", "--fallback-values", stillFar)
+	if code != 2 || !strings.Contains(stderr, "recipes/common.yaml") || !strings.Contains(stderr, "unreachable from this machine") {
+		t.Errorf("a fallback that does not help: exit %d, want 2 naming the input\n%s", code, stderr)
+	}
+	if _, err := os.Stat(far); !os.IsNotExist(err) {
+		t.Errorf("the output dir was written: %v", err)
+	}
+}

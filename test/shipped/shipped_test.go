@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -44,6 +45,7 @@ var variants = []struct {
 	{"calico", nil},
 	{"bridge", []string{"testdata/bridge.yaml"}},
 	{"vxlan-ceph", []string{"testdata/vxlan-ceph.yaml"}},
+	{"from-source", []string{"../../values/from-source.yaml"}},
 }
 
 // role is one rendered role of a variant: the recipe and every file the
@@ -407,10 +409,25 @@ func TestUnitsRunWhatTheImageHas(t *testing.T) {
 				switch {
 				case !strings.HasSuffix(a.Dest, "/"):
 					have[a.Dest] = true
+				case a.Go != nil:
+					for _, p := range a.Go.Packages {
+						have[a.Dest+path.Base(path.Join(a.Go.Module, p))] = true
+					}
 				default:
 					for _, x := range a.Extract {
 						have[a.Dest+path.Base(x)] = true
 					}
+				}
+			}
+			// The runtime containerd starts: an artifact, or Debian's.
+			if cfg, ok := r.files["/etc/containerd/config.toml"]; ok {
+				m := regexp.MustCompile(`BinaryName = '([^']+)'`).FindSubmatch(cfg)
+				switch {
+				case m == nil:
+					t.Errorf("%s/%s: containerd's config names no runtime binary", v.name, name)
+				case string(m[1]) == "/usr/sbin/runc" && slices.Contains(r.rec.Base.Debian.Packages, "runc"):
+				case !have[string(m[1])]:
+					t.Errorf("%s/%s: containerd runs %s, which the image does not have", v.name, name, m[1])
 				}
 			}
 			for p, b := range r.files {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,9 +36,12 @@ type Store interface {
 
 // Sentinel errors. Test for them with errors.Is.
 var (
-	// ErrToolchain: the go command is not the release the input needs.
+	// ErrToolchain: the host's go command is not the release the input
+	// needs, and that release could not be had from the cache or the
+	// module proxy.
 	ErrToolchain = errors.New("wrong Go toolchain")
-	// ErrNoGo: there is no go command to build with.
+	// ErrNoGo: there is no go command on the host, and the release the
+	// input needs could not be had from the cache or the module proxy.
 	ErrNoGo = errors.New("no go command")
 )
 
@@ -46,6 +50,13 @@ var (
 type Pins struct {
 	GoSum  string // the digest of the throw-away module's go.sum
 	Binary string // the digest of the output
+	// Toolchain is the h1 hash of the golang.org/toolchain module of
+	// Spec.Toolchain for this host (lock key ToolchainKey); it verifies a
+	// fetched or cached toolchain instead of the checksum database.
+	Toolchain string
+	// Frozen refuses to download a toolchain that Toolchain does not pin
+	// (build --frozen).
+	Frozen bool
 }
 
 // Result is a built (or cached) go input.
@@ -60,17 +71,35 @@ type Result struct {
 	// Built is true when the go command ran (and how long it took).
 	Built bool
 	Took  time.Duration
+	// Toolchain is the h1 hash of the golang.org/toolchain module whose
+	// go command ran; "" when the host's go ran, or none.
+	Toolchain string
+	// ToolchainZip is the cache blob of that module's zip for
+	// Spec.Toolchain when the cache has it, whichever go ran or none:
+	// bundles carry it and cache prune keeps it.
+	ToolchainZip string
 }
 
 // Builder runs the go command. The zero value is usable but keeps no
 // build cache.
 type Builder struct {
-	// Go is the go command; "" looks "go" up on PATH.
+	// Go is the host's go command; "" looks "go" up on PATH. It builds
+	// when it is exactly Spec.Toolchain; else (or when there is none) the
+	// toolchain is fetched (see Toolchains).
 	Go string
 	// Getenv gives the user's module settings, passed on to the go command
 	// when it reaches the network: GOPROXY, GOSUMDB, GONOSUMDB, GOPRIVATE,
-	// GONOPROXY, GOINSECURE, GOAUTH, GOVCS. nil reads the environment.
+	// GONOPROXY, GOINSECURE, GOAUTH, GOVCS (GOPROXY, GOSUMDB, GONOSUMDB
+	// and GOPRIVATE fetch and verify a toolchain too). nil reads the
+	// environment.
 	Getenv func(string) string
+	// Toolchains holds the Go toolchains fetched as golang.org/toolchain
+	// modules, unpacked once each (labbake keeps them in
+	// CACHE/go/toolchain); "" unpacks one into each build's work dir.
+	Toolchains string
+	// HTTP fetches toolchains and checksum database records; nil is
+	// http.DefaultClient.
+	HTTP *http.Client
 	// GoCache is GOCACHE (kept across builds so rebuilds only link); ""
 	// gives each build an empty one in its work dir.
 	GoCache string
@@ -135,8 +164,10 @@ func (b *Builder) Build(ctx context.Context, store Store, s Spec, pins Pins, off
 		}
 		return nil, fmt.Errorf("%s: %w", what, iox.ErrOffline)
 	}
+	// A cold build of a large module takes minutes: say it started.
+	log.Info("go: building", "packages", strings.Join(s.Packages, " "), "toolchain", s.Toolchain)
 	start := time.Now()
-	res, err := b.run(ctx, store, s, pins, index, log)
+	res, err := b.run(ctx, store, s, pins, index, offline, log)
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +206,10 @@ func (b *Builder) cached(store Store, s Spec, pins Pins) (*Result, bool, error) 
 		return nil, false, nil // an output without its go.sum: build again to learn it
 	}
 	res := &Result{Digest: d, GoSum: goSum}
+	var err error
+	if res.ToolchainZip, err = toolchainBlob(store, s.Toolchain); err != nil {
+		return nil, false, err
+	}
 	x, err := cachedIndex(store, goSum)
 	if err != nil {
 		return nil, false, err
@@ -255,20 +290,18 @@ func (b *Builder) workDir() (string, func(), error) {
 }
 
 // run builds s in a fresh work dir and stores what it made.
-func (b *Builder) run(ctx context.Context, store Store, s Spec, pins Pins, index Index, log *slog.Logger) (*Result, error) {
-	goCmd := b.Go
-	if goCmd == "" {
-		p, err := exec.LookPath("go")
-		if err != nil {
-			return nil, fmt.Errorf("%w: building it needs %s on PATH", ErrNoGo, s.Toolchain)
-		}
-		goCmd = p
-	}
+func (b *Builder) run(ctx context.Context, store Store, s Spec, pins Pins, index Index, offline bool, log *slog.Logger) (*Result, error) {
 	tmp, release, err := b.workDir()
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	// The toolchain first: one that cannot be had fails before any module
+	// is fetched.
+	goCmd, toolchainH1, err := b.goCommand(ctx, store, s, pins, offline, tmp, log)
+	if err != nil {
+		return nil, err
+	}
 	w := &work{b: b, dir: filepath.Join(tmp, "module"), goCmd: goCmd}
 	for _, d := range []string{w.dir, filepath.Join(tmp, "out"), filepath.Join(tmp, "proxy")} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -282,7 +315,8 @@ func (b *Builder) run(ctx context.Context, store Store, s Spec, pins Pins, index
 	fromCache := index != nil
 	w.env = b.env(fromCache, filepath.Join(tmp, "proxy"), filepath.Join(tmp, "modcache"), gocache, filepath.Join(tmp, "gopath"))
 
-	// The toolchain first: a wrong one fails before anything is fetched.
+	// The go command picked says it is the release (a fetched toolchain
+	// too: what its module holds).
 	v, err := w.goRun(ctx, "env", "GOVERSION")
 	if err != nil {
 		return nil, err
@@ -327,7 +361,10 @@ func (b *Builder) run(ctx context.Context, store Store, s Spec, pins Pins, index
 	if err := w.build(ctx, s, out); err != nil {
 		return nil, err
 	}
-	res := &Result{}
+	res := &Result{Toolchain: toolchainH1}
+	if res.ToolchainZip, err = toolchainBlob(store, s.Toolchain); err != nil {
+		return nil, err
+	}
 	if res.GoSum, _, err = store.Put(ctx, bytes.NewReader(goSum), ""); err != nil {
 		return nil, err
 	}
@@ -433,15 +470,7 @@ var passed = []string{"GOPROXY", "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GONOPROXY
 // proxy is the file:// one and nothing reaches the network; online, the
 // user's module settings pass on.
 func (b *Builder) env(fromCache bool, proxy, modcache, gocache, gopath string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "GO") || strings.HasPrefix(k, "CGO_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env,
+	env := append(cleanEnv(),
 		"GOENV=off", "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod -modcacherw",
 		"CGO_ENABLED=0", "GOOS="+GOOS, "GOARCH="+GOARCH, "GOAMD64="+GOAMD64,
 		"GOMODCACHE="+modcache, "GOCACHE="+gocache, "GOPATH="+gopath, "GOTELEMETRY=off")
@@ -449,14 +478,23 @@ func (b *Builder) env(fromCache bool, proxy, modcache, gocache, gopath string) [
 		return append(env, "GOPROXY=file://"+filepath.ToSlash(proxy), "GOSUMDB=off",
 			"GONOSUMDB=", "GOPRIVATE=", "GONOPROXY=", "GOINSECURE=", "GOVCS=*:off")
 	}
-	getenv := b.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
 	for _, k := range passed {
-		if v := getenv(k); v != "" {
+		if v := b.getenv(k); v != "" {
 			env = append(env, k+"="+v)
 		}
+	}
+	return env
+}
+
+// cleanEnv is the process's environment without any Go setting.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "GO") || strings.HasPrefix(k, "CGO_") {
+			continue
+		}
+		env = append(env, kv)
 	}
 	return env
 }

@@ -21,13 +21,44 @@
 // Builder's (labbake keeps it in its cache dir, so a rebuild only links),
 // GOMODCACHE a fresh dir of the work dir.
 //
+// # The toolchain
+//
+// The host's go command (Builder.Go, else "go" on PATH) builds when it is
+// exactly Spec.Toolchain. Otherwise, or when there is none, the toolchain
+// is an input like the modules, fetched the way the go command's
+// GOTOOLCHAIN switching does: the module golang.org/toolchain at
+// v0.0.1-<release>.<GOHOSTOS>-<GOHOSTARCH> (ToolchainVersion), its zip from
+// the first http(s) or file:// proxy of the user's GOPROXY that has it (a
+// 404 or 410 moves on along the list, another error only after "|";
+// "direct" is skipped, "off" stops; default https://proxy.golang.org). Its
+// h1 hash (dirhash.HashZip) must be the one labbake.lock pins under
+// ToolchainKey ("gotoolchain go1.26.8 linux/amd64", the host's platform),
+// else the one the Go checksum database gives (GOSUMDB, default
+// sum.golang.org, reached through the proxy when it serves it, as the go
+// command does; GOSUMDB=off or a GONOSUMDB/GOPRIVATE pattern matching
+// golang.org/toolchain takes it unverified, with a warning); any other is
+// an error naming the zip and both hashes (iox.ErrDigestMismatch), and
+// nothing is stored. The zip then goes into the cache (ref ToolchainKey →
+// its blob) and is unpacked once under Builder.Toolchains (labbake's
+// CACHE/go/toolchain/go1.26.8.linux-amd64/, written to a temp dir and
+// renamed, with the zip's file modes, the go command's executable bits and
+// each _go.mod copied to go.mod as the go command does); its bin/go builds.
+// Result.Toolchain is the hash, which the caller pins. A second build finds
+// the unpacked dir, or unpacks the cached zip (a bundle's), with no
+// request; offline without either, or frozen (Pins.Frozen) without a pin,
+// the build fails before any download, saying what is missing (ErrNoGo or
+// ErrToolchain with iox.ErrOffline; ErrUnpinned). The same release builds
+// the same bytes whichever go command runs (-trimpath, an empty build ID).
+//
 // # Pins and the cache
 //
-// Three things pin a go input: the throw-away module's go.sum (every
+// Four things pin a go input: the throw-away module's go.sum (every
 // module's hash, vouched for by the Go checksum database when it was first
-// resolved), the toolchain, and the output's sha256. labbake.lock records
-// the first under SumKey and the last under BinaryKey (the toolchain is
-// part of both keys). In the cache (Store) live:
+// resolved), the toolchain's release, the hash of the toolchain module
+// when it was fetched, and the output's sha256. labbake.lock records the
+// first under SumKey, the third under ToolchainKey and the last under
+// BinaryKey (the release is part of all three keys). In the cache (Store)
+// live:
 //
 //	blob  go.sum                          ref "gosum …" (SumKey) → it
 //	blob  each module file the build read (MODULE/@v/VERSION.info, .mod, .zip)
@@ -35,6 +66,7 @@
 //	                                      ref "gomodules <go.sum digest>" → it
 //	blob  the output: the binary, or a tar of the binaries for several packages
 //	                                      ref "gobuild <BuildKey>" → it
+//	blob  a fetched toolchain's zip       ref "gotoolchain …" (ToolchainKey) → it
 //
 // The module files are content-addressed, so modules shared by several
 // programs are stored once. BuildKey hashes everything that goes into the

@@ -4,10 +4,13 @@ import (
 	"archive/zip"
 	"bytes"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -178,4 +181,84 @@ func main() { os.Stdout.WriteString(greet.Hello("bye") + "\n") }
 			},
 		},
 	}
+}
+
+// ToolchainFile is a file of a toolchain zip: its name relative to the
+// toolchain's root (one starting with "/" is the zip's name as it is, to
+// make broken zips), its content and the mode the zip records.
+type ToolchainFile struct {
+	Name, Body string
+	Mode       fs.FileMode
+}
+
+// ToolchainVersion is the golang.org/toolchain version of release for
+// goos/goarch: v0.0.1-go1.26.8.linux-amd64.
+func ToolchainVersion(release, goos, goarch string) string {
+	return "v0.0.1-" + release + "." + goos + "-" + goarch
+}
+
+// ToolchainZip is a golang.org/toolchain module zip of release for this
+// host holding files.
+func ToolchainZip(t testing.TB, release string, files ...ToolchainFile) []byte {
+	t.Helper()
+	prefix := "golang.org/toolchain@" + ToolchainVersion(release, runtime.GOOS, runtime.GOARCH) + "/"
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, f := range files {
+		name := prefix + f.Name
+		if n, ok := strings.CutPrefix(f.Name, "/"); ok {
+			name = n
+		}
+		h := &zip.FileHeader{Name: name, Method: zip.Deflate}
+		h.SetMode(f.Mode)
+		w, err := zw.CreateHeader(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(f.Body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// HostGoToolchain is a toolchain zip of release whose bin/go runs the go
+// command on PATH: a stand-in for the real toolchain of the host's release
+// in tests that have no network.
+func HostGoToolchain(t testing.TB, release string) []byte {
+	t.Helper()
+	goCmd, err := exec.LookPath("go")
+	if err == nil {
+		goCmd, err = filepath.EvalSymlinks(goCmd)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ToolchainZip(t, release, ToolchainFile{"bin/go", "#!/bin/sh\nexec '" + goCmd + "' \"$@\"\n", 0o755})
+}
+
+// WriteToolchain lays a toolchain zip of release for this host out under
+// a proxy dir.
+func WriteToolchain(t testing.TB, dir, release string, zipData []byte) {
+	t.Helper()
+	at := filepath.Join(dir, "golang.org", "toolchain", "@v")
+	if err := os.MkdirAll(at, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(at, ToolchainVersion(release, runtime.GOOS, runtime.GOARCH)+".zip"), zipData)
+}
+
+// WrongGo writes a go command that says it is release and does nothing
+// else: a host go of the wrong release.
+func WrongGo(t testing.TB, release string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "go")
+	write(t, p, []byte("#!/bin/sh\nif [ \"$1 $2\" = \"env GOVERSION\" ]; then echo "+release+"; exit 0; fi\necho \"fake go: $*\" >&2\nexit 2\n"))
+	if err := os.Chmod(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
