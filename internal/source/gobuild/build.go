@@ -164,8 +164,6 @@ func (b *Builder) Build(ctx context.Context, store Store, s Spec, pins Pins, off
 		}
 		return nil, fmt.Errorf("%s: %w", what, iox.ErrOffline)
 	}
-	// A cold build of a large module takes minutes: say it started.
-	log.Info("go: building", "packages", strings.Join(s.Packages, " "), "toolchain", s.Toolchain)
 	start := time.Now()
 	res, err := b.run(ctx, store, s, pins, index, offline, log)
 	if err != nil {
@@ -302,6 +300,8 @@ func (b *Builder) run(ctx context.Context, store Store, s Spec, pins Pins, index
 	if err != nil {
 		return nil, err
 	}
+	// A cold build of a large module takes minutes: say it started.
+	log.Info("go: building", "packages", strings.Join(s.Packages, " "), "toolchain", s.Toolchain)
 	w := &work{b: b, dir: filepath.Join(tmp, "module"), goCmd: goCmd}
 	for _, d := range []string{w.dir, filepath.Join(tmp, "out"), filepath.Join(tmp, "proxy")} {
 		if err := os.Mkdir(d, 0o755); err != nil {
