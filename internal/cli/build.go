@@ -76,6 +76,9 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 	for _, s := range out.Seeds {
 		fmt.Fprintf(g.stdout, "%s\n", s.Path)
 	}
+	if err == nil && len(out.Images) > 0 {
+		err = g.recordValues()
+	}
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/labbake/labbake/internal/atomicfile"
 	"github.com/labbake/labbake/internal/bake"
 	"github.com/labbake/labbake/internal/recipe"
 )
@@ -151,10 +153,43 @@ func (g *globals) logger() (*slog.Logger, error) {
 	return nil, &UsageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
 }
 
-// loadLab loads lab.yaml and the --values files over it; rendering stops
-// when ctx is done (Ctrl-C).
+// valuesRecord, in the output dir, names the values files the last build
+// laid over the lab (one absolute path a line). A verb given no --values
+// uses them: the output dir holds the lab as it was built, so make lab
+// (which may fall back to the from-source profile) and a later labbake up
+// or labbake build agree.
+const valuesRecord = "values.list"
+
+// loadLab loads lab.yaml and the --values files over it (or, with none,
+// the ones the last build used); rendering stops when ctx is done (Ctrl-C).
 func (g *globals) loadLab(ctx context.Context) (*recipe.Lab, error) {
+	if len(g.values) == 0 {
+		if b, err := os.ReadFile(filepath.Join(g.outDir(), valuesRecord)); err == nil {
+			g.values = strings.Fields(string(b))
+		}
+	}
 	return recipe.LoadContext(ctx, g.dir, g.values...)
+}
+
+// recordValues writes valuesRecord for the lab just built, or removes it
+// when no values file was used.
+func (g *globals) recordValues() error {
+	p := filepath.Join(g.outDir(), valuesRecord)
+	if len(g.values) == 0 {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	var b strings.Builder
+	for _, v := range g.values {
+		a, err := filepath.Abs(v)
+		if err != nil {
+			return err
+		}
+		b.WriteString(a + "\n")
+	}
+	return atomicfile.WriteFile(p, []byte(b.String()), 0o644)
 }
 
 // outDir is --out, relative to the lab dir unless absolute.

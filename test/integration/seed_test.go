@@ -586,6 +586,18 @@ func TestFallbackValues(t *testing.T) {
 		t.Errorf("the fallback's image %s is not the one --values gives, %s", a, b)
 	}
 
+	// The output dir remembers the values its lab was built with: verbs
+	// given none (labbake up after make lab, a rebuild) use them.
+	if b, err := os.ReadFile(filepath.Join(out, "values.list")); err != nil || string(b) != nearValues+"\n" {
+		t.Errorf("values.list: %q, %v; want %s", b, err, nearValues)
+	}
+	_, stderr, code = labbake(t, nil, "-C", lab, "--out", out, "--cache", cache, "build", "--all")
+	if code != 0 || strings.Contains(stderr, "cannot be reached") {
+		t.Errorf("a rebuild with no --values: exit %d\n%s", code, stderr)
+	} else if a, b := sha256File(t, filepath.Join(out, "master.qcow2")), sha256File(t, filepath.Join(want, "master.qcow2")); a != b {
+		t.Errorf("a rebuild with no --values gives %s, not the lab's %s", a, b)
+	}
+
 	// Reachable inputs: the file is not used, nothing said.
 	near := filepath.Join(t.TempDir(), "near")
 	_, stderr, code = labbake(t, nil, "-C", lab, "--out", near, "--cache", cache, "--values", nearValues, "build", "--all", "--fallback-values", stillFar)
