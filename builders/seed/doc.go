@@ -28,7 +28,8 @@
 //     users entry for root (an existing user: cloud-init locks its password
 //     and adds the keys to /root/.ssh/authorized_keys), disable_root false
 //     so the keys carry no "please log in as" command, no default user
-//     (there may be no sudo), ssh_pwauth false; host keys: exactly the given
+//     (there may be no sudo), passwords refused by an sshd drop-in written
+//     before sshd starts (ssh_pwauth would restart sshd after boot); host keys: exactly the given
 //     ones (ssh_deletekeys true, ssh_keys, and ssh_genkeytypes naming only
 //     their types: cloud-init generates keys only without ssh_keys, and its
 //     schema refuses an empty list) so a known_hosts written by labbake

@@ -26,7 +26,6 @@ type readUserData struct {
 		SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys"`
 	} `yaml:"users"`
 	DisableRoot    bool              `yaml:"disable_root"`
-	SSHPwauth      bool              `yaml:"ssh_pwauth"`
 	SSHDeleteKeys  bool              `yaml:"ssh_deletekeys"`
 	SSHGenKeyTypes []string          `yaml:"ssh_genkeytypes"`
 	SSHKeys        map[string]string `yaml:"ssh_keys"`
@@ -116,7 +115,7 @@ func FuzzRender(f *testing.F) {
 		var ud readUserData
 		strict(t, s.UserData, &ud)
 		if ud.Hostname != name || ud.FQDN != fqdn || !ud.ManageEtcHosts || ud.Locale != "C.UTF-8" || !ud.Apt.PreserveSourcesList ||
-			ud.DisableRoot || ud.SSHPwauth || !ud.SSHDeleteKeys || strings.Join(ud.SSHGenKeyTypes, ",") != "ed25519" {
+			ud.DisableRoot || !ud.SSHDeleteKeys || strings.Join(ud.SSHGenKeyTypes, ",") != "ed25519" {
 			t.Fatalf("user-data reads back as %+v", ud)
 		}
 		if len(ud.Users) != 1 || ud.Users[0].Name != "root" || !ud.Users[0].LockPasswd || len(ud.Users[0].SSHAuthorizedKeys) != 1 ||
@@ -126,14 +125,15 @@ func FuzzRender(f *testing.F) {
 		if len(ud.SSHKeys) != 2 || ud.SSHKeys["ed25519_public"] != strings.TrimSpace(m.HostKeys[0].Public) {
 			t.Fatalf("ssh_keys read back as %v", ud.SSHKeys)
 		}
-		if len(ud.WriteFiles) != len(m.Files) {
-			t.Fatalf("%d write_files, want %d", len(ud.WriteFiles), len(m.Files))
+		want := append(append([]File(nil), m.Files...), File{Path: SSHDPolicyPath, Mode: 0o600, Content: []byte(SSHDPolicy)})
+		if len(ud.WriteFiles) != len(want) {
+			t.Fatalf("%d write_files, want %d", len(ud.WriteFiles), len(want))
 		}
 		for i, w := range ud.WriteFiles {
 			got, err := base64.StdEncoding.DecodeString(w.Content)
-			if err != nil || w.Encoding != "b64" || w.Owner != "root:root" || w.Path != m.Files[i].Path || !bytes.Equal(got, m.Files[i].Content) ||
-				w.Permissions != octalMode(uint32(m.Files[i].Mode)) {
-				t.Fatalf("write_files[%d] reads back as %+v (err %v), want %+v", i, w, err, m.Files[i])
+			if err != nil || w.Encoding != "b64" || w.Owner != "root:root" || w.Path != want[i].Path || !bytes.Equal(got, want[i].Content) ||
+				w.Permissions != octalMode(uint32(want[i].Mode)) {
+				t.Fatalf("write_files[%d] reads back as %+v (err %v), want %+v", i, w, err, want[i])
 			}
 		}
 	})

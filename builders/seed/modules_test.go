@@ -95,7 +95,7 @@ type moduleResult struct {
 		SSHAuthorizedKeys []string `json:"ssh_authorized_keys"`
 	} `json:"users"`
 	DisableRoot   bool `json:"disable_root"`
-	SSHPwauth     bool `json:"ssh_pwauth"`
+	SSHPwauth     *bool `json:"ssh_pwauth"`
 	SSHDeleteKeys bool `json:"ssh_deletekeys"`
 	Written       []struct {
 		Path    string `json:"path"`
@@ -150,18 +150,19 @@ func TestCloudInitModules(t *testing.T) {
 			if len(r.Users) != 1 || !ok || root.Default || !root.LockPasswd || !reflect.DeepEqual(root.SSHAuthorizedKeys, trimAll(m.AuthorizedKeys)) {
 				t.Errorf("users = %+v, want root alone, password locked, keys %q", r.Users, m.AuthorizedKeys)
 			}
-			if r.DisableRoot || r.SSHPwauth || !r.SSHDeleteKeys {
+			if r.DisableRoot || r.SSHPwauth != nil || !r.SSHDeleteKeys {
 				t.Errorf("disable_root %v ssh_pwauth %v ssh_deletekeys %v", r.DisableRoot, r.SSHPwauth, r.SSHDeleteKeys)
 			}
 			if r.Hostname != m.Name || r.FQDN != m.FQDN || r.Locale != "C.UTF-8" || !r.ManageEtcHosts || !r.PreserveSourcesList {
 				t.Errorf("hostname %q fqdn %q locale %q manage_etc_hosts %v preserve_sources_list %v", r.Hostname, r.FQDN, r.Locale, r.ManageEtcHosts, r.PreserveSourcesList)
 			}
 
-			if len(r.Written) != len(m.Files) {
-				t.Fatalf("cloud-init writes %d files, want %d", len(r.Written), len(m.Files))
+			files := append(append([]File(nil), m.Files...), File{Path: SSHDPolicyPath, Mode: 0o600, Content: []byte(SSHDPolicy)})
+			if len(r.Written) != len(files) {
+				t.Fatalf("cloud-init writes %d files, want %d", len(r.Written), len(files))
 			}
 			for i, w := range r.Written {
-				f := m.Files[i]
+				f := files[i]
 				got, err := base64.StdEncoding.DecodeString(w.Content)
 				if err != nil || w.Path != f.Path || string(got) != string(f.Content) || w.Mode != uint32(f.Mode) || w.OMode != "wb" {
 					t.Errorf("write %d: %s mode %#o omode %s content %q; want %s mode %#o content %q", i, w.Path, w.Mode, w.OMode, got, f.Path, uint32(f.Mode), f.Content)

@@ -17,7 +17,6 @@ type userData struct {
 	Apt            aptConfig   `yaml:"apt"`
 	Users          []user      `yaml:"users"`
 	DisableRoot    bool        `yaml:"disable_root"`
-	SSHPwauth      bool        `yaml:"ssh_pwauth"`
 	SSHDeleteKeys  bool        `yaml:"ssh_deletekeys"`
 	SSHGenKeyTypes []string    `yaml:"ssh_genkeytypes"` // the types of HostKeys: see userDataOf
 	SSHKeys        sshKeys     `yaml:"ssh_keys"`
@@ -71,7 +70,6 @@ func userDataOf(m Machine) userData {
 			SSHAuthorizedKeys: qs(trimAll(m.AuthorizedKeys)),
 		}},
 		DisableRoot:   false,
-		SSHPwauth:     false,
 		SSHDeleteKeys: true,
 	}
 	for _, typ := range []string{"ecdsa", "ed25519", "rsa"} {
@@ -101,8 +99,25 @@ func userDataOf(m Machine) userData {
 			Content:     q(base64.StdEncoding.EncodeToString(f.Content)),
 		})
 	}
+	u.WriteFiles = append(u.WriteFiles, writeFile{
+		Path:        SSHDPolicyPath,
+		Owner:       "root:root",
+		Permissions: "0600",
+		Encoding:    "b64",
+		Content:     q(base64.StdEncoding.EncodeToString([]byte(SSHDPolicy))),
+	})
 	return u
 }
+
+// SSHDPolicyPath and SSHDPolicy: sshd takes keys only. It is a drop-in
+// written with the other files in cloud-init's first stage, before sshd
+// starts, instead of ssh_pwauth: cloud-init applies that in a later stage
+// and restarts sshd, refusing connections for a moment after the machine
+// first answered.
+const (
+	SSHDPolicyPath = "/etc/ssh/sshd_config.d/10-labbake.conf"
+	SSHDPolicy     = "# written by labbake's seed: root logs in by key only\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+)
 
 // privateKeyText is the key as given, ending in exactly one newline:
 // OpenSSH refuses some key files whose last line has no newline.
