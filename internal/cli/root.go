@@ -124,6 +124,8 @@ Builds are reproducible: the same inputs give the same bytes.`,
 		newResetCmd(g),
 		newKitCmd(g),
 		newDuCmd(g),
+		newPublishCmd(g),
+		newPullCmd(g),
 	)
 	return cmd
 }

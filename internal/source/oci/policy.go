@@ -1,9 +1,12 @@
 package oci
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
+	"go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage/pkg/configfile"
@@ -16,7 +19,10 @@ const builtinPolicyName = "built-in default policy (insecureAcceptAnything)"
 // messages: s.PolicyPath, else sys.SignaturePolicyPath, else the system
 // policy.json, else a built-in policy that accepts any image.
 func (s *Source) loadPolicy(sys *types.SystemContext) (*signature.Policy, string, error) {
-	path := s.PolicyPath
+	return loadPolicy(s.PolicyPath, sys, s.log())
+}
+
+func loadPolicy(path string, sys *types.SystemContext, log *slog.Logger) (*signature.Policy, string, error) {
 	if path == "" {
 		path = sys.SignaturePolicyPath
 	}
@@ -29,7 +35,7 @@ func (s *Source) loadPolicy(sys *types.SystemContext) (*signature.Policy, string
 	}
 	p, err := signature.DefaultPolicy(sys)
 	if errors.Is(err, configfile.ErrConfigFileNotFound) {
-		s.log().Debug("no policy.json found: accepting any image", "policy", builtinPolicyName)
+		log.Debug("no policy.json found: accepting any image", "policy", builtinPolicyName)
 		return &signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}},
 			builtinPolicyName, nil
 	}
@@ -58,4 +64,25 @@ func policyError(policyName string, err error) error {
 		return fmt.Errorf("%w %s: %w", ErrPolicyRejected, policyName, oneLine(err))
 	}
 	return fmt.Errorf("checking signature policy %s: %w", policyName, oneLine(err))
+}
+
+// CheckPolicy checks the image src serves against the signature policy:
+// the file at path, else sys.SignaturePolicyPath, else the system
+// policy.json, else accept any image, as [Source.Pull] does. A rejection
+// wraps ErrPolicyRejected.
+func CheckPolicy(ctx context.Context, path string, sys *types.SystemContext, src types.ImageSource, log *slog.Logger) error {
+	policy, name, err := loadPolicy(path, sys, log)
+	if err != nil {
+		return err
+	}
+	pc, err := signature.NewPolicyContext(policy)
+	if err != nil {
+		return fmt.Errorf("signature policy %s: %w", name, err)
+	}
+	defer func() { _ = pc.Destroy() }()
+	allowed, err := pc.IsRunningImageAllowed(ctx, image.UnparsedInstance(src, nil))
+	if err := policyVerdict(allowed, err); err != nil {
+		return policyError(name, err)
+	}
+	return nil
 }
