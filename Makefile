@@ -76,9 +76,13 @@ fuzz:
 	$(call fuzz-one,FuzzDetect,./builders/secrets,20000x)
 	$(call fuzz-one,FuzzParsePackages,./test/upstream,20000x)
 
+# actionlint checks the workflows (and, when shellcheck is on PATH, their
+# run: scripts). It is pinned in tools/go.mod, a module of its own that
+# keeps it out of labbake's go.mod and out of ./...
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd tools && $(GO) tool actionlint ../.github/workflows/*.yml
 
 bench: deps build bench/out/bootable.tar
 	./bench/bake.sh bench/out/bootable.tar

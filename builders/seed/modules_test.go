@@ -94,9 +94,9 @@ type moduleResult struct {
 		LockPasswd        bool     `json:"lock_passwd"`
 		SSHAuthorizedKeys []string `json:"ssh_authorized_keys"`
 	} `json:"users"`
-	DisableRoot   bool `json:"disable_root"`
+	DisableRoot   bool  `json:"disable_root"`
 	SSHPwauth     *bool `json:"ssh_pwauth"`
-	SSHDeleteKeys bool `json:"ssh_deletekeys"`
+	SSHDeleteKeys bool  `json:"ssh_deletekeys"`
 	Written       []struct {
 		Path    string `json:"path"`
 		Content string `json:"content"`
