@@ -114,11 +114,11 @@ func Load(dir, role string) (*Image, error) {
 // annotations are the manifest annotations of both formats.
 func (i *Image) annotations(version string) map[string]string {
 	a := map[string]string{
-		AnnotationLab:          i.Info.Lab,
-		AnnotationRole:         i.Role,
-		AnnotationPlanDigest:   i.Info.PlanDigest,
-		AnnotationRecipeDigest: i.Info.RecipeDigest,
-		AnnotationEpoch:        strconv.FormatInt(i.Info.Epoch, 10),
+		AnnotationLab:                      i.Info.Lab,
+		AnnotationRole:                     i.Role,
+		AnnotationPlanDigest:               i.Info.PlanDigest,
+		AnnotationRecipeDigest:             i.Info.RecipeDigest,
+		AnnotationEpoch:                    strconv.FormatInt(i.Info.Epoch, 10),
 		"org.opencontainers.image.created": i.Created().Format(time.RFC3339),
 	}
 	if version != "" {

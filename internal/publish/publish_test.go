@@ -100,7 +100,9 @@ func TestLoadRefuses(t *testing.T) {
 		{"no manifest", func(dir string) { os.Remove(filepath.Join(dir, "node.manifest.json")) }, "labbake build node first"},
 		{"no qcow2", func(dir string) { os.Remove(filepath.Join(dir, "node.qcow2")) }, "not baked"},
 		{"truncated qcow2", func(dir string) { os.Truncate(filepath.Join(dir, "node.qcow2"), 100) }, "its manifest says"},
-		{"bad manifest", func(dir string) { os.WriteFile(filepath.Join(dir, "node.manifest.json"), []byte(`{"role":"node"}`), 0o644) }, "output.file"},
+		{"bad manifest", func(dir string) {
+			os.WriteFile(filepath.Join(dir, "node.manifest.json"), []byte(`{"role":"node"}`), 0o644)
+		}, "output.file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
