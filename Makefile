@@ -10,7 +10,7 @@ TAGS    := containers_image_openpgp,containers_image_storage_stub
 export GOFLAGS := -tags=$(TAGS)
 export CGO_ENABLED := 0
 
-.PHONY: all build deps lab test unit fuzz lint bench clean
+.PHONY: all build deps lab test unit unit-fuzz e2e fuzz lint bench clean
 
 all: build
 
@@ -44,11 +44,23 @@ else
 	$(BIN) -C $(LAB) build --all $(if $(FALLBACK_VALUES),--fallback-values $(FALLBACK_VALUES))
 endif
 
-test: deps lint unit fuzz
+# The boot and cluster tests (test/e2e) mostly wait on VMs and on the Go
+# programs the cluster's profile compiles, so they run beside the other
+# packages and the fuzz targets instead of after them; each side's output
+# is printed whole when it ends (-O).
+test: deps lint
+	@$(MAKE) --no-print-directory -j2 -O e2e unit-fuzz
 
-# The boot test of internal/vmtest bakes bench/out/bootable.tar.
+unit-fuzz: unit
+	@$(MAKE) --no-print-directory fuzz
+
+e2e:
+	$(GO) test -count=1 -timeout 80m ./test/e2e/
+
+# Every package but test/e2e (make e2e); the boot test of internal/vmtest
+# bakes bench/out/bootable.tar.
 unit: bench/out/bootable.tar
-	$(GO) test -count=1 -timeout 80m ./...
+	$(GO) test -count=1 -timeout 80m $$($(GO) list ./... | grep -v '/test/e2e$$')
 
 # Each fuzz target for about 10 s on 2 cores, bounded by a number of
 # executions: a duration bound can fail at its end with a bare "context

@@ -29,7 +29,7 @@ declare -A need=(
   [ssh]=openssh-client [ssh-keygen]=openssh-client [openssl]=openssl
   [socat]=socat [dnsmasq]=dnsmasq-base [nft]=nftables [ip]=iproute2
   [systemd-analyze]=systemd [newuidmap]=uidmap [kubectl]=kubernetes-client
-  [gpgv]=gpgv [dpkg-deb]=dpkg [runc]=runc [setcap]=libcap2-bin
+  [gpgv]=gpgv [dpkg-deb]=dpkg [runc]=runc [setcap]=libcap2-bin [skopeo]=skopeo
 )
 # file -> package
 declare -A need_file=(

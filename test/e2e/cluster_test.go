@@ -121,6 +121,9 @@ func TestCluster(t *testing.T) {
 		}
 		t.Skip("kubectl not installed")
 	}
+	// Last: the package's other tests boot their VMs while TestMain's
+	// fetch compiles the profile's programs, instead of after it.
+	t.Parallel()
 	ctx := context.Background()
 	repo, err := filepath.Abs("../..")
 	if err != nil {
@@ -136,7 +139,16 @@ func TestCluster(t *testing.T) {
 	write(t, dir, "values.yaml", values)
 	write(t, dir, "test.yaml", clusterValues)
 	out := filepath.Join(dir, "out")
-	t.Setenv("CONTAINERS_REGISTRIES_CONF", ups.registriesConf)
+	// t.Setenv refuses a parallel test; this one runs alone, last.
+	prev, had := os.LookupEnv("CONTAINERS_REGISTRIES_CONF")
+	os.Setenv("CONTAINERS_REGISTRIES_CONF", ups.registriesConf)
+	t.Cleanup(func() {
+		if had {
+			os.Setenv("CONTAINERS_REGISTRIES_CONF", prev)
+		} else {
+			os.Unsetenv("CONTAINERS_REGISTRIES_CONF")
+		}
+	})
 	global := []string{"-C", repo, "--cache", e2eCache(t), "--out", out,
 		"--values", filepath.Join(repo, fromSourceValues),
 		"--values", filepath.Join(dir, "values.yaml"), "--values", filepath.Join(dir, "test.yaml")}
