@@ -3,11 +3,11 @@ package published
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/labbake/labbake/internal/atomicfile"
 )
@@ -52,10 +52,23 @@ var (
 	tagRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 )
 
-// Validate reports every problem of the record at once, each naming its
-// field as the file spells it.
+// problems are a record's problems, said on one line.
+type problems []error
+
+func (p problems) Error() string {
+	s := make([]string, len(p))
+	for i, e := range p {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (p problems) Unwrap() []error { return p }
+
+// Validate reports every problem of the record at once, on one line, each
+// naming its field as the file spells it.
 func (r *Record) Validate() error {
-	var errs []error
+	var errs problems
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
 	}
@@ -90,7 +103,10 @@ func (r *Record) Validate() error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
 }
 
 // Stale reports whether the record is of another image than the one whose

@@ -133,3 +133,13 @@ func TestWriteRefusesInvalid(t *testing.T) {
 		t.Errorf("files written: %v", entries)
 	}
 }
+
+func TestValidateOneLine(t *testing.T) {
+	err := (&Record{Role: "node"}).Validate()
+	if err == nil || strings.Contains(err.Error(), "\n") || strings.Count(err.Error(), "; ") != 2 {
+		t.Errorf("error %q, want three problems on one line", err)
+	}
+	if sample().Validate() != nil {
+		t.Error("the sample is invalid")
+	}
+}
