@@ -125,7 +125,7 @@ func FuzzRender(f *testing.F) {
 		if len(ud.SSHKeys) != 2 || ud.SSHKeys["ed25519_public"] != strings.TrimSpace(m.HostKeys[0].Public) {
 			t.Fatalf("ssh_keys read back as %v", ud.SSHKeys)
 		}
-		want := append(append([]File(nil), m.Files...), File{Path: SSHDPolicyPath, Mode: 0o600, Content: []byte(SSHDPolicy)})
+		want := append([]File{{Path: SSHDPolicyPath, Mode: 0o600, Content: []byte(SSHDPolicy)}}, m.Files...)
 		if len(ud.WriteFiles) != len(want) {
 			t.Fatalf("%d write_files, want %d", len(ud.WriteFiles), len(want))
 		}

@@ -157,7 +157,7 @@ func TestCloudInitModules(t *testing.T) {
 				t.Errorf("hostname %q fqdn %q locale %q manage_etc_hosts %v preserve_sources_list %v", r.Hostname, r.FQDN, r.Locale, r.ManageEtcHosts, r.PreserveSourcesList)
 			}
 
-			files := append(append([]File(nil), m.Files...), File{Path: SSHDPolicyPath, Mode: 0o600, Content: []byte(SSHDPolicy)})
+			files := append([]File{{Path: SSHDPolicyPath, Mode: 0o600, Content: []byte(SSHDPolicy)}}, m.Files...)
 			if len(r.Written) != len(files) {
 				t.Fatalf("cloud-init writes %d files, want %d", len(r.Written), len(files))
 			}

@@ -90,6 +90,13 @@ func userDataOf(m Machine) userData {
 			u.SSHKeys.RSAPrivate, u.SSHKeys.RSAPublic = priv, pub
 		}
 	}
+	u.WriteFiles = append(u.WriteFiles, writeFile{
+		Path:        SSHDPolicyPath,
+		Owner:       "root:root",
+		Permissions: "0600",
+		Encoding:    "b64",
+		Content:     q(base64.StdEncoding.EncodeToString([]byte(SSHDPolicy))),
+	})
 	for _, f := range m.Files {
 		u.WriteFiles = append(u.WriteFiles, writeFile{
 			Path:        q(f.Path),
@@ -99,18 +106,11 @@ func userDataOf(m Machine) userData {
 			Content:     q(base64.StdEncoding.EncodeToString(f.Content)),
 		})
 	}
-	u.WriteFiles = append(u.WriteFiles, writeFile{
-		Path:        SSHDPolicyPath,
-		Owner:       "root:root",
-		Permissions: "0600",
-		Encoding:    "b64",
-		Content:     q(base64.StdEncoding.EncodeToString([]byte(SSHDPolicy))),
-	})
 	return u
 }
 
-// SSHDPolicyPath and SSHDPolicy: sshd takes keys only. It is a drop-in
-// written with the other files in cloud-init's first stage, before sshd
+// SSHDPolicyPath and SSHDPolicy: sshd takes keys only. It is a drop-in,
+// the first of write_files, written with the other files in cloud-init's first stage, before sshd
 // starts, instead of ssh_pwauth: cloud-init applies that in a later stage
 // and restarts sshd, refusing connections for a moment after the machine
 // first answered.

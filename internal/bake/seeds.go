@@ -109,21 +109,7 @@ func Seeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOption
 	if err != nil {
 		return nil, &InputError{err}
 	}
-	if len(nodes) == 0 {
-		for _, n := range lab.Nodes {
-			nodes = append(nodes, n.Name)
-		}
-	}
-	for _, name := range nodes {
-		if _, ok := lab.Node(name); !ok {
-			return nil, &InputError{fmt.Errorf("no node %q in lab.yaml", name)}
-		}
-	}
-	extra, err := lab.ReadSeedFiles(nodes)
-	if err != nil {
-		return nil, err
-	}
-	p, err := EnsurePKI(lab, opts)
+	docs, p, err := renderSeeds(ctx, lab, nodes, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -132,29 +118,17 @@ func Seeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOption
 		iso  []byte
 		id   string
 	}
-	seeds := make([]rendered, 0, len(nodes))
-	for _, name := range nodes {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		n, _ := lab.Node(name)
-		m, err := seedMachine(lab, n, p, extra[name])
-		if err != nil {
-			return nil, err
-		}
-		s, err := seed.Render(m)
-		if err != nil {
-			return nil, fmt.Errorf("seed of %s: %w", m.Name, err)
-		}
+	seeds := make([]rendered, 0, len(docs))
+	for _, d := range docs {
 		var files []iso9660.File
-		for _, f := range s.Files() {
+		for _, f := range d.Seed.Files() {
 			files = append(files, iso9660.File{Name: f.Name, Data: f.Data, Mode: 0o600})
 		}
 		img, err := iso9660.Image(files, iso9660.Options{VolumeID: "cidata", ModTime: time.Unix(epoch, 0).UTC()})
 		if err != nil {
-			return nil, fmt.Errorf("seed of %s: %w", m.Name, err)
+			return nil, fmt.Errorf("seed of %s: %w", d.Node, err)
 		}
-		seeds = append(seeds, rendered{m.Name, img, s.InstanceID})
+		seeds = append(seeds, rendered{d.Node, img, d.Seed.InstanceID})
 	}
 	dir := filepath.Join(opts.OutDir, SeedDir)
 	if err := atomicfile.MkdirPrivate(dir, 0o700); err != nil {
@@ -173,6 +147,59 @@ func Seeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOption
 		return nil, err
 	}
 	return out, nil
+}
+
+// RenderedSeed is one machine's seed documents, rendered, not written.
+type RenderedSeed struct {
+	Node string
+	Seed *seed.Seed
+}
+
+// RenderSeeds renders the seed documents of nodes (every node when empty),
+// in their order, exactly as Seeds puts them on the ISOs, making or
+// reusing the lab's PKI; it writes no seed. For what carries the seeds
+// another way (the KubeVirt kit's Secrets).
+func RenderSeeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOptions) ([]RenderedSeed, error) {
+	docs, _, err := renderSeeds(ctx, lab, nodes, opts)
+	return docs, err
+}
+
+func renderSeeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts SeedOptions) ([]RenderedSeed, *pki.PKI, error) {
+	if len(nodes) == 0 {
+		for _, n := range lab.Nodes {
+			nodes = append(nodes, n.Name)
+		}
+	}
+	for _, name := range nodes {
+		if _, ok := lab.Node(name); !ok {
+			return nil, nil, &InputError{fmt.Errorf("no node %q in lab.yaml", name)}
+		}
+	}
+	extra, err := lab.ReadSeedFiles(nodes)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := EnsurePKI(lab, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]RenderedSeed, 0, len(nodes))
+	for _, name := range nodes {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		n, _ := lab.Node(name)
+		m, err := seedMachine(lab, n, p, extra[name])
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := seed.Render(m)
+		if err != nil {
+			return nil, nil, fmt.Errorf("seed of %s: %w", m.Name, err)
+		}
+		out = append(out, RenderedSeed{Node: m.Name, Seed: s})
+	}
+	return out, p, nil
 }
 
 // writeAccess writes what the host needs to reach the machines: the admin

@@ -247,3 +247,43 @@ func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// RenderSeeds gives the documents Seeds puts on the ISOs, and writes no
+// seed.
+func TestRenderSeedsAreTheISOs(t *testing.T) {
+	dir := seedFilesLab(t,
+		"  - {path: /etc/app/token, file: secrets/token, roles: [node]}\n",
+		map[string]string{"secrets/token": "t0ken\n"})
+	lab, err := recipe.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	opts := SeedOptions{OutDir: out, SourceDateEpoch: "1700000000", Now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	docs, err := RenderSeeds(context.Background(), lab, []string{"node-two", "master"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 2 || docs[0].Node != "node-two" || docs[1].Node != "master" {
+		t.Fatalf("rendered %v", docs)
+	}
+	if exists(filepath.Join(out, SeedDir)) {
+		t.Error("RenderSeeds wrote seeds")
+	}
+	res, err := Seeds(context.Background(), lab, []string{"node-two", "master"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		iso, err := os.ReadFile(r.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := docs[i]
+		// The instance id hashes user-data and network-config.
+		if d.Node != r.Node || d.Seed.InstanceID != r.InstanceID ||
+			!bytes.Contains(iso, d.Seed.UserData) || !bytes.Contains(iso, d.Seed.NetworkConfig) {
+			t.Errorf("%s: the rendered seed is not the one on the ISO", r.Node)
+		}
+	}
+}
