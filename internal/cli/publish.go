@@ -12,6 +12,7 @@ import (
 
 	"github.com/labbake/labbake/internal/bake"
 	"github.com/labbake/labbake/internal/publish"
+	"github.com/labbake/labbake/internal/published"
 	"github.com/labbake/labbake/internal/recipe"
 )
 
@@ -121,6 +122,9 @@ Credentials and TLS work as skopeo's: --creds, --authfile, --cert-dir,
 				if err != nil {
 					return err
 				}
+				if err := recordPublished(g.outDir(), img, f, pushed); err != nil {
+					return err
+				}
 				fmt.Fprintf(g.stdout, "%s@%s\t%s\t%s\n", pushed.Repository, pushed.Digest, f, strings.Join(pushed.Tags, ","))
 			}
 			return nil
@@ -201,4 +205,22 @@ output dir as it was. registries.conf mirrors and the signature policy
 	cmd.Flags().StringVar(&policy, "policy", "", "signature policy file (default: the system's policy.json)")
 	rf.add(cmd)
 	return cmd
+}
+
+// recordPublished notes in OUT/ROLE.published.json what was pushed, for
+// the KubeVirt kit: the other format's entry is kept while it describes
+// the same qcow2, dropped once the image was rebuilt.
+func recordPublished(out string, img *publish.Image, f publish.Format, p *publish.Pushed) error {
+	rec, err := published.Read(out, img.Role)
+	if err != nil || rec.QCOW2SHA256 != img.Info.Output.SHA256 {
+		rec = &published.Record{}
+	}
+	rec.Role, rec.PlanDigest, rec.QCOW2SHA256 = img.Role, img.Info.PlanDigest, img.Info.Output.SHA256
+	entry := &published.Image{Repository: p.Repository, Digest: p.Digest, Tags: p.Tags}
+	if f == publish.FormatContainerDisk {
+		rec.ContainerDisk = entry
+	} else {
+		rec.Artifact = entry
+	}
+	return published.Write(out, rec)
 }
