@@ -3,7 +3,6 @@ package dpkg
 import (
 	"bufio"
 	"cmp"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -91,16 +90,17 @@ func ReadParagraphs(r io.Reader, fn func(Paragraph) error) error {
 // ReadStatus reads a dpkg status file and returns the packages whose files
 // are in place: every state but not-installed and config-files (installed,
 // and those dpkg left unpacked, half-installed or half-configured, whose
-// files are there all the same). They are sorted by name, then
-// architecture.
+// files are there all the same). A paragraph without a Status field counts
+// as installed, and one without a Package field is skipped; Version and
+// Architecture may be "". They are sorted by name, then architecture.
+// Only a file that is not a control file is an error.
 func ReadStatus(r io.Reader) ([]Package, error) {
 	var out []Package
 	err := ReadParagraphs(r, func(p Paragraph) error {
-		pkg, ok, err := statusPackage(p)
-		if ok {
+		if pkg, ok := statusPackage(p); ok {
 			out = append(out, pkg)
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -113,22 +113,18 @@ func ReadStatus(r io.Reader) ([]Package, error) {
 
 // statusPackage is the package a status paragraph describes, and whether
 // its files are in place.
-func statusPackage(p Paragraph) (Package, bool, error) {
+func statusPackage(p Paragraph) (Package, bool) {
 	name := p["Package"]
 	if name == "" {
-		return Package{}, false, errors.New("a paragraph without a Package field")
+		return Package{}, false
 	}
-	state := strings.Fields(p["Status"]) // want flag status, e.g. install ok installed
-	if len(state) != 3 {
-		return Package{}, false, fmt.Errorf("package %s: Status %q: want three words", name, p["Status"])
-	}
-	if state[2] == "not-installed" || state[2] == "config-files" {
-		return Package{}, false, nil
+	// Status is "want flag state", e.g. install ok installed.
+	if state := strings.Fields(p["Status"]); len(state) > 0 {
+		if s := state[len(state)-1]; s == "not-installed" || s == "config-files" {
+			return Package{}, false
+		}
 	}
 	pkg := Package{Name: name, Version: p["Version"], Architecture: p["Architecture"]}
-	if pkg.Version == "" {
-		return Package{}, false, fmt.Errorf("package %s: no Version", name)
-	}
 	pkg.Source, pkg.SourceVersion = name, pkg.Version
 	if src := p["Source"]; src != "" {
 		s, v, ok := strings.Cut(src, " ")
@@ -137,7 +133,7 @@ func statusPackage(p Paragraph) (Package, bool, error) {
 			pkg.SourceVersion = strings.TrimSpace(v[1 : len(v)-1])
 		}
 	}
-	return pkg, true, nil
+	return pkg, true
 }
 
 // Installed returns the packages of the tree's dpkg status file (see

@@ -145,7 +145,7 @@ func debPackage(d dpkg.Package) *spdx.Package {
 		PackageSPDXIdentifier:   id("deb", d.Name, d.Architecture),
 		PackageVersion:          d.Version,
 		PackageDownloadLocation: noAssertion,
-		PackageSourceInfo:       "built from the Debian source package " + d.Source + " " + d.SourceVersion,
+		PackageSourceInfo:       strings.TrimSpace("built from the Debian source package " + d.Source + " " + d.SourceVersion),
 		PackageExternalReferences: []*spdx.PackageExternalReference{{
 			Category: common.CategoryPackageManager,
 			RefType:  common.TypePackageManagerPURL,
@@ -154,9 +154,13 @@ func debPackage(d dpkg.Package) *spdx.Package {
 	}
 }
 
-// debPURL is d's package URL, pkg:deb/debian/NAME@VERSION?arch=ARCH.
+// debPURL is d's package URL, pkg:deb/debian/NAME@VERSION?arch=ARCH, less
+// what d does not say.
 func debPURL(d dpkg.Package) string {
-	s := "pkg:deb/debian/" + purlEscape(d.Name) + "@" + purlEscape(d.Version)
+	s := "pkg:deb/debian/" + purlEscape(d.Name)
+	if d.Version != "" {
+		s += "@" + purlEscape(d.Version)
+	}
 	if d.Architecture != "" {
 		s += "?arch=" + purlEscape(d.Architecture)
 	}

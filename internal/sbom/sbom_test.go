@@ -260,7 +260,9 @@ func spdxSchema(t *testing.T) *jsonschema.Schema {
 
 func TestSchema(t *testing.T) {
 	s := spdxSchema(t)
-	bare := &Image{Lab: "demo", Role: "node", PlanDigest: sum("ef"), File: "node.qcow2", SHA256: strings.Repeat("12", 32)}
+	// A bare image: no inputs, a package of a status file that says only
+	// its name.
+	bare := &Image{Lab: "demo", Role: "node", PlanDigest: sum("ef"), File: "node.qcow2", SHA256: strings.Repeat("12", 32), Debs: []dpkg.Package{{Name: "tool", Source: "tool"}}}
 	for name, img := range map[string]*Image{"full": testImage(t), "bare": bare} {
 		t.Run(name, func(t *testing.T) {
 			b, err := Marshal(img)
