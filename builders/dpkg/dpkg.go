@@ -92,8 +92,10 @@ func ReadParagraphs(r io.Reader, fn func(Paragraph) error) error {
 // and those dpkg left unpacked, half-installed or half-configured, whose
 // files are there all the same). A paragraph without a Status field counts
 // as installed, and one without a Package field is skipped; Version and
-// Architecture may be "". They are sorted by name, then architecture.
-// Only a file that is not a control file is an error.
+// Architecture may be "". They are sorted by name, then architecture; a
+// package listed twice for one architecture (which dpkg never writes)
+// counts once, as first listed. Only a file that is not a control file is
+// an error.
 func ReadStatus(r io.Reader) ([]Package, error) {
 	var out []Package
 	err := ReadParagraphs(r, func(p Paragraph) error {
@@ -105,10 +107,10 @@ func ReadStatus(r io.Reader) ([]Package, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b Package) int {
+	slices.SortStableFunc(out, func(a, b Package) int {
 		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Architecture, b.Architecture))
 	})
-	return out, nil
+	return slices.CompactFunc(out, func(a, b Package) bool { return a.Name == b.Name && a.Architecture == b.Architecture }), nil
 }
 
 // statusPackage is the package a status paragraph describes, and whether

@@ -70,9 +70,9 @@ func TestReadStatus(t *testing.T) {
 }
 
 // A status file some tool other than dpkg wrote may lack fields: what it
-// names is listed with what it says.
+// names is listed with what it says, a package listed twice once.
 func TestReadStatusSparse(t *testing.T) {
-	got, err := ReadStatus(strings.NewReader("Package: a\n\nStatus: install ok installed\nVersion: 1\n\nPackage: b\nStatus: installed\nVersion: 2\n\nPackage: c\nStatus: purge ok not-installed\n"))
+	got, err := ReadStatus(strings.NewReader("Package: a\n\nStatus: install ok installed\nVersion: 1\n\nPackage: b\nStatus: installed\nVersion: 2\n\nPackage: c\nStatus: purge ok not-installed\n\nPackage: b\nVersion: 3\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
