@@ -40,12 +40,12 @@ type Result struct {
 	Space *space.Report
 }
 
-// build bakes one job into OutDir/ROLE.qcow2, its SBOM and its manifest. Everything
-// that can be refused is checked before OutDir is touched: the tree is
-// assembled, the plan completed and the root file system's size checked in
-// the work dir. Outputs are written under temporary names and renamed when
-// complete (see commit), so a failed or killed build leaves the
-// previous outputs as they were.
+// build bakes one job into OutDir/ROLE.qcow2, its SBOM and its manifest.
+// Everything that can be refused is checked before OutDir is touched: the
+// tree is assembled, the plan completed and the root file system's size
+// checked in the work dir. Outputs are written under temporary names and
+// renamed when complete (see commit), so a failed or killed build leaves
+// the previous outputs as they were.
 func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 	start := time.Now()
 	log := b.opts.logger().With("role", j.Role)

@@ -250,8 +250,9 @@ func checksums(digest string) []common.Checksum {
 // id is the SPDX ID (without its SPDXRef- prefix) of a package of a kind
 // with a name made of parts: kind-PART-PART, where each character an SPDX
 // ID cannot hold (outside [A-Za-z0-9.-]) is "-" and, when there was one,
-// the first 8 hex digits of the parts' sha256 follow, so that two names
-// never share an ID.
+// the first 8 hex digits of the parts' sha256 follow, so that names that
+// differ only in such characters (libstdc++6, libstdc--6) do not share an
+// ID.
 func id(kind string, parts ...string) common.ElementID {
 	raw := strings.Join(slices.DeleteFunc(parts, func(s string) bool { return s == "" }), "-")
 	clean := strings.Map(func(r rune) rune {
