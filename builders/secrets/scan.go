@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/labbake/labbake/builders/dpkg"
 	"github.com/labbake/labbake/builders/tree"
 )
 
@@ -331,16 +332,13 @@ func (a *allower) allowed(p string, links []string) bool {
 	return false
 }
 
-// dpkgInfo is where dpkg keeps each installed package's file list.
-const dpkgInfo = "var/lib/dpkg/info"
-
 // lookupPackages sets the Package of each finding from the tree's dpkg
 // file lists. A listed path is compared as written and, when its base name
 // is one of the findings', after resolving it through the tree (a package
 // may list /lib/x for /usr/lib/x on a merged-/usr system).
 func lookupPackages(t *tree.Tree, entries []tree.Entry, found []Finding) error {
-	info, err := t.Resolve(dpkgInfo)
-	if err != nil {
+	info, ok := dpkg.ResolveInfoDir(t)
+	if !ok {
 		return nil // no usable dpkg database: nothing to name
 	}
 	want := make(map[string]int, len(found)) // "/"+canonical path -> finding

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/labbake/labbake/builders/dpkg"
 	"github.com/labbake/labbake/builders/tree"
 )
 
@@ -91,15 +92,12 @@ type File struct {
 	Package string `json:"package,omitempty"` // the dpkg package that lists it
 }
 
-// dpkgInfo is where dpkg keeps each installed package's file list.
-const dpkgInfo = "var/lib/dpkg/info"
-
 // Measure reports what takes the space in t. It reads the files of t's
 // dpkg databases (the *.list files) and nothing else.
 func Measure(t *tree.Tree, o Options) (*Report, error) {
 	o = o.withDefaults()
-	info, err := t.Resolve(dpkgInfo)
-	if err != nil {
+	info, ok := dpkg.ResolveInfoDir(t)
+	if !ok {
 		info = "" // no usable dpkg database
 	}
 	var (

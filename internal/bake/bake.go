@@ -19,7 +19,7 @@ import (
 // Options are the settings of a build that are not part of the plan: they
 // change where things go, not what the image holds.
 type Options struct {
-	OutDir   string // results: ROLE.qcow2, ROLE.manifest.json
+	OutDir   string // results: ROLE.qcow2, ROLE.manifest.json, ROLE.spdx.json, SHA256SUMS
 	CacheDir string // scratch work dirs live under CacheDir/tmp
 	Compress bool   // compressed qcow2 clusters
 	KeepRaw  bool   // also leave the raw disk as OutDir/ROLE.raw
@@ -33,6 +33,9 @@ type Options struct {
 	// terminal only.
 	Progress io.Writer
 	Logger   *slog.Logger
+	// Version is labbake's, as ROLE.spdx.json names its creator
+	// ("Tool: labbake-VERSION"); "" is written as "unknown".
+	Version string
 }
 
 func (o Options) logger() *slog.Logger { return orDiscard(o.Logger) }

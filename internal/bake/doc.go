@@ -1,6 +1,6 @@
 // Package bake is labbake's one orchestration path: the verbs of the CLI
 // hand it a lab and role names and it runs the pipeline, recipe → plan →
-// tree → raw disk → qcow2 (and the seeds of the machines).
+// tree → raw disk → qcow2 and SBOM (and the seeds of the machines).
 //
 // Prepare renders each role's recipe once and pins every input from
 // outside the lab dir of every role, reporting the problems of all roles
@@ -9,8 +9,17 @@
 // prune) or bakes them (Build): the tree is assembled in a work dir under
 // the cache dir, reading each of the lab's tar files once (hashed on the
 // way for the plan), the plan completed, and the root's size checked, all
-// before the output dir is touched; then ROLE.qcow2 and ROLE.manifest.json
-// are written under temporary names and renamed as a pair under the role's
-// lock (OUT/.ROLE.lock, never followed if it is a symlink). The stages
-// themselves live in internal/recipe, internal/plan and builders/.
+// before the output dir is touched; the tree's dpkg database is read
+// (builders/dpkg) before the disk is written; then ROLE.qcow2, its SBOM
+// ROLE.spdx.json (internal/sbom) and ROLE.manifest.json, which names the
+// SBOM with its sha256, are written under temporary names and renamed
+// together under the role's lock (OUT/.ROLE.lock, never followed if it is
+// a symlink): the SBOM first, the image last.
+//
+// After each build OUT/SHA256SUMS is rewritten under its own lock, in the
+// format sha256sum -c reads: every role's image (the sha256 its manifest
+// gives), manifest and SBOM present in OUT. Seeds, the PKI, the kubeconfig
+// and the kit are deliberately not listed: they are the machine's own
+// secrets and settings, never published. The stages themselves live in
+// internal/recipe, internal/plan and builders/.
 package bake

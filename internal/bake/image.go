@@ -12,12 +12,14 @@ import (
 
 	"github.com/labbake/labbake/builders/boot"
 	"github.com/labbake/labbake/builders/disk"
+	"github.com/labbake/labbake/builders/dpkg"
 	"github.com/labbake/labbake/builders/space"
 	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/cache"
 	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
+	"github.com/labbake/labbake/internal/sbom"
 )
 
 // Result is what a build of one role wrote.
@@ -25,6 +27,7 @@ type Result struct {
 	Role     string
 	Image    string // path of ROLE.qcow2
 	Manifest string // path of ROLE.manifest.json
+	SBOM     string // path of ROLE.spdx.json
 	Raw      string // path of ROLE.raw when KeepRaw
 	Plan     *plan.Plan
 	SHA256   string
@@ -37,12 +40,12 @@ type Result struct {
 	Space *space.Report
 }
 
-// build bakes one job into OutDir/ROLE.qcow2 and its manifest. Everything
-// that can be refused is checked before OutDir is touched: the tree is
-// assembled, the plan completed and the root file system's size checked in
-// the work dir. Outputs are written under temporary names and renamed when
-// complete (see commitPair), so a failed or killed build leaves the
-// previous outputs as they were.
+// build bakes one job into OutDir/ROLE.qcow2, its SBOM and its manifest.
+// Everything that can be refused is checked before OutDir is touched: the
+// tree is assembled, the plan completed and the root file system's size
+// checked in the work dir. Outputs are written under temporary names and
+// renamed when complete (see commit), so a failed or killed build leaves
+// the previous outputs as they were.
 func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 	start := time.Now()
 	log := b.opts.logger().With("role", j.Role)
@@ -157,9 +160,16 @@ type writer struct {
 	log    *slog.Logger
 }
 
-// write writes the raw disk in the work dir, then the image and its
-// manifest into OutDir under the role's lock.
+// write writes the raw disk in the work dir, then the image, its SBOM and
+// its manifest into OutDir under the role's lock, and rewrites
+// OUT/SHA256SUMS.
 func (w *writer) write(ctx context.Context) error {
+	// The dpkg database is read before the disk is written: one small file
+	// of the tree, whose blobs the disk may take over.
+	debs, err := dpkg.Installed(w.t)
+	if err != nil {
+		return err
+	}
 	rawPath := filepath.Join(w.work, "disk.raw")
 	res, err := w.writeDisk(ctx, rawPath)
 	if err != nil {
@@ -186,8 +196,16 @@ func (w *writer) write(ctx context.Context) error {
 	out.SHA256, out.Size = sum, size
 	w.log.Info("qcow2 converted", "bytes", size, "compressed", w.opts.Compress, "took", since(step))
 
+	out.SBOM = filepath.Join(outDir, out.Role+".spdx.json")
+	tmpSBOM, sbomRef, err := w.writeSBOM(debs)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmpSBOM)
 	out.Manifest = filepath.Join(outDir, out.Role+".manifest.json")
-	tmpManifest, err := writeTemp(out.Manifest, newManifest(out.Plan, out, w.opts.Compress, res.Layout, w.boot))
+	m := newManifest(out.Plan, out, w.opts.Compress, res.Layout, w.boot)
+	m.SBOM = sbomRef
+	tmpManifest, err := writeTemp(out.Manifest, m)
 	if err != nil {
 		return err
 	}
@@ -198,7 +216,33 @@ func (w *writer) write(ctx context.Context) error {
 			return fmt.Errorf("keeping the raw disk: %w", err)
 		}
 	}
-	return commitPair(tmpManifest, out.Manifest, tmpImage, out.Image)
+	if err := commit(pending{tmpSBOM, out.SBOM}, pending{tmpManifest, out.Manifest}, pending{tmpImage, out.Image}); err != nil {
+		return err
+	}
+	return writeSums(ctx, outDir, w.log)
+}
+
+// writeSBOM writes the image's SPDX document into a finished temporary file
+// next to w.out.SBOM and returns its name and what the manifest says of it.
+func (w *writer) writeSBOM(debs []dpkg.Package) (string, *ManifestSBOM, error) {
+	out, p := w.out, w.out.Plan
+	img := &sbom.Image{
+		Lab: p.Lab, Role: p.Role, PlanDigest: p.Digest, Epoch: p.Epoch, Version: w.opts.Version,
+		File: filepath.Base(out.Image), SHA256: out.SHA256, Inputs: p.Inputs, Debs: debs,
+	}
+	for _, c := range out.Images {
+		img.Containers = append(img.Containers, sbom.Container{Ref: c.Ref, Digest: c.Manifest})
+	}
+	b, err := sbom.Marshal(img)
+	if err != nil {
+		return "", nil, err
+	}
+	tmp, err := writeTempBytes(out.SBOM, b)
+	if err != nil {
+		return "", nil, err
+	}
+	w.log.Debug("sbom written", "debian_packages", len(debs), "inputs", len(p.Inputs), "images", len(img.Containers))
+	return tmp, &ManifestSBOM{File: filepath.Base(out.SBOM), SHA256: sha256Hex(b)}, nil
 }
 
 // writeDisk writes the raw disk at rawPath (in the work dir). A root file

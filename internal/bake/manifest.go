@@ -23,8 +23,11 @@ type Manifest struct {
 	EpochSource  string       `json:"epoch_source"`
 	Inputs       []plan.Input `json:"inputs"`
 	// Images are the container images preloaded into containerd.
-	Images     []ManifestImage  `json:"images,omitempty"`
-	Output     ManifestOutput   `json:"output"`
+	Images []ManifestImage `json:"images,omitempty"`
+	Output ManifestOutput  `json:"output"`
+	// SBOM names the image's SPDX document, ROLE.spdx.json, written with
+	// it; nil in the manifests of builds before it was written.
+	SBOM       *ManifestSBOM    `json:"sbom,omitempty"`
 	Root       ManifestRoot     `json:"root"`
 	Partitions []disk.Partition `json:"partitions"`
 	Boot       ManifestBoot     `json:"boot"`
@@ -51,6 +54,12 @@ type ManifestOutput struct {
 	Size        int64  `json:"size"`
 	VirtualSize int64  `json:"virtual_size"`
 	Compressed  bool   `json:"compressed"`
+}
+
+// ManifestSBOM names the image's software bill of materials.
+type ManifestSBOM struct {
+	File   string `json:"file"`   // ROLE.spdx.json
+	SHA256 string `json:"sha256"` // of the file, in hex
 }
 
 // ManifestRoot describes the root filesystem.

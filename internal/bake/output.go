@@ -76,11 +76,17 @@ func writeTemp(dst string, v any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encoding %s: %w", filepath.Base(dst), err)
 	}
+	return writeTempBytes(dst, append(b, '\n'))
+}
+
+// writeTempBytes writes b into a finished temporary file next to dst and
+// returns its name.
+func writeTempBytes(dst string, b []byte) (string, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
 	if err != nil {
 		return "", fmt.Errorf("writing %s: %w", dst, err)
 	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return "", fmt.Errorf("writing %s: %w", dst, err)
@@ -95,42 +101,67 @@ func writeTemp(dst string, v any) (string, error) {
 // rename is os.Rename; tests make it fail.
 var rename = os.Rename
 
-// commitPair gives two finished temporary files their names so that the
-// second never appears without the first: the image's manifest goes
-// first, the image last. If the second rename fails, the first is rolled
-// back (the previous manifest put back, or the new one removed when there
-// was none), so a failed build leaves the pair as it was. A crash between
-// the two renames leaves a new manifest beside the old image, which its
-// sha256 tells apart; never a new image without its manifest.
-func commitPair(tmpFirst, first, tmpSecond, second string) error {
-	// Keep the previous first file under a temporary name (a hard link,
-	// so nothing is copied) to put it back on failure.
-	backup := ""
-	if _, err := os.Lstat(first); err == nil {
-		backup = tmpFirst + ".old"
-		if err := os.Link(first, backup); err != nil {
-			return fmt.Errorf("writing %s: %w", first, err)
+// pending is a finished temporary file and the name it is to have.
+type pending struct{ tmp, dst string }
+
+// commit gives finished temporary files their names, in order, so that a
+// file never appears without those before it: the SBOM goes first, then
+// the manifest that names it, the image last. If a rename fails, those
+// done are rolled back, last first (each previous file put back, or the
+// new one removed when there was none), so a failed build leaves the
+// outputs as they were. A crash between two renames leaves new files
+// beside an old image, which the manifest's sha256 tells apart; never a
+// new image without its manifest and SBOM.
+func commit(files ...pending) error {
+	// Keep each previous file but the last under a temporary name (a hard
+	// link, so nothing is copied) to put it back on failure; "" when there
+	// was none.
+	backups := make([]string, len(files))
+	defer func() {
+		for _, b := range backups {
+			if b != "" {
+				os.Remove(b)
+			}
 		}
-		defer os.Remove(backup)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("writing %s: %w", first, err)
-	}
-	if err := rename(tmpFirst, first); err != nil {
-		return fmt.Errorf("writing %s: %w", first, err)
-	}
-	if err := rename(tmpSecond, second); err != nil {
-		if backup != "" {
-			err = errors.Join(err, rename(backup, first))
-		} else {
-			err = errors.Join(err, os.Remove(first))
+	}()
+	for i, f := range files[:len(files)-1] {
+		if _, err := os.Lstat(f.dst); err == nil {
+			backups[i] = f.tmp + ".old"
+			if err := os.Link(f.dst, backups[i]); err != nil {
+				backups[i] = ""
+				return fmt.Errorf("writing %s: %w", f.dst, err)
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("writing %s: %w", f.dst, err)
 		}
-		_ = atomicfile.SyncDir(filepath.Dir(first))
-		return fmt.Errorf("writing %s: %w", second, err)
 	}
-	if err := atomicfile.SyncDir(filepath.Dir(second)); err != nil {
-		return fmt.Errorf("writing %s: %w", second, err)
+	for i, f := range files {
+		if err := rename(f.tmp, f.dst); err != nil {
+			err = errors.Join(err, rollBack(files[:i], backups))
+			_ = atomicfile.SyncDir(filepath.Dir(f.dst))
+			return fmt.Errorf("writing %s: %w", f.dst, err)
+		}
+	}
+	last := files[len(files)-1].dst
+	if err := atomicfile.SyncDir(filepath.Dir(last)); err != nil {
+		return fmt.Errorf("writing %s: %w", last, err)
 	}
 	return nil
+}
+
+// rollBack undoes the renames of done, last first: the previous file of
+// each is put back from its backup, or the new one removed.
+func rollBack(done []pending, backups []string) error {
+	var errs []error
+	for i := len(done) - 1; i >= 0; i-- {
+		if backups[i] != "" {
+			errs = append(errs, rename(backups[i], done[i].dst))
+			backups[i] = ""
+		} else {
+			errs = append(errs, os.Remove(done[i].dst))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // removeStale removes temporary files that a killed build of the same role

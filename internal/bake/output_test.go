@@ -8,38 +8,42 @@ import (
 	"testing"
 )
 
-// The image never appears without its manifest (issue 9, item 10): when
-// the second rename fails, the first is rolled back, whether or not a
-// previous pair was there.
-func TestCommitPair(t *testing.T) {
+// The image never appears without its manifest (issue 9, item 10), nor the
+// manifest without the SBOM it names: when a rename fails, those done are
+// rolled back, whether or not previous outputs were there.
+func TestCommit(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		previous bool // a previous pair is in place
-		failAt   int  // the rename that fails: 1 or 2; 0 none
+		previous bool // previous outputs are in place
+		failAt   int  // the rename that fails: 1 to 3; 0 none
 		want     string
 	}{
-		{"new pair", false, 0, "new"},
-		{"replaces a pair", true, 0, "new"},
-		{"second rename fails, no previous pair", false, 2, ""},
-		{"second rename fails, previous pair kept", true, 2, "old"},
-		{"first rename fails, previous pair kept", true, 1, "old"},
+		{"new outputs", false, 0, "new"},
+		{"replaces outputs", true, 0, "new"},
+		{"last rename fails, no previous outputs", false, 3, ""},
+		{"last rename fails, previous outputs kept", true, 3, "old"},
+		{"second rename fails, no previous outputs", false, 2, ""},
+		{"second rename fails, previous outputs kept", true, 2, "old"},
+		{"first rename fails, previous outputs kept", true, 1, "old"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			manifest, image := filepath.Join(dir, "m.manifest.json"), filepath.Join(dir, "m.qcow2")
+			names := []string{"m.spdx.json", "m.manifest.json", "m.qcow2"}
 			write := func(p, s string) {
 				t.Helper()
 				if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if tc.previous {
-				write(manifest, "old manifest")
-				write(image, "old image")
+			var files []pending
+			for _, n := range names {
+				f := pending{tmp: filepath.Join(dir, "."+n+".tmp-1"), dst: filepath.Join(dir, n)}
+				if tc.previous {
+					write(f.dst, "old "+n)
+				}
+				write(f.tmp, "new "+n)
+				files = append(files, f)
 			}
-			tmpManifest, tmpImage := filepath.Join(dir, ".m.manifest.json.tmp-1"), filepath.Join(dir, ".m.qcow2.tmp-1")
-			write(tmpManifest, "new manifest")
-			write(tmpImage, "new image")
 			calls := 0
 			rename = func(old, new string) error {
 				calls++
@@ -49,24 +53,24 @@ func TestCommitPair(t *testing.T) {
 				return os.Rename(old, new)
 			}
 			defer func() { rename = os.Rename }()
-			err := commitPair(tmpManifest, manifest, tmpImage, image)
+			err := commit(files...)
 			if (err != nil) != (tc.failAt != 0) {
-				t.Fatalf("commitPair: %v", err)
+				t.Fatalf("commit: %v", err)
 			}
-			for _, p := range []struct{ path, what string }{{manifest, " manifest"}, {image, " image"}} {
-				b, err := os.ReadFile(p.path)
+			for _, n := range names {
+				b, err := os.ReadFile(filepath.Join(dir, n))
 				switch {
 				case tc.want == "" && !os.IsNotExist(err):
-					t.Errorf("%s: %q, %v; want none", filepath.Base(p.path), b, err)
-				case tc.want != "" && string(b) != tc.want+p.what:
-					t.Errorf("%s: %q, %v; want %q", filepath.Base(p.path), b, err, tc.want+p.what)
+					t.Errorf("%s: %q, %v; want none", n, b, err)
+				case tc.want != "" && string(b) != tc.want+" "+n:
+					t.Errorf("%s: %q, %v; want %q", n, b, err, tc.want+" "+n)
 				}
 			}
-			// Nothing is left but the pair and the temporary files, which
-			// the build removes.
+			// Nothing is left but the outputs and the temporary files,
+			// which the build removes.
 			entries, _ := os.ReadDir(dir)
 			for _, e := range entries {
-				if !slices.Contains([]string{"m.manifest.json", "m.qcow2", ".m.manifest.json.tmp-1", ".m.qcow2.tmp-1"}, e.Name()) {
+				if !slices.Contains(names, e.Name()) && !slices.Contains(names, e.Name()[1:len(e.Name())-len(".tmp-1")]) {
 					t.Errorf("left behind: %s", e.Name())
 				}
 			}

@@ -25,10 +25,13 @@ func newBuildCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build ROLE... | --all",
 		Short: "Bake the qcow2 image of one or more roles",
-		Long: `Build bakes each role's recipe into OUT/ROLE.qcow2 and OUT/ROLE.manifest.json.
-The image is written under a temporary name and renamed when complete, so a
-failed or interrupted build leaves the previous image untouched. Two builds of
-the same inputs give byte-identical images.`,
+		Long: `Build bakes each role's recipe into OUT/ROLE.qcow2, OUT/ROLE.manifest.json and
+OUT/ROLE.spdx.json (an SPDX 2.3 SBOM: the image's Debian packages, inputs and
+container images), and lists every image, manifest and SBOM in OUT/SHA256SUMS
+(cd OUT && sha256sum -c SHA256SUMS). They are written under temporary names
+and renamed together when complete, so a failed or interrupted build leaves the
+previous ones untouched. Two builds of the same inputs give byte-identical
+images and SBOMs.`,
 		Example: `  labbake build master
   labbake build --all --compress
   labbake -C examples/lab --out /tmp/out build master`,
@@ -118,5 +121,6 @@ func (g *globals) batch(cmd *cobra.Command, args []string, all bool, f inputFlag
 	}
 	opts.OutDir, opts.CacheDir, opts.Logger = g.outDir(), g.cache, log
 	opts.SourceDateEpoch, opts.Progress = g.getenv("SOURCE_DATE_EPOCH"), g.imageProgress()
+	opts.Version = toolVersion()
 	return bake.Prepare(cmd.Context(), lab, names, opts)
 }

@@ -3,10 +3,13 @@ package cli
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -111,6 +114,7 @@ func TestBuildReadsEachBaseOnce(t *testing.T) {
 		writeTarFile(t, tars[name], map[string]string{
 			"etc/hostname":                name + "\n",
 			"usr/share/" + name + "/data": strings.Repeat(name, 300<<10), // past the reader's buffer
+			"var/lib/dpkg/status":         "Package: " + name + "-tools\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0-1\n",
 		})
 	}
 	w := watchOpens(t, tars["master"], tars["worker"], tars["shared"])
@@ -132,6 +136,8 @@ func TestBuildReadsEachBaseOnce(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// worker's layer replaces its base's dpkg status.
+	checkPublished(t, out, map[string]string{"master": "master-tools", "worker": "shared-tools", "spare": "shared-tools"})
 	// The plan the image records is the one labbake plan prints, which
 	// reads the files itself: the digests hashed on the way are right.
 	for _, role := range []string{"master", "worker", "spare"} {
@@ -166,6 +172,43 @@ func TestBuildReadsEachBaseOnce(t *testing.T) {
 		if err != nil || !strings.Contains(string(manifest), `"plan_digest": "`+p.Digest+`"`) {
 			t.Errorf("plan --all --json: %s has digest %q; %v\n%s", p.Role, p.Digest, err, manifest)
 		}
+	}
+}
+
+// checkPublished wants each role's SBOM in out, named by its manifest, to
+// list the Debian package its base brought, and OUT/SHA256SUMS to list
+// every image, manifest and SBOM, as sha256sum -c checks.
+func checkPublished(t *testing.T, out string, debs map[string]string) {
+	t.Helper()
+	for role, deb := range debs {
+		var m struct {
+			SBOM struct{ File, SHA256 string } `json:"sbom"`
+		}
+		b, err := os.ReadFile(filepath.Join(out, role+".manifest.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &m)
+		}
+		if err != nil || m.SBOM.File != role+".spdx.json" {
+			t.Errorf("%s: manifest sbom %+v, %v", role, m.SBOM, err)
+			continue
+		}
+		b, err = os.ReadFile(filepath.Join(out, m.SBOM.File))
+		if sum := sha256.Sum256(b); err != nil || hex.EncodeToString(sum[:]) != m.SBOM.SHA256 {
+			t.Errorf("%s: %s: %v, or not the sha256 the manifest gives", role, m.SBOM.File, err)
+		}
+		if purl := "pkg:deb/debian/" + deb + "@1.0-1?arch=amd64"; !strings.Contains(string(b), `"`+purl+`"`) {
+			t.Errorf("%s: the SBOM does not list %s:\n%s", role, purl, b)
+		}
+	}
+	sums, err := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
+	if n := strings.Count(string(sums), "\n"); err != nil || n != 3*len(debs) {
+		t.Errorf("SHA256SUMS: %d lines, want %d; %v\n%s", n, 3*len(debs), err, sums)
+	}
+	requireTool(t, "sha256sum")
+	cmd := exec.Command("sha256sum", "-c", "--strict", "SHA256SUMS")
+	cmd.Dir = out
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c: %v\n%s", err, b)
 	}
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -27,11 +28,41 @@ func version() string {
 	if !ok {
 		return "labbake (unknown version)"
 	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
+	v, rev := stamped(bi)
+	out := "labbake " + v
+	if rev != "" {
+		out += " " + rev
 	}
-	var rev, modified string
+	return out + " " + bi.GoVersion
+}
+
+// toolVersion is labbake's version as one word, as the SBOMs name their
+// creator (Tool: labbake-VERSION): the module version ("devel" for a
+// build from a work tree), with "+REVISION" when the binary has one.
+func toolVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v, rev := stamped(bi)
+	if v == "(devel)" {
+		v = "devel"
+	}
+	if rev != "" {
+		v += "+" + strings.ReplaceAll(rev, "+", ".")
+	}
+	return v
+}
+
+// stamped returns the module version ("(devel)" when there is none) and the
+// short VCS revision ("" when there is none, "+dirty" after it when the
+// work tree was modified) that the Go toolchain stamped into bi.
+func stamped(bi *debug.BuildInfo) (version, rev string) {
+	version = bi.Main.Version
+	if version == "" {
+		version = "(devel)"
+	}
+	var modified string
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":
@@ -42,12 +73,11 @@ func version() string {
 			}
 		}
 	}
-	out := "labbake " + v
-	if rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		out += " " + rev + modified
+	if rev == "" {
+		return version, ""
 	}
-	return out + " " + bi.GoVersion
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	return version, rev + modified
 }

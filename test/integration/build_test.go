@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -242,6 +243,10 @@ type manifest struct {
 		Kind   string `json:"kind"`
 		Digest string `json:"digest"`
 	} `json:"inputs"`
+	SBOM struct {
+		File   string `json:"file"`
+		SHA256 string `json:"sha256"`
+	} `json:"sbom"`
 	Boot struct {
 		Methods []string `json:"methods"`
 		Kernel  string   `json:"kernel"`
@@ -304,6 +309,19 @@ func TestBuildImage(t *testing.T) {
 	}
 	if len(m.Inputs) != 5 { // base, layer, artifact, unit, overlay
 		t.Errorf("manifest inputs: %+v", m.Inputs)
+	}
+	if m.SBOM.File != "master.spdx.json" || sha256File(t, filepath.Join(out, m.SBOM.File)) != m.SBOM.SHA256 {
+		t.Errorf("manifest sbom %+v: not master.spdx.json with its sha256", m.SBOM)
+	}
+	// SHA256SUMS lists the image, its manifest and SBOM, not the raw disk.
+	sums, err := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
+	if err != nil || strings.Count(string(sums), "\n") != 3 || !strings.Contains(string(sums), m.Output.SHA256+"  master.qcow2\n") {
+		t.Errorf("SHA256SUMS: %v\n%s", err, sums)
+	}
+	check := exec.Command(tool(t, "sha256sum"), "-c", "--strict", "SHA256SUMS")
+	check.Dir = out
+	if o, err := check.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c: %v\n%s", err, o)
 	}
 
 	if o, err := runTool(t, "qemu-img", "check", "-f", "qcow2", image); err != nil {

@@ -395,6 +395,14 @@ disk: {size: 1GiB, boot: []}
 			if got["usr/bin/less"] == nil || got["etc/services"] == nil {
 				t.Error("the packages are not in the image")
 			}
+			// The SBOM lists the packages mmdebstrap installed, from the
+			// image's dpkg database, and the base with its digest.
+			sbom, err := os.ReadFile(filepath.Join(out, "master.spdx.json"))
+			for _, want := range []string{`"pkg:deb/debian/less@`, `"pkg:deb/debian/netbase@`, `"pkg:deb/debian/libc6@`, `"SPDXID": "SPDXRef-input-base"`, strings.TrimPrefix(m.Inputs[0].Digest, "sha256:")} {
+				if err != nil || !strings.Contains(string(sbom), want) {
+					t.Errorf("master.spdx.json lacks %s: %v", want, err)
+				}
+			}
 			for p := range got {
 				if strings.HasPrefix(p, "etc/ssh/ssh_host_") {
 					t.Errorf("%s baked into the image", p)

@@ -12,8 +12,8 @@ import (
 )
 
 // TestReproducible builds the same lab twice — different cache and output
-// dirs, different wall-clock times — and wants byte-identical images,
-// compressed and not.
+// dirs, different wall-clock times — and wants byte-identical images and
+// SBOMs, compressed and not.
 func TestReproducible(t *testing.T) {
 	for _, name := range []string{"mke2fs", "debugfs"} {
 		tool(t, name)
@@ -33,7 +33,7 @@ func TestReproducible(t *testing.T) {
 			if _, stderr, code := labbake(t, nil, args...); code != 0 {
 				t.Fatalf("build %v: exit %d\n%s", args, code, stderr)
 			}
-			sums = append(sums, sha256File(t, filepath.Join(out, "master.qcow2")))
+			sums = append(sums, sha256File(t, filepath.Join(out, "master.qcow2"))+" "+sha256File(t, filepath.Join(out, "master.spdx.json")))
 		}
 		if sums[0] != sums[1] {
 			t.Errorf("compress=%v: two builds differ: %s vs %s", compress, sums[0], sums[1])

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/ulikunitz/xz"
+
+	"github.com/labbake/labbake/builders/dpkg"
 )
 
 // DefaultDebianMirror is the Debian archive the Debian components come from.
@@ -249,63 +251,29 @@ func parseRelease(data []byte) *debRelease {
 	return rel
 }
 
-// parsePackages reads a Packages index: paragraphs of "Field: value" lines
-// (continuation lines start with a space) separated by blank lines.
+// parsePackages reads a Packages index, a control file (see
+// dpkg.ReadParagraphs); a paragraph without a Package field is skipped.
 func parsePackages(r io.Reader) (map[string][]DebPackage, error) {
 	out := map[string][]DebPackage{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<20), 16<<20)
-	var p DebPackage
-	flush := func() error {
-		if p.Package == "" {
+	err := dpkg.ReadParagraphs(r, func(f dpkg.Paragraph) error {
+		if f["Package"] == "" {
 			return nil
+		}
+		p := DebPackage{Package: f["Package"], Version: f["Version"], Source: f["Source"], Filename: f["Filename"], SHA256: f["SHA256"]}
+		if v := f["Size"]; v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("package %s: Size %q: %w", p.Package, v, err)
+			}
+			p.Size = n
 		}
 		if p.Version == "" || p.Filename == "" || len(p.SHA256) != 64 || p.Size < 0 {
 			return fmt.Errorf("package %s: Version, Filename or SHA256 missing", p.Package)
 		}
 		out[p.Package] = append(out[p.Package], p)
-		p = DebPackage{}
 		return nil
-	}
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			return nil, fmt.Errorf("line %q: not a field", line)
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "Package":
-			p.Package = v
-		case "Version":
-			p.Version = v
-		case "Source":
-			p.Source = v
-		case "Filename":
-			p.Filename = v
-		case "SHA256":
-			p.SHA256 = v
-		case "Size":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("package %s: Size %q: %w", p.Package, v, err)
-			}
-			p.Size = n
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if err := flush(); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
