@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labbake/labbake/builders/boot"
@@ -36,6 +40,44 @@ type Options struct {
 	// Version is labbake's, as ROLE.spdx.json names its creator
 	// ("Tool: labbake-VERSION"); "" is written as "unknown".
 	Version string
+	// Jobs is how many roles bake at once; 0 means DefaultJobs.
+	Jobs int
+}
+
+// roleMemory is what one role's bake may take at its peak (measured: about
+// 130 MiB for the shipped lab's master, writing its disk; mke2fs and the
+// page cache beside it), so that DefaultJobs leaves the machine room.
+const roleMemory = 1 << 30
+
+// DefaultJobs is how many roles bake at once when Options.Jobs is 0: one
+// per core (the stages of a bake are mostly single-threaded: assembling
+// the tree, mke2fs, the qcow2 of an uncompressed image), at most one per
+// GiB of available memory, at least one.
+func DefaultJobs() int {
+	n := runtime.NumCPU()
+	if avail := memAvailable(); avail > 0 {
+		n = min(n, int(avail/roleMemory))
+	}
+	return max(n, 1)
+}
+
+// memAvailable is MemAvailable of /proc/meminfo in bytes; 0 if unknown.
+func memAvailable() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func (o Options) logger() *slog.Logger { return orDiscard(o.Logger) }
@@ -254,12 +296,10 @@ func (b *Batch) Build(ctx context.Context, seeds SeedOptions) (*Outcome, error) 
 			return out, err
 		}
 	}
-	for i := range b.Jobs {
-		res, err := b.build(ctx, &b.Jobs[i])
-		if err != nil {
-			return out, fmt.Errorf("baking %s: %w", b.Jobs[i].Role, err)
-		}
-		out.Images = append(out.Images, res)
+	images, err := b.buildAll(ctx)
+	out.Images = images
+	if err != nil {
+		return out, err
 	}
 	if len(machines) == 0 {
 		return out, nil
@@ -270,6 +310,72 @@ func (b *Batch) Build(ctx context.Context, seeds SeedOptions) (*Outcome, error) 
 	}
 	out.Seeds = s
 	return out, nil
+}
+
+// buildAll bakes the jobs, up to Options.Jobs at once. The first failure
+// stops the others (they leave their previous outputs, as any failed
+// build does); it returns the images baked, in role order, and that
+// failure.
+func (b *Batch) buildAll(ctx context.Context) ([]*Result, error) {
+	jobs := b.opts.Jobs
+	if jobs <= 0 {
+		jobs = DefaultJobs()
+	}
+	jobs = min(jobs, len(b.Jobs))
+	if jobs > 1 {
+		// Bars of several roles redrawn in one place would garble each
+		// other: the logs say what each does.
+		b.opts.Progress = nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]*Result, len(b.Jobs))
+	errs := make([]error, len(b.Jobs))
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i := range b.Jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			if ctx.Err() != nil {
+				errs[i] = ctx.Err()
+				return
+			}
+			res, err := b.build(ctx, &b.Jobs[i])
+			if err != nil {
+				errs[i] = fmt.Errorf("baking %s: %w", b.Jobs[i].Role, err)
+				cancel()
+				return
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	var done []*Result
+	for _, r := range results {
+		if r != nil {
+			done = append(done, r)
+		}
+	}
+	// The failure that stopped the others, not their being stopped.
+	var stopped error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.Canceled) && stopped == nil:
+			stopped = err
+		case !errors.Is(err, context.Canceled):
+			return done, err
+		}
+	}
+	return done, stopped
 }
 
 // rel names a lab path relative to the lab dir.

@@ -16,6 +16,7 @@ type buildOptions struct {
 	all      bool
 	compress bool
 	keepRaw  bool
+	jobs     int
 	fallback string
 	inputs   inputFlags
 }
@@ -38,6 +39,7 @@ images and SBOMs.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runBuild(cmd, g, o, args) },
 	}
 	cmd.Flags().BoolVar(&o.all, "all", false, "build every role named by a node in lab.yaml")
+	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", 0, "roles baked at once (default: one per core, at most one per GiB of available memory)")
 	cmd.Flags().BoolVar(&o.compress, "compress", false, "write compressed qcow2 clusters (smaller, slower to write)")
 	cmd.Flags().BoolVar(&o.keepRaw, "keep-raw", false, "also keep the raw disk as OUT/ROLE.raw")
 	cmd.Flags().BoolVar(&o.inputs.offline, "offline", false, "open no network connection: every input must be in the cache (labbake fetch, or bundle import)")
@@ -50,9 +52,9 @@ images and SBOMs.`,
 // baking any, so that bad or missing input writes nothing; then bakes them
 // and writes the seeds of their machines.
 func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) error {
-	b, err := g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw})
+	b, err := g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw, Jobs: o.jobs})
 	if g.fallBack(o.fallback, err) {
-		b, err = g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw})
+		b, err = g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw, Jobs: o.jobs})
 	}
 	if err != nil {
 		return err
@@ -61,7 +63,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 	if len(out.Images) == 0 && g.fallBack(o.fallback, err) {
 		// Every input was pinned by the lock, and fetching one failed:
 		// nothing was written yet.
-		if b, err = g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw}); err != nil {
+		if b, err = g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw, Jobs: o.jobs}); err != nil {
 			return err
 		}
 		out, err = b.Build(cmd.Context(), g.seedOptions(b.Options().Logger))

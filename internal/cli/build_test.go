@@ -293,3 +293,42 @@ func TestBuildLockNotFollowed(t *testing.T) {
 		t.Errorf("an image was written: %v", err)
 	}
 }
+
+// build --all --jobs N bakes the roles at once: the same bytes as one at a
+// time, from the same cache.
+func TestBuildJobsSameBytes(t *testing.T) {
+	requireTool(t, "mke2fs")
+	lab := t.TempDir()
+	writeFiles(t, lab, map[string]string{
+		"lab.yaml":            "name: t\nnodes:\n  - {name: m, role: master, ip: 172.18.0.2}\n  - {name: w, role: worker, ip: 172.18.0.3}\n  - {name: s, role: spare, ip: 172.18.0.4}\n",
+		"recipes/master.yaml": "base: {tar: base.tar}\nfiles: [{path: /etc/role, content: master}]\ndisk: {size: 300MiB, boot: []}\n",
+		"recipes/worker.yaml": "base: {tar: base.tar}\nfiles: [{path: /etc/role, content: worker}]\ndisk: {size: 300MiB, boot: []}\n",
+		"recipes/spare.yaml":  "base: {tar: base.tar}\ndisk: {size: 260MiB, boot: []}\n",
+	})
+	writeTarFile(t, filepath.Join(lab, "base.tar"), map[string]string{
+		"etc/hostname":     "base\n",
+		"usr/share/x/data": strings.Repeat("labbake", 200<<10),
+	})
+	cache := t.TempDir()
+	outs := map[string]string{}
+	for _, jobs := range []string{"1", "3"} {
+		outs[jobs] = t.TempDir()
+		if stdout, stderr, code := run(t, "-C", lab, "--cache", cache, "--out", outs[jobs], "build", "--all", "--jobs", jobs); code != 0 {
+			t.Fatalf("build --all --jobs %s: exit %d\n%s%s", jobs, code, stdout, stderr)
+		}
+	}
+	for _, role := range []string{"master", "worker", "spare"} {
+		for _, ext := range []string{".qcow2", ".manifest.json", ".spdx.json"} {
+			a, err1 := os.ReadFile(filepath.Join(outs["1"], role+ext))
+			b, err2 := os.ReadFile(filepath.Join(outs["3"], role+ext))
+			if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+				t.Errorf("%s%s differs between --jobs 1 and --jobs 3 (%v, %v)", role, ext, err1, err2)
+			}
+		}
+	}
+	a, _ := os.ReadFile(filepath.Join(outs["1"], "SHA256SUMS"))
+	b, _ := os.ReadFile(filepath.Join(outs["3"], "SHA256SUMS"))
+	if !bytes.Equal(a, b) || strings.Count(string(a), "\n") != 9 {
+		t.Errorf("SHA256SUMS: --jobs 1\n%s--jobs 3\n%s", a, b)
+	}
+}

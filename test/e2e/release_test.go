@@ -79,8 +79,12 @@ func TestRelease(t *testing.T) {
 		t.Fatalf("release-role.sh: %v\n%s\n%s", err, so, tail(string(se), 30))
 	}
 	t.Logf("release-role.sh master in %s", time.Since(start).Round(time.Second))
+	listed, err := os.ReadFile(filepath.Join(out, "master.release-assets"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var assets []string
-	for _, l := range strings.Split(strings.TrimSpace(string(so)), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(string(listed)), "\n") {
 		assets = append(assets, filepath.Base(l))
 	}
 	if strings.Join(assets, " ") != "master.qcow2 master.manifest.json master.spdx.json master.SHA256SUMS" {
