@@ -18,6 +18,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/pkg/sysregistriesv2"
 )
 
 // bakedImage writes what a bake leaves in dir for role: a qcow2 of a few
@@ -339,4 +340,48 @@ func TestWrongPassword(t *testing.T) {
 		t.Errorf("push to an untrusted certificate: %v", err)
 	}
 	t.Logf("untrusted: %v", err)
+}
+
+// TestPullMirrorAndPolicy: a registries.conf mirror serves a name that
+// does not resolve, and a signature policy that rejects the registry
+// stops the pull before anything is fetched.
+func TestPullMirrorAndPolicy(t *testing.T) {
+	reg := startRegistry(t, registryConfig{})
+	ctx := context.Background()
+	img := bakedImage(t, t.TempDir(), "node", 11)
+	repo, _, _ := SplitRef(reg.addr + "/lab/node")
+	b, err := Build(img, FormatArtifact, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(ctx, reg.options(), b, repo, []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "registries.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[[registry]]\nprefix = \"registry.example.invalid\"\nlocation = \"registry.example.invalid\"\n\n[[registry.mirror]]\nlocation = %q\ninsecure = true\n", reg.addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CONTAINERS_REGISTRIES_CONF", conf)
+	// containers/image caches registries.conf by path, not by environment.
+	sysregistriesv2.InvalidateCache()
+	t.Cleanup(sysregistriesv2.InvalidateCache)
+	out := t.TempDir()
+	got, err := Pull(ctx, reg.options(), PullOptions{}, "registry.example.invalid/lab/node:v1", out)
+	if err != nil || got.Digest != b.Digest.String() {
+		t.Fatalf("pull through the mirror: %+v, %v", got, err)
+	}
+
+	policy := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"reject"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	_, err = Pull(ctx, reg.options(), PullOptions{PolicyPath: policy}, repo.Name()+":v1", empty)
+	if err == nil || !strings.Contains(err.Error(), "rejected by signature policy") {
+		t.Fatalf("pull against a rejecting policy: %v", err)
+	}
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Errorf("a rejected pull left %v", ents)
+	}
 }
