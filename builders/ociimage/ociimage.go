@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/labbake/labbake/internal/iox"
 	"io"
 	"maps"
 	"os"
@@ -196,7 +197,7 @@ func writeLayer(ctx context.Context, t *tree.Tree, dir string) (Blob, int, error
 	tmp := f.Name()
 	defer os.Remove(tmp) // a no-op once renamed
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
+	cw := &iox.CountingWriter{W: io.MultiWriter(f, h)}
 	n, err := writeTar(ctx, t, cw)
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -209,7 +210,7 @@ func writeLayer(ctx context.Context, t *tree.Tree, dir string) (Blob, int, error
 	if err := os.Rename(tmp, p); err != nil {
 		return Blob{}, 0, fmt.Errorf("image: layer: %w", err)
 	}
-	return Blob{Digest: d.String(), MediaType: imgspec.MediaTypeImageLayer, Size: cw.n, Path: p}, n, nil
+	return Blob{Digest: d.String(), MediaType: imgspec.MediaTypeImageLayer, Size: cw.N, Path: p}, n, nil
 }
 
 // writeTar writes every entry of t but the root to w as a tar and returns
@@ -299,17 +300,6 @@ func copyContent(ctx context.Context, w io.Writer, e tree.Entry) error {
 		return fmt.Errorf("%s: %s holds %d bytes, not %d", e.Path, e.Content.Path, n, e.Content.Size)
 	}
 	return nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // ctxReader stops reading once ctx is done.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"github.com/labbake/labbake/internal/iox"
 	"io"
 	"path"
 
@@ -171,25 +172,13 @@ func finish(f Format, m ispec.Manifest, blobs []blob) (*Built, error) {
 	return &Built{Format: f, Manifest: b, MediaType: ispec.MediaTypeImageManifest, Digest: digest.FromBytes(b), blobs: blobs}, nil
 }
 
-// countWriter counts what passes to w.
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // writeDiskLayer writes the containerDisk's layer, an uncompressed tar:
 // disk/ and disk/ROLE.qcow2 owned by ContainerDiskOwner, then labbake/
 // with the manifest JSON and the SBOM, owned by root; every time the
 // bake's epoch. It returns the bytes written. The qcow2's bytes are
 // checked against the manifest's sha256 as they pass.
 func writeDiskLayer(w io.Writer, img *Image) (int64, error) {
-	cw := &countWriter{w: w}
+	cw := &iox.CountingWriter{W: w}
 	tw := tar.NewWriter(cw)
 	mtime := img.Created()
 	dir := func(name string, owner int) error {
@@ -231,5 +220,5 @@ func writeDiskLayer(w io.Writer, img *Image) (int64, error) {
 	if err := tw.Close(); err != nil {
 		return 0, err
 	}
-	return cw.n, nil
+	return cw.N, nil
 }
