@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/labbake/labbake/internal/iox"
 	"io"
 	"maps"
 	"os"
@@ -22,6 +21,7 @@ import (
 	imgspec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Platform of every image made here.

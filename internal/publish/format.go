@@ -6,13 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"github.com/labbake/labbake/internal/iox"
 	"io"
 	"path"
 
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Format is how an image is carried in a registry.
