@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -383,5 +384,61 @@ func TestPullMirrorAndPolicy(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
 		t.Errorf("a rejected pull left %v", ents)
+	}
+}
+
+// TestCredentialFiles: with no --creds, credentials come from
+// $REGISTRY_AUTH_FILE, else from ~/.docker/config.json (what docker login
+// writes), as skopeo takes them.
+func TestCredentialFiles(t *testing.T) {
+	reg := startRegistry(t, registryConfig{auth: true, tls: true})
+	img := bakedImage(t, t.TempDir(), "node", 13)
+	b, err := Build(img, FormatArtifact, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, _, _ := SplitRef(reg.addr + "/lab/node")
+	auth := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.addr, base64.StdEncoding.EncodeToString([]byte(reg.user+":"+reg.pass)))
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".docker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".docker", "config.json"), []byte(auth), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	authFile := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(authFile, []byte(auth), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("DOCKER_CONFIG", "")
+	os.Unsetenv("DOCKER_CONFIG")
+	for _, tc := range []struct {
+		name   string
+		getenv func(string) string
+	}{
+		{"docker config.json", func(string) string { return "" }},
+		{"REGISTRY_AUTH_FILE", func(k string) string {
+			if k == "REGISTRY_AUTH_FILE" {
+				return authFile
+			}
+			return ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := reg.options()
+			o.Creds, o.AuthFile, o.Getenv = "", "", tc.getenv
+			if tc.name == "REGISTRY_AUTH_FILE" {
+				// Only the named file counts: config.json says otherwise.
+				if err := os.WriteFile(filepath.Join(home, ".docker", "config.json"), []byte(`{"auths":{}}`), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := Push(context.Background(), o, b, repo, []string{"creds"}); err != nil {
+				t.Fatalf("push: %v", err)
+			}
+		})
 	}
 }
