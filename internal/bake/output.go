@@ -39,7 +39,11 @@ func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress b
 		total = -1
 	}
 	stopWatch := watch(progress, filepath.Base(dst), total, iw.written.Load)
-	err = qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: compress, TempDir: filepath.Dir(rawPath)})
+	c := qcow2.NoCompression
+	if compress {
+		c = qcow2.Zlib
+	}
+	err = qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: c, TempDir: filepath.Dir(rawPath)})
 	stopWatch()
 	if err == nil {
 		err = bw.Flush()
