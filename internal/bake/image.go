@@ -184,7 +184,7 @@ func (w *writer) write(ctx context.Context) error {
 	}
 	defer os.Remove(tmpImage) // a no-op once renamed
 	out.SHA256, out.Size = sum, size
-	w.log.Info("qcow2 converted", "bytes", size, "compressed", w.opts.Compress, "took", since(step))
+	w.log.Info("qcow2 converted", "bytes", size, "compression", w.opts.Compress.String(), "took", since(step))
 
 	out.Manifest = filepath.Join(outDir, out.Role+".manifest.json")
 	tmpManifest, err := writeTemp(out.Manifest, newManifest(out.Plan, out, w.opts.Compress, res.Layout, w.boot))
