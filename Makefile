@@ -73,6 +73,7 @@ fuzz:
 	$(call fuzz-one,FuzzValues,./internal/recipe,10000x)
 	$(call fuzz-one,FuzzApplyTar,./builders/tree,5000x)
 	$(call fuzz-one,FuzzOpen,./builders/qcow2,30000x)
+	$(call fuzz-one,FuzzZstdCluster,./builders/qcow2,200000x)
 	$(call fuzz-one,FuzzFATNames,./builders/disk,60000x)
 	$(call fuzz-one,FuzzImportBundle,./internal/cache,1000x)
 	$(call fuzz-one,FuzzParseChecksum,./internal/source,100000x)

@@ -12,6 +12,10 @@ const (
 
 	headerLenV2 = 72
 	headerLenV3 = 104
+	// headerLenZstd is the version 3 header with the compression_type
+	// byte at offset 104, padded to a multiple of 8 as the spec requires
+	// (QEMU writes this length for every image it creates).
+	headerLenZstd = 112
 
 	minClusterBits     = 9
 	maxClusterBits     = 21
@@ -36,8 +40,13 @@ const (
 	extEnd           = 0x00000000
 	extBackingFormat = 0xe2792aca
 
-	incompatDirty   = 1 << 0
-	incompatCorrupt = 1 << 1
+	incompatDirty       = 1 << 0
+	incompatCorrupt     = 1 << 1
+	incompatCompression = 1 << 3 // compression_type is present and not zlib
+
+	// Values of compression_type.
+	compressionZlib = 0
+	compressionZstd = 1
 
 	sectorSize = 512
 )
@@ -84,6 +93,9 @@ func (h *header) marshal(b []byte) {
 	be.PutUint64(b[88:], h.autoclear)
 	be.PutUint32(b[96:], h.refcountOrder)
 	be.PutUint32(b[100:], h.headerLen)
+	if h.headerLen > headerLenV3 {
+		b[headerLenV3] = h.compressionType
+	}
 }
 
 // unmarshalHeader decodes the fixed header from b, which holds at least

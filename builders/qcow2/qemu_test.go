@@ -63,7 +63,8 @@ type qemuInfo struct {
 	BackingFormat  string `json:"backing-filename-format"`
 	FormatSpecific struct {
 		Data struct {
-			Compat string `json:"compat"`
+			Compat          string `json:"compat"`
+			CompressionType string `json:"compression-type"`
 		} `json:"data"`
 	} `json:"format-specific"`
 }
@@ -111,6 +112,9 @@ func TestQemuAccepts(t *testing.T) {
 				qi.ClusterSize != rt.optsClusterSize() || qi.FormatSpecific.Data.Compat != "1.1" {
 				t.Errorf("qemu-img info: %+v, want virtual size %d", qi, want)
 			}
+			if want := map[bool]string{false: "zlib", true: "zstd"}[rt.opts.Compress == Zstd]; qi.FormatSpecific.Data.CompressionType != want {
+				t.Errorf("qemu-img info: compression type %q, want %q", qi.FormatSpecific.Data.CompressionType, want)
+			}
 			if qi.BackingFile != rt.opts.BackingFile || qi.BackingFormat != rt.opts.BackingFormat {
 				t.Errorf("qemu-img info backing %q (%q), want %q (%q)", qi.BackingFile, qi.BackingFormat, rt.opts.BackingFile, rt.opts.BackingFormat)
 			}
@@ -129,7 +133,7 @@ func (rt roundTrip) optsClusterSize() int {
 }
 
 // TestReadQemuImages reads images made by qemu-img convert, plain and
-// compressed, version 3 and 2.
+// compressed (zlib and zstd), version 3 and 2.
 func TestReadQemuImages(t *testing.T) {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Skip("qemu-img not on PATH")
@@ -143,6 +147,10 @@ func TestReadQemuImages(t *testing.T) {
 		args []string
 	}{
 		{"plain", nil},
+		{"zstd", []string{"-c", "-o", "compression_type=zstd"}},
+		{"zstd-512", []string{"-c", "-o", "compression_type=zstd,cluster_size=512"}},
+		{"zstd-4k", []string{"-c", "-o", "compression_type=zstd,cluster_size=4096"}},
+		{"zstd-2m", []string{"-c", "-o", "compression_type=zstd,cluster_size=2M"}},
 		{"compressed", []string{"-c"}},
 		{"compressed-4k", []string{"-c", "-o", "cluster_size=4096"}},
 		{"compressed-2m", []string{"-c", "-o", "cluster_size=2M"}},
@@ -158,7 +166,10 @@ func TestReadQemuImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkReads(t, img, data)
+			im := checkReads(t, img, data)
+			if want := map[bool]Compression{false: Zlib, true: Zstd}[strings.HasPrefix(tc.name, "zstd")]; im.CompressionType() != want {
+				t.Errorf("CompressionType() = %v, want %v", im.CompressionType(), want)
+			}
 		})
 	}
 	// A zero cluster written by qemu-io over data reads as zeros.
@@ -190,7 +201,7 @@ func TestQemuOverlay(t *testing.T) {
 	}
 	dir := t.TempDir()
 	data := fill("mixed", 12<<20, 9)
-	base := writeFile(t, dir, "base.qcow2", writeImage(t, data, Options{Compress: true}, false))
+	base := writeFile(t, dir, "base.qcow2", writeImage(t, data, Options{Compress: Zlib}, false))
 	for _, opts := range []Options{
 		{BackingFile: "base.qcow2", BackingFormat: "qcow2"},
 		{BackingFile: base, BackingFormat: "qcow2", ClusterSize: 512},

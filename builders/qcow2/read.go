@@ -10,8 +10,8 @@ import (
 	"sync"
 )
 
-// Image is an opened qcow2 image (version 2 or 3, zlib compression, no
-// encryption, no external data file). It reads the active disk only:
+// Image is an opened qcow2 image (version 2 or 3, zlib or zstd compression,
+// no encryption, no external data file). It reads the active disk only:
 // snapshots are ignored and the backing file is not followed. Its ReadAt is
 // safe for concurrent use.
 type Image struct {
@@ -23,7 +23,8 @@ type Image struct {
 	l1         []uint64 // the entries mapping the virtual size
 	backing    string
 	backingFmt string
-	inflaters  sync.Pool // of *inflater
+	comp       Compression // of compressed clusters: Zlib or Zstd
+	inflaters  sync.Pool   // of *inflater
 }
 
 type inflater struct {
@@ -84,11 +85,22 @@ func open(r io.ReaderAt, fileSize int64) (*Image, error) {
 
 func (im *Image) checkHeader(h *header) error {
 	g := im.g
-	if unknown := h.incompatible &^ (incompatDirty | incompatCorrupt); unknown != 0 {
+	if unknown := h.incompatible &^ (incompatDirty | incompatCorrupt | incompatCompression); unknown != 0 {
 		return fmt.Errorf("unsupported incompatible features %#x", unknown)
 	}
-	if h.compressionType != 0 {
-		return fmt.Errorf("unsupported compression type %d", h.compressionType)
+	// As QEMU checks it: the compression type bit is set exactly when the
+	// type is not zlib.
+	switch bit := h.incompatible&incompatCompression != 0; {
+	case h.compressionType > compressionZstd:
+		return fmt.Errorf("unsupported compression type %d (known: 0 zlib, 1 zstd)", h.compressionType)
+	case h.compressionType == compressionZstd && !bit:
+		return errors.New("compression type zstd without the compression type feature bit")
+	case h.compressionType == compressionZlib && bit:
+		return errors.New("compression type feature bit set, but the compression type is zlib or absent")
+	}
+	im.comp = Zlib
+	if h.compressionType == compressionZstd {
+		im.comp = Zstd
 	}
 	if h.cryptMethod != 0 {
 		return errors.New("encrypted images are not supported")
@@ -273,8 +285,12 @@ func (im *Image) BackingFile() string { return im.backing }
 // BackingFormat returns the backing format header extension, "" if none.
 func (im *Image) BackingFormat() string { return im.backingFmt }
 
+// CompressionType returns the compression type of the header: Zlib (also
+// when the image has no compressed cluster) or Zstd.
+func (im *Image) CompressionType() Compression { return im.comp }
+
 // ReadAt reads the virtual disk. Unallocated clusters read as zeros: a
-// backing file is not followed. Compressed clusters are inflated.
+// backing file is not followed. Compressed clusters are decompressed.
 func (im *Image) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("qcow2: negative offset")
@@ -339,6 +355,14 @@ func (im *Image) readCluster(p []byte, e uint64, in int64) error {
 		// writes it; the rest reads as zeros.
 		return readZeroFill(im.r, p, off+in, im.fileSize)
 	case clusterCompressed:
+		if im.comp == Zstd {
+			off, n := im.g.parseCompressed(e)
+			n = min(n, im.fileSize-off) // the last sector may be cut short
+			if err := unzstd(p, io.NewSectionReader(im.r, off, n), in); err != nil {
+				return fmt.Errorf("corrupt zstd-compressed cluster at %#x: %w", off, err)
+			}
+			return nil
+		}
 		return im.inflate(p, e, in)
 	}
 	clear(p)

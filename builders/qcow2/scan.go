@@ -134,22 +134,21 @@ type job struct {
 	done chan struct{}
 }
 
-// compress compresses every non-zero cluster of j.in with fw.
-func (j *job) compress(fw *flate.Writer, zero []byte) error {
+// compress compresses every non-zero cluster of j.in with cc. A cluster
+// whose compressed data is not smaller than the cluster is stored as is,
+// as QEMU does (it gives the compressor a buffer of a cluster less one
+// byte).
+func (j *job) compress(cc clusterCompressor, zero []byte) error {
 	cs := int64(len(zero))
 	j.out, j.res = j.out[:0], j.res[:0]
-	aw := (*appendWriter)(&j.out)
 	for i := int64(0); i < int64(len(j.in)); i += cs {
 		c := j.in[i : i+cs]
 		if bytes.Equal(c, zero) {
 			continue
 		}
 		start := len(j.out)
-		fw.Reset(aw)
-		if _, err := fw.Write(c); err != nil {
-			return err
-		}
-		if err := fw.Close(); err != nil {
+		var err error
+		if j.out, err = cc.compress(j.out, c); err != nil {
 			return err
 		}
 		clen := int64(len(j.out) - start)
@@ -161,6 +160,43 @@ func (j *job) compress(fw *flate.Writer, zero []byte) error {
 	return nil
 }
 
+// clusterCompressor compresses one cluster into a self-contained stream
+// appended to dst. Each worker has its own.
+type clusterCompressor interface {
+	compress(dst, cluster []byte) ([]byte, error)
+}
+
+func newCompressor(c Compression) (clusterCompressor, error) {
+	switch c {
+	case Zlib:
+		fw, err := flate.NewWriter(nil, compressionLevel)
+		if err != nil {
+			return nil, err
+		}
+		return &deflater{fw: fw}, nil
+	case Zstd:
+		enc, err := newZstdEncoder()
+		if err != nil {
+			return nil, err
+		}
+		return zstdCompressor{enc}, nil
+	}
+	return nil, fmt.Errorf("unknown compression %v", c)
+}
+
+// deflater makes raw deflate streams (QEMU's zlib compression type).
+type deflater struct{ fw *flate.Writer }
+
+func (d *deflater) compress(dst, cluster []byte) ([]byte, error) {
+	aw := (*appendWriter)(&dst)
+	d.fw.Reset(aw)
+	if _, err := d.fw.Write(cluster); err != nil {
+		return dst, err
+	}
+	err := d.fw.Close()
+	return dst, err
+}
+
 type appendWriter []byte
 
 func (w *appendWriter) Write(p []byte) (int, error) {
@@ -168,11 +204,12 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// scanCompress finds the non-zero clusters of src and compresses them on
-// all CPUs (up to maxWorkers), appending the compressed data to sp in
-// virtual cluster order. At most 2*workers+2 chunks of compressChunk bytes
-// are in flight, which bounds memory.
-func scanCompress(ctx context.Context, src io.ReaderAt, size int64, exts []extent, g geometry, sp *spill) ([]alloc, error) {
+// scanCompress finds the non-zero clusters of src and compresses them with
+// c on all CPUs (up to maxWorkers), appending the compressed data to sp in
+// virtual cluster order. Each cluster is compressed on its own, so the
+// output does not depend on the number of workers. At most 2*workers+2
+// chunks of compressChunk bytes are in flight, which bounds memory.
+func scanCompress(ctx context.Context, src io.ReaderAt, size int64, exts []extent, g geometry, c Compression, sp *spill) ([]alloc, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	workers := min(runtime.GOMAXPROCS(0), maxWorkers)
@@ -185,17 +222,24 @@ func scanCompress(ctx context.Context, src io.ReaderAt, size int64, exts []exten
 	work := make(chan *job, window)
 	ordered := make(chan *job, window)
 
+	ccs := make([]clusterCompressor, workers)
+	for i := range ccs {
+		var err error
+		if ccs[i], err = newCompressor(c); err != nil {
+			return nil, err
+		}
+	}
+
 	var wg sync.WaitGroup
 	var werrOnce sync.Once
 	var werr error
-	for range workers {
+	for _, cc := range ccs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			zero := make([]byte, g.cs)
-			fw, _ := flate.NewWriter(nil, compressionLevel) // cannot fail for a valid level
 			for j := range work {
-				if err := j.compress(fw, zero); err != nil {
+				if err := j.compress(cc, zero); err != nil {
 					werrOnce.Do(func() { werr = err })
 					cancel()
 				}

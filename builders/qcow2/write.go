@@ -10,13 +10,60 @@ import (
 	"math/bits"
 )
 
+// Compression is how Write compresses data clusters.
+type Compression uint8
+
+const (
+	// NoCompression stores every data cluster as is.
+	NoCompression Compression = iota
+	// Zlib stores raw deflate streams: QEMU's compression type "zlib",
+	// the default, which every qcow2 reader knows.
+	Zlib
+	// Zstd stores one Zstandard frame per cluster: QEMU's compression type
+	// "zstd" (QEMU 5.1 and later), faster to write and to read than zlib,
+	// and smaller.
+	Zstd
+)
+
+// String returns QEMU's name of the compression type ("zlib", "zstd"), or
+// "none".
+func (c Compression) String() string {
+	switch c {
+	case NoCompression:
+		return "none"
+	case Zlib:
+		return "zlib"
+	case Zstd:
+		return "zstd"
+	}
+	return fmt.Sprintf("Compression(%d)", uint8(c))
+}
+
+// ParseCompression parses QEMU's name of a compression type: "zlib" (or
+// "deflate"), "zstd"; "none" is NoCompression.
+func ParseCompression(s string) (Compression, error) {
+	switch s {
+	case "none":
+		return NoCompression, nil
+	case "zlib", "deflate":
+		return Zlib, nil
+	case "zstd":
+		return Zstd, nil
+	}
+	return NoCompression, fmt.Errorf("unknown compression %q (want zlib, deflate, zstd or none)", s)
+}
+
 // Options for Write and Create.
 type Options struct {
 	// ClusterSize is a power of two from 512 to 2 MiB; 0 means 65536.
 	ClusterSize int
-	// Compress writes data clusters as deflate-compressed clusters (QEMU's
-	// default "zlib" compression type) when that makes them smaller.
-	Compress bool
+	// Compress makes Write store each data cluster compressed when that
+	// makes it smaller (strictly smaller than a cluster, as QEMU does);
+	// other clusters are stored as is. With Zstd the header records the
+	// compression type (an image with compression type zstd, even one made
+	// by Create, needs a reader that knows zstd); Zlib and NoCompression
+	// write the same header.
+	Compress Compression
 	// BackingFile is recorded in the header, as is (QEMU resolves a relative
 	// name against the image's directory). Write with a backing file marks
 	// every cluster it does not allocate as a zero cluster, so the image
@@ -115,8 +162,8 @@ func write(ctx context.Context, dst io.Writer, src io.ReaderAt, size int64, opts
 	defer sp.close()
 	if !create {
 		exts := dataExtents(src, size, g.cs)
-		if opts.Compress {
-			allocs, err = scanCompress(ctx, src, size, exts, g, sp)
+		if opts.Compress != NoCompression {
+			allocs, err = scanCompress(ctx, src, size, exts, g, opts.Compress, sp)
 		} else {
 			allocs, err = scan(ctx, src, size, exts, g)
 		}
@@ -169,6 +216,9 @@ func optsGeometry(opts Options) (geometry, error) {
 	if opts.BackingFormat != "" && opts.BackingFile == "" {
 		return geometry{}, errors.New("backing format given without a backing file")
 	}
+	if opts.Compress > Zstd {
+		return geometry{}, fmt.Errorf("unknown compression %v", opts.Compress)
+	}
 	if len(opts.BackingFile) > maxBackingName {
 		return geometry{}, fmt.Errorf("backing file name longer than %d bytes", maxBackingName)
 	}
@@ -179,7 +229,14 @@ func optsGeometry(opts Options) (geometry, error) {
 func headerCluster(g geometry, opts Options) ([]byte, *header, error) {
 	b := make([]byte, g.cs)
 	h := &header{version: 3, clusterBits: uint32(g.bits), refcountOrder: refcountOrder, headerLen: headerLenV3}
-	off := int64(headerLenV3)
+	if opts.Compress == Zstd {
+		// compression_type follows the 104-byte header, with the
+		// incompatible feature bit that says it is not zlib.
+		h.headerLen = headerLenZstd
+		h.compressionType = compressionZstd
+		h.incompatible |= incompatCompression
+	}
+	off := int64(h.headerLen)
 	ext := func(typ uint32, data []byte) error {
 		n := 8 + alignUp(int64(len(data)), 8)
 		if off+n > g.cs {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labbake/labbake/builders/boot"
+	"github.com/labbake/labbake/builders/qcow2"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/internal/resolve"
@@ -25,8 +26,10 @@ import (
 type Options struct {
 	OutDir   string // results: ROLE.qcow2, ROLE.manifest.json, ROLE.spdx.json, SHA256SUMS
 	CacheDir string // scratch work dirs live under CacheDir/tmp
-	Compress bool   // compressed qcow2 clusters
-	KeepRaw  bool   // also leave the raw disk as OutDir/ROLE.raw
+	// Compress compresses the qcow2 clusters (qcow2.Zlib or qcow2.Zstd);
+	// the zero value writes them as they are.
+	Compress qcow2.Compression
+	KeepRaw  bool // also leave the raw disk as OutDir/ROLE.raw
 	// SourceDateEpoch is the value of $SOURCE_DATE_EPOCH ("" when unset).
 	SourceDateEpoch string
 	// Resolver pins and fetches inputs from outside the lab dir (Debian

@@ -194,7 +194,7 @@ func (w *writer) write(ctx context.Context) error {
 	}
 	defer os.Remove(tmpImage) // a no-op once renamed
 	out.SHA256, out.Size = sum, size
-	w.log.Info("qcow2 converted", "bytes", size, "compressed", w.opts.Compress, "took", since(step))
+	w.log.Info("qcow2 converted", "bytes", size, "compression", w.opts.Compress.String(), "took", since(step))
 
 	out.SBOM = filepath.Join(outDir, out.Role+".spdx.json")
 	tmpSBOM, sbomRef, err := w.writeSBOM(debs)

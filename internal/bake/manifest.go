@@ -7,6 +7,7 @@ import (
 
 	"github.com/labbake/labbake/builders/boot"
 	"github.com/labbake/labbake/builders/disk"
+	"github.com/labbake/labbake/builders/qcow2"
 	"github.com/labbake/labbake/builders/space"
 	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/internal/plan"
@@ -54,6 +55,9 @@ type ManifestOutput struct {
 	Size        int64  `json:"size"`
 	VirtualSize int64  `json:"virtual_size"`
 	Compressed  bool   `json:"compressed"`
+	// Compression is the compression type of the compressed clusters,
+	// "zlib" or "zstd" (QEMU's names), when Compressed.
+	Compression string `json:"compression,omitempty"`
 }
 
 // ManifestSBOM names the image's software bill of materials.
@@ -69,7 +73,11 @@ type ManifestRoot struct {
 	Files      int    `json:"files"`
 }
 
-func newManifest(p *plan.Plan, r *Result, compressed bool, l disk.Layout, b *boot.Result) *Manifest {
+func newManifest(p *plan.Plan, r *Result, c qcow2.Compression, l disk.Layout, b *boot.Result) *Manifest {
+	compression := ""
+	if c != qcow2.NoCompression {
+		compression = c.String()
+	}
 	inputs := p.Inputs
 	if inputs == nil {
 		inputs = []plan.Input{}
@@ -89,7 +97,8 @@ func newManifest(p *plan.Plan, r *Result, compressed bool, l disk.Layout, b *boo
 			SHA256:      r.SHA256,
 			Size:        r.Size,
 			VirtualSize: p.Disk.Size,
-			Compressed:  compressed,
+			Compressed:  c != qcow2.NoCompression,
+			Compression: compression,
 		},
 		Root:       ManifestRoot{Filesystem: p.Disk.Filesystem, UUID: p.UUID("root-fs"), Files: r.Files},
 		Partitions: []disk.Partition{l.BIOS, l.ESP, l.Root},

@@ -17,7 +17,7 @@ import (
 
 // writeQcow2 converts the raw disk into a temporary file next to dst and
 // returns its name, sha256 and size; the caller renames it.
-func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress bool, progress io.Writer) (string, string, int64, error) {
+func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress qcow2.Compression, progress io.Writer) (string, string, int64, error) {
 	raw, err := os.Open(rawPath)
 	if err != nil {
 		return "", "", 0, fmt.Errorf("opening raw disk: %w", err)
@@ -35,7 +35,7 @@ func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress b
 	iw := newImageWriter(tmp)
 	bw := bufio.NewWriterSize(iw, 4<<20)
 	total := allocated(rawPath) // what an uncompressed image holds, about
-	if compress {
+	if compress != qcow2.NoCompression {
 		total = -1
 	}
 	stopWatch := watch(progress, filepath.Base(dst), total, iw.written.Load)

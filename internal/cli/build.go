@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/labbake/labbake/builders/qcow2"
 	"github.com/labbake/labbake/internal/bake"
 	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/source"
@@ -14,7 +15,7 @@ import (
 
 type buildOptions struct {
 	all      bool
-	compress bool
+	compress string // the value of --compress: "" when not given
 	keepRaw  bool
 	jobs     int
 	fallback string
@@ -35,12 +36,14 @@ previous ones untouched. Two builds of the same inputs give byte-identical
 images and SBOMs.`,
 		Example: `  labbake build master
   labbake build --all --compress
+  labbake build master --compress=zstd
   labbake -C examples/lab --out /tmp/out build master`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runBuild(cmd, g, o, args) },
 	}
 	cmd.Flags().BoolVar(&o.all, "all", false, "build every role named by a node in lab.yaml")
 	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", 0, "roles baked at once (default: one per core, at most one per GiB of available memory)")
-	cmd.Flags().BoolVar(&o.compress, "compress", false, "write compressed qcow2 clusters (smaller, slower to write)")
+	cmd.Flags().StringVar(&o.compress, "compress", "", "write compressed qcow2 clusters (smaller, slower to write): zlib, the default, which every qcow2 reader knows (deflate is the same), or zstd, which QEMU reads from 5.1 on (--compress=zstd: with '=')")
+	cmd.Flags().Lookup("compress").NoOptDefVal = "zlib" // --compress alone
 	cmd.Flags().BoolVar(&o.keepRaw, "keep-raw", false, "also keep the raw disk as OUT/ROLE.raw")
 	cmd.Flags().BoolVar(&o.inputs.offline, "offline", false, "open no network connection: every input must be in the cache (labbake fetch, or bundle import)")
 	cmd.Flags().BoolVar(&o.inputs.frozen, "frozen", false, "refuse any input that labbake.lock does not pin, or pins otherwise (for CI)")
@@ -52,9 +55,14 @@ images and SBOMs.`,
 // baking any, so that bad or missing input writes nothing; then bakes them
 // and writes the seeds of their machines.
 func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) error {
-	b, err := g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw, Jobs: o.jobs})
+	compress, err := compression(o.compress, args)
+	if err != nil {
+		return err
+	}
+	opts := bake.Options{Compress: compress, KeepRaw: o.keepRaw, Jobs: o.jobs}
+	b, err := g.batch(cmd, args, o.all, o.inputs, opts)
 	if g.fallBack(o.fallback, err) {
-		b, err = g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw, Jobs: o.jobs})
+		b, err = g.batch(cmd, args, o.all, o.inputs, opts)
 	}
 	if err != nil {
 		return err
@@ -63,7 +71,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 	if len(out.Images) == 0 && g.fallBack(o.fallback, err) {
 		// Every input was pinned by the lock, and fetching one failed:
 		// nothing was written yet.
-		if b, err = g.batch(cmd, args, o.all, o.inputs, bake.Options{Compress: o.compress, KeepRaw: o.keepRaw, Jobs: o.jobs}); err != nil {
+		if b, err = g.batch(cmd, args, o.all, o.inputs, opts); err != nil {
 			return err
 		}
 		out, err = b.Build(cmd.Context(), g.seedOptions(b.Options().Logger))
@@ -85,6 +93,26 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, args []string) er
 		err = g.recordValues()
 	}
 	return err
+}
+
+// compression parses the value of --compress ("" when not given; "none"
+// is accepted too). The flag's value is optional, so it must follow an
+// equals sign: in "build master --compress zstd" the zstd is a second
+// role, which is refused as the mistake it surely is.
+func compression(flag string, args []string) (qcow2.Compression, error) {
+	if flag == "" {
+		return qcow2.NoCompression, nil
+	}
+	c, err := qcow2.ParseCompression(flag)
+	if err != nil {
+		return 0, &UsageError{fmt.Errorf("--compress=%s: want zlib (or deflate), zstd or none", flag)}
+	}
+	for _, a := range args {
+		if ac, err := qcow2.ParseCompression(a); err == nil && ac != qcow2.NoCompression {
+			return 0, &UsageError{fmt.Errorf("%q is taken for a role: write --compress=%s", a, a)}
+		}
+	}
+	return c, nil
 }
 
 // fallBack reports whether a build that failed with err should be tried

@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labbake/labbake/builders/qcow2"
 )
 
 // writeTarFile writes a tar of name → content (regular files, 0644).
@@ -330,5 +332,97 @@ func TestBuildJobsSameBytes(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(outs["3"], "SHA256SUMS"))
 	if !bytes.Equal(a, b) || strings.Count(string(a), "\n") != 9 {
 		t.Errorf("SHA256SUMS: --jobs 1\n%s--jobs 3\n%s", a, b)
+	}
+}
+
+// --compress alone writes zlib clusters, --compress=zstd zstd ones; the
+// manifest says which, and the image's header too.
+func TestBuildCompress(t *testing.T) {
+	requireTool(t, "mke2fs")
+	lab := t.TempDir()
+	writeFiles(t, lab, map[string]string{
+		"lab.yaml":            "name: t\nnodes: [{name: m, role: master, ip: 172.18.0.2}]\n",
+		"recipes/master.yaml": "base: {tar: rootfs.tar}\ndisk: {size: 300MiB, boot: []}\n",
+	})
+	writeTarFile(t, filepath.Join(lab, "rootfs.tar"), map[string]string{
+		"etc/hostname":    "m\n",
+		"usr/share/words": strings.Repeat("the quick brown fox jumps over the lazy dog\n", 20000),
+	})
+	sizes := map[string]int64{}
+	for _, tc := range []struct {
+		flags      []string
+		compressed bool
+		want       string            // output.compression
+		ctype      qcow2.Compression // of the header
+	}{
+		{nil, false, "", qcow2.Zlib},
+		{[]string{"--compress"}, true, "zlib", qcow2.Zlib},
+		{[]string{"--compress=zlib"}, true, "zlib", qcow2.Zlib},
+		{[]string{"--compress=deflate"}, true, "zlib", qcow2.Zlib},
+		{[]string{"--compress=zstd"}, true, "zstd", qcow2.Zstd},
+		{[]string{"--compress=none"}, false, "", qcow2.Zlib},
+	} {
+		t.Run(strings.Join(append([]string{"build"}, tc.flags...), " "), func(t *testing.T) {
+			out := t.TempDir()
+			args := append([]string{"-C", lab, "--cache", t.TempDir(), "--out", out, "build"}, tc.flags...)
+			stdout, stderr, code := run(t, append(args, "master")...)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+			}
+			var m struct {
+				Output struct {
+					Size        int64   `json:"size"`
+					Compressed  bool    `json:"compressed"`
+					Compression *string `json:"compression"`
+				} `json:"output"`
+			}
+			b, err := os.ReadFile(filepath.Join(out, "master.manifest.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if m.Output.Compression != nil {
+				got = *m.Output.Compression
+				if got == "" {
+					t.Errorf("output.compression is an empty string")
+				}
+			}
+			if m.Output.Compressed != tc.compressed || got != tc.want {
+				t.Errorf("manifest output: compressed %v, compression %q; want %v, %q", m.Output.Compressed, got, tc.compressed, tc.want)
+			}
+			f, err := os.Open(filepath.Join(out, "master.qcow2"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			im, err := qcow2.Open(f, m.Output.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if im.CompressionType() != tc.ctype {
+				t.Errorf("image compression type %v, want %v", im.CompressionType(), tc.ctype)
+			}
+			sizes[strings.Join(tc.flags, " ")] = m.Output.Size
+		})
+	}
+	t.Logf("image sizes: %v", sizes)
+	if sizes["--compress=zstd"] >= sizes[""] || sizes["--compress"] >= sizes[""] {
+		t.Errorf("compressed images not smaller: %v", sizes)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"build", "--compress=lz4", "master"}, "--compress=lz4: want zlib"},
+		{[]string{"build", "master", "--compress", "zstd"}, `"zstd" is taken for a role: write --compress=zstd`},
+		{[]string{"build", "--all", "--compress", "zlib"}, `"zlib" is taken for a role: write --compress=zlib`},
+	} {
+		stdout, stderr, code := run(t, append([]string{"-C", lab, "--cache", t.TempDir(), "--out", t.TempDir()}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, want 2 and %q\nstdout: %s\nstderr: %s", tc.args, code, tc.want, stdout, stderr)
+		}
 	}
 }

@@ -19,7 +19,7 @@ func TestReproducible(t *testing.T) {
 		tool(t, name)
 	}
 	lab, _ := makeLab(t)
-	for _, compress := range []bool{false, true} {
+	for _, compress := range []string{"", "--compress", "--compress=zstd"} {
 		var sums []string
 		for i := range 2 {
 			if i == 1 {
@@ -27,8 +27,8 @@ func TestReproducible(t *testing.T) {
 			}
 			out := t.TempDir()
 			args := []string{"-C", lab, "--out", out, "--cache", t.TempDir(), "build", "master"}
-			if compress {
-				args = append(args, "--compress")
+			if compress != "" {
+				args = append(args, compress)
 			}
 			if _, stderr, code := labbake(t, nil, args...); code != 0 {
 				t.Fatalf("build %v: exit %d\n%s", args, code, stderr)
@@ -36,7 +36,7 @@ func TestReproducible(t *testing.T) {
 			sums = append(sums, sha256File(t, filepath.Join(out, "master.qcow2"))+" "+sha256File(t, filepath.Join(out, "master.spdx.json")))
 		}
 		if sums[0] != sums[1] {
-			t.Errorf("compress=%v: two builds differ: %s vs %s", compress, sums[0], sums[1])
+			t.Errorf("%q: two builds differ: %s vs %s", compress, sums[0], sums[1])
 		}
 	}
 }
