@@ -426,3 +426,54 @@ func TestBuildCompress(t *testing.T) {
 		}
 	}
 }
+
+// An edit and its revert leave no trace: build, edit one file (an
+// overlay file), rebuild, revert, rebuild with the same cache and output
+// dir; the image after the revert is byte-identical to a cold build of
+// the same lab in a fresh cache, and the edited one to a cold build of
+// the edited lab.
+func TestBuildEditRevertSameAsCold(t *testing.T) {
+	requireTool(t, "mke2fs")
+	lab := t.TempDir()
+	writeFiles(t, lab, map[string]string{
+		"lab.yaml":                    "name: t\nnodes:\n  - {name: m, role: master, ip: 172.18.0.2}\n",
+		"recipes/master.yaml":         "base: {tar: base.tar}\noverlays: [master]\ndisk: {size: 300MiB, boot: []}\n",
+		"overlays/master/etc/motd":    "before\n",
+		"overlays/master/etc/keep.md": strings.Repeat("unchanged ", 1000),
+	})
+	writeTarFile(t, filepath.Join(lab, "base.tar"), map[string]string{
+		"etc/hostname":     "base\n",
+		"usr/share/x/data": strings.Repeat("labbake", 100<<10),
+	})
+	motd := filepath.Join(lab, "overlays/master/etc/motd")
+	build := func(cache, out string) []byte {
+		t.Helper()
+		if stdout, stderr, code := run(t, "-C", lab, "--cache", cache, "--out", out, "build", "master"); code != 0 {
+			t.Fatalf("build: exit %d\n%s%s", code, stdout, stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(out, "master.qcow2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cache, out := t.TempDir(), t.TempDir()
+	before := build(cache, out)
+	if err := os.WriteFile(motd, []byte("after an edit\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	edited := build(cache, out)
+	if bytes.Equal(before, edited) {
+		t.Fatal("an edited overlay file did not change the image")
+	}
+	if cold := build(t.TempDir(), t.TempDir()); !bytes.Equal(edited, cold) {
+		t.Error("the rebuild after an edit differs from a cold build of the edited lab")
+	}
+	if err := os.WriteFile(motd, []byte("before\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reverted := build(cache, out)
+	if cold := build(t.TempDir(), t.TempDir()); !bytes.Equal(reverted, cold) || !bytes.Equal(reverted, before) {
+		t.Error("the rebuild after the revert differs from a cold build (or from the first build)")
+	}
+}
