@@ -2,6 +2,7 @@ package machine
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -152,6 +153,57 @@ func qemuPID(p Paths) (int, bool) {
 		}
 	}
 	return pid, syscall.Kill(pid, 0) == nil
+}
+
+// waitExited waits until the process of the pid file, if it is still
+// there, no longer has the machine's overlay open: a QEMU killed a moment
+// ago has already lost its command line (so qemuPID calls it gone) but may
+// still hold its files, and the lock QEMU takes on its disk, which a new
+// QEMU would then fail to take. A pid reused by another program has no
+// such file open.
+func waitExited(ctx context.Context, p Paths, timeout time.Duration) error {
+	b, err := os.ReadFile(p.PID)
+	if err != nil {
+		return nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for holdsFile(pid, p.Overlay) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("its previous QEMU (pid %d) still holds %s after %s", pid, p.Overlay, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// holdsFile reports whether process pid has path open.
+func holdsFile(pid int, path string) bool {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	want, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false
+	}
+	if want, err = filepath.Abs(want); err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && target == want {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanPowerOff reports whether the console log ends with the guest

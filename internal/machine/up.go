@@ -61,6 +61,11 @@ func Up(ctx context.Context, s Spec) (started bool, err error) {
 	if _, alive := qemuPID(p); alive {
 		return false, nil
 	}
+	// A QEMU killed a moment ago may still be exiting, holding its disk's
+	// lock: the new one would fail to take it.
+	if err := waitExited(ctx, p, 10*time.Second); err != nil {
+		return false, fmt.Errorf("starting %s: %w", s.Name, err)
+	}
 	rec, err := readRecord(p.State)
 	if err != nil {
 		return false, err
