@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.podman.io/image/v5/pkg/sysregistriesv2"
+
 	"github.com/labbake/labbake/internal/cli"
 	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/test/upstream"
@@ -142,12 +144,16 @@ func TestCluster(t *testing.T) {
 	// t.Setenv refuses a parallel test; this one runs alone, last.
 	prev, had := os.LookupEnv("CONTAINERS_REGISTRIES_CONF")
 	os.Setenv("CONTAINERS_REGISTRIES_CONF", ups.registriesConf)
+	// containers/image caches registries.conf by path, not by the
+	// environment: the package's other tests have loaded it already.
+	sysregistriesv2.InvalidateCache()
 	t.Cleanup(func() {
 		if had {
 			os.Setenv("CONTAINERS_REGISTRIES_CONF", prev)
 		} else {
 			os.Unsetenv("CONTAINERS_REGISTRIES_CONF")
 		}
+		sysregistriesv2.InvalidateCache()
 	})
 	global := []string{"-C", repo, "--cache", e2eCache(t), "--out", out,
 		"--values", filepath.Join(repo, fromSourceValues),
