@@ -322,6 +322,7 @@ qimg() { # qimg TYPE
 }
 
 entries=$(tar -tf "$base" | wc -l)
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "others: $base: $entries entries, $(du -h --apparent-size "$base" | cut -f1); disk ${size_mib} MiB; median of $runs"
 for i in $(seq "$runs"); do
   echo "others: round $i of $runs" >&2
@@ -393,7 +394,7 @@ dev=${fs%% *}
 blk=$(lsblk -dno NAME,SIZE,ROTA,MODEL "$dev" 2>/dev/null | awk '{printf "%s %s, ROTA %s", $1, $2, $3; if ($4 != "") printf ", %s", $4}')
 report() {
   echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $mem,"
-  echo "work dir on $fs${blk:+, $blk}, kernel $(uname -r)."
+  echo "work dir on $fs${blk:+, $blk}, kernel $(uname -r); load average (1, 5, 15 min) $load0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
   echo "Versions: $(bin/labbake version 2>/dev/null | head -n 1 | xargs),"
   echo "virt-make-fs $(virt-make-fs --version 2>/dev/null | awk '{print $2}') (libguestfs $(ver libguestfs0), supermin $(ver supermin), QEMU $(ver qemu-system-x86)),"
   echo "mkosi $(mkosi --version 2>/dev/null | awk '{print $2}') (debootstrap $(ver debootstrap), systemd-nspawn $(ver systemd-container)),"
