@@ -434,8 +434,8 @@ report() {
   echo "- The shipped lab's master image (from-source, LABBAKE_BENCH_LAB_CACHE): $master."
   [ -z "${fetched:-}" ] || echo "- mkosi cold: its last run downloaded $fetched from $mirror."
   for c in "${cases[@]}"; do
-    [ -z "${note[$c]:-}" ] || echo "- $c: ${note[$c]}."
-    [ -z "${skip[$c]:-}" ] || echo "- $c: skipped: ${skip[$c]}."
+    [ -z "${note[$c]:-}" ] || echo "- $c: ${note[$c]%.}."
+    [ -z "${skip[$c]:-}" ] || echo "- $c: skipped: ${skip[$c]%.}."
   done
 }
 report > "$work/report.md"
