@@ -157,8 +157,9 @@ digest() { awk -F'\t' 'NR == 1 {print $3}' "$1"; } # the image's sha256 from bui
 
 # stages LOG OUT WALL: labbake's stage times (s) from its -v log and its
 # first line of output: tree, boot, raw (of which staged, mke2fs, debugfs),
-# qcow2, the rest of the bake, and what follows it (took to exit: the work
-# dir's removal, the PKI, the seed).
+# qcow2, the rest of the bake, and the rest of the wall time (start-up and
+# loading the lab before the bake; the work dir's removal, the PKI and the
+# seed after it).
 stages() {
   awk -v wall="$3" '
     function dur(s,   t, v, u, n) { # a Go duration: 1m2.5s, 480ms, 3.2µs
@@ -417,7 +418,7 @@ report() {
   done
   echo
   echo "labbake's stages (medians of its -v log; s): raw disk = staged + mke2fs + debugfs + ESP;"
-  echo "rest = the bake's other steps (plan, space, SBOM, manifest, sums); after = from the bake's end to exit (work dir removal, PKI, seed)."
+  echo "rest = the bake's other steps (plan, space, SBOM, manifest, sums); after = the rest of the wall time (start-up and the lab's loading before the bake; the work dir's removal, the PKI and the seed after it)."
   echo
   echo "| case | tree | boot | raw disk | staged | mke2fs | debugfs | qcow2 | rest | after |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
