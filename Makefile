@@ -97,8 +97,12 @@ lint:
 	$(GO) vet ./...
 	cd tools && $(GO) tool actionlint ../.github/workflows/*.yml
 
+# bake.sh: labbake against the plain tool pipeline; others.sh: against
+# virt-make-fs, mkosi and qemu-img, peak memory, and with
+# LABBAKE_BENCH_LAB_CACHE=DIR the shipped lab's master image too.
 bench: deps build bench/out/bootable.tar
 	./bench/bake.sh bench/out/bootable.tar
+	./bench/others.sh bench/out/bootable.tar
 
 clean:
 	rm -rf bin $(LAB)/output bench/out
