@@ -38,6 +38,16 @@ type Options struct {
 	MBRCode  []byte
 	BIOSCore []byte
 	Logger   *slog.Logger
+	// Upper, when set, claims the entries added to the root file system
+	// after the rest of it is made (see split): the recipe's own files,
+	// whose edits then leave the rest as it was.
+	Upper func(tree.Entry) bool
+	// RootCache is the slot directory where the rest (the lower part) is
+	// kept between builds; "" keeps nothing. It needs Upper and Hasher.
+	RootCache string
+	// Hasher digests the lower part for the cache key; it may have seen
+	// the same blobs already.
+	Hasher *Hasher
 }
 
 // Result describes a written raw disk.
@@ -109,9 +119,94 @@ func Build(ctx context.Context, t *tree.Tree, rawPath string, opts Options) (*Re
 // root partition (mke2fs ran out of blocks or inodes).
 var ErrRootFull = errors.New("the files do not fit the root file system")
 
-// writeRoot stages the tree, runs mke2fs -d into the root partition and
-// applies the debugfs fix-up script.
+// writeRoot writes the root file system into the root partition of the
+// raw disk: the lower part from the cache or by mke2fs -d and the debugfs
+// fix-up script, then the upper part (if opts.Upper claims any) by debugfs.
 func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawPath string, root Partition, opts Options) error {
+	lower, upper := entries, []tree.Entry(nil)
+	if opts.Upper != nil {
+		lower, upper = split(entries, opts.Upper)
+	}
+	env := append(os.Environ(), "E2FSPROGS_FAKE_TIME="+strconv.FormatInt(opts.Epoch.Unix(), 10))
+	blocks := root.Size / 4096
+	key, hit := "", false
+	if opts.RootCache != "" && opts.Upper != nil && opts.Hasher != nil {
+		step := time.Now()
+		var err error
+		if key, err = rootKey(ctx, lower, blocks, opts); err != nil {
+			return err
+		}
+		if hit, err = loadRootInto(ctx, opts.RootCache, key, rawPath, root); err != nil {
+			if !errors.Is(err, errDamaged) {
+				return err
+			}
+			log.Warn("root cache: "+err.Error(), "slot", opts.RootCache)
+		}
+		log.Debug("root cache", "hit", hit, "key", key, "took", time.Since(step).Round(time.Millisecond))
+	}
+	if !hit {
+		if err := makeRoot(ctx, log, lower, rawPath, root, opts, env, blocks); err != nil {
+			return err
+		}
+		if key != "" {
+			step := time.Now()
+			if err := storeRootFrom(ctx, opts.RootCache, key, rawPath, root); err != nil {
+				log.Warn("root cache: not kept", "error", err)
+			} else {
+				log.Debug("root cache: kept", "key", key, "took", time.Since(step).Round(time.Millisecond))
+			}
+		}
+	}
+	if len(upper) == 0 {
+		return nil
+	}
+	step := time.Now()
+	dirs := map[string]tree.Entry{}
+	for _, e := range lower {
+		if e.Type == tree.Dir {
+			dirs[e.Path] = e
+		}
+	}
+	kb, err := readKbytesWritten(rawPath, root.Offset)
+	if err != nil {
+		return err
+	}
+	n, err := writeUpper(ctx, upper, dirs, fmt.Sprintf("%s?offset=%d", rawPath, root.Offset), opts.WorkDir, env)
+	if err != nil {
+		return err
+	}
+	if err := writeKbytesWritten(rawPath, root.Offset, kb); err != nil {
+		return err
+	}
+	log.Debug("upper files added", "files", len(upper), "commands", n, "took", time.Since(step).Round(time.Millisecond))
+	return nil
+}
+
+func loadRootInto(ctx context.Context, slot, key, rawPath string, root Partition) (bool, error) {
+	f, err := os.OpenFile(rawPath, os.O_RDWR, 0)
+	if err != nil {
+		return false, fmt.Errorf("opening raw disk: %w", err)
+	}
+	defer f.Close()
+	hit, err := loadRoot(ctx, slot, key, f, root.Offset, root.Size)
+	if err == nil {
+		err = f.Close()
+	}
+	return hit, err
+}
+
+func storeRootFrom(ctx context.Context, slot, key, rawPath string, root Partition) error {
+	f, err := os.Open(rawPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return storeRoot(ctx, slot, key, f, root.Offset, root.Size)
+}
+
+// makeRoot stages entries, runs mke2fs -d into the root partition and
+// applies the debugfs fix-up script.
+func makeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawPath string, root Partition, opts Options, env []string, blocks int64) error {
 	stageDir := filepath.Join(opts.WorkDir, "stage")
 	xattrDir := filepath.Join(opts.WorkDir, "xattr")
 	for _, d := range []string{stageDir, xattrDir} {
@@ -141,8 +236,7 @@ func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawP
 	if err := os.WriteFile(conf, []byte(mke2fsConf), 0o644); err != nil {
 		return fmt.Errorf("writing mke2fs.conf: %w", err)
 	}
-	env := append(os.Environ(), "E2FSPROGS_FAKE_TIME="+strconv.FormatInt(opts.Epoch.Unix(), 10), "MKE2FS_CONFIG="+conf)
-	blocks := root.Size / 4096
+	env = append(env[:len(env):len(env)], "MKE2FS_CONFIG="+conf)
 	args := []string{
 		"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256",
 		"-L", "root", "-U", opts.IDs.RootFSUUID,

@@ -2,6 +2,8 @@ package bake
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +47,21 @@ type Options struct {
 	Version string
 	// Jobs is how many roles bake at once; 0 means DefaultJobs.
 	Jobs int
+	// NoStageCache keeps no lower root file system between builds under
+	// CacheDir/stage (see disk.Options.RootCache): every build makes it.
+	// The bytes of the image are the same either way.
+	NoStageCache bool
+}
+
+// rootSlot is where the lower root file system of role is kept between
+// builds: one slot per lab dir and role, under CacheDir/stage ("" when
+// there is no cache dir or the stage cache is off).
+func (b *Batch) rootSlot(role string) string {
+	if b.opts.NoStageCache || b.opts.CacheDir == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(b.Lab.Dir + "\x00" + role))
+	return filepath.Join(b.opts.CacheDir, "stage", role+"-"+hex.EncodeToString(sum[:8]))
 }
 
 // roleMemory is what one role's bake may take at its peak (measured: about

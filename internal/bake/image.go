@@ -64,7 +64,17 @@ func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 		return nil, err
 	}
 	log.Info("plan resolved", "digest", p.Digest, "inputs", len(p.Inputs), "epoch", p.Epoch)
-	ids := diskIDs(p)
+	// The disk's IDs come from what the lower part of its root holds, not
+	// from the whole plan: an edit of the recipe's own files keeps them,
+	// and with them the cached lower root (see disk.Options.Upper).
+	hasher := disk.NewHasher()
+	step := time.Now()
+	lower, err := hasher.LowerDigest(ctx, t.Entries(), upperEntry)
+	if err != nil {
+		return nil, err
+	}
+	log.Debug("lower root digested", "digest", lower, "took", since(step))
+	ids := disk.IDsFrom(lower)
 	bootRes, err := prepareBoot(ctx, t, j.Recipe, p, ids, work, log)
 	if err != nil {
 		return nil, err
@@ -76,13 +86,14 @@ func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 	if err := checkFits(j.Recipe, t, layout); err != nil {
 		return nil, err
 	}
-	step := time.Now()
+	step = time.Now()
 	use, err := space.Measure(t, space.Options{})
 	if err != nil {
 		return nil, err
 	}
 	log.Debug("space measured", "bytes", use.Bytes, "files", use.Files, "took", since(step))
-	w := &writer{opts: b.opts, r: j.Recipe, t: t, out: &Result{Role: j.Role, Plan: p, Images: a.preloaded, Space: use}, layout: layout, boot: bootRes, work: work, log: log}
+	w := &writer{opts: b.opts, r: j.Recipe, t: t, out: &Result{Role: j.Role, Plan: p, Images: a.preloaded, Space: use}, layout: layout, boot: bootRes, work: work, log: log,
+		ids: ids, hasher: hasher, rootSlot: b.rootSlot(j.Role)}
 	if err := w.write(ctx); err != nil {
 		return nil, err
 	}
@@ -91,16 +102,16 @@ func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 	return out, nil
 }
 
-// diskIDs derives every ID the disk carries from the plan.
-func diskIDs(p *plan.Plan) disk.IDs {
-	return disk.IDs{
-		DiskGUID:    p.UUID("disk"),
-		BIOSGUID:    p.UUID("part-bios"),
-		ESPGUID:     p.UUID("part-esp"),
-		RootGUID:    p.UUID("part-root"),
-		RootFSUUID:  p.UUID("root-fs"),
-		ESPVolumeID: p.Uint32("esp-volume-id"),
+// upperEntry claims for the upper part of the root file system what the
+// recipe holds itself — units, files, overlays, the checks — and what the
+// bake writes from the plan (fstab, boot loader configuration): the files
+// a user edits between two builds.
+func upperEntry(e tree.Entry) bool {
+	switch e.Origin {
+	case "units", "files", "labbake checks", "fstab", "boot":
+		return true
 	}
+	return strings.HasPrefix(e.Origin, "overlays[")
 }
 
 // prepareBoot writes /etc/fstab and lays out the boot loaders and their
@@ -158,6 +169,11 @@ type writer struct {
 	boot   *boot.Result
 	work   string
 	log    *slog.Logger
+	ids    disk.IDs
+	// hasher has digested the lower root's blobs; rootSlot is where that
+	// part is kept between builds ("" keeps nothing).
+	hasher   *disk.Hasher
+	rootSlot string
 }
 
 // write writes the raw disk in the work dir, then the image, its SBOM and
@@ -203,7 +219,7 @@ func (w *writer) write(ctx context.Context) error {
 	}
 	defer os.Remove(tmpSBOM)
 	out.Manifest = filepath.Join(outDir, out.Role+".manifest.json")
-	m := newManifest(out.Plan, out, w.opts.Compress, res.Layout, w.boot)
+	m := newManifest(out.Plan, out, w.opts.Compress, res.Layout, w.ids, w.boot)
 	m.SBOM = sbomRef
 	tmpManifest, err := writeTemp(out.Manifest, m)
 	if err != nil {
@@ -251,8 +267,8 @@ func (w *writer) writeDisk(ctx context.Context, rawPath string) (*disk.Result, e
 	p := w.out.Plan
 	step := time.Now()
 	dopts := disk.Options{
-		Size: p.Disk.Size, IDs: diskIDs(p), Epoch: p.EpochTime(), WorkDir: filepath.Join(w.work, "disk"), Logger: w.log,
-		ESPFiles: w.boot.ESPFiles,
+		Size: p.Disk.Size, IDs: w.ids, Epoch: p.EpochTime(), WorkDir: filepath.Join(w.work, "disk"), Logger: w.log,
+		ESPFiles: w.boot.ESPFiles, Upper: upperEntry, RootCache: w.rootSlot, Hasher: w.hasher,
 	}
 	if w.boot.BIOS != nil {
 		dopts.MBRCode, dopts.BIOSCore = w.boot.BIOS.MBRCode, w.boot.BIOS.Core

@@ -73,7 +73,7 @@ type ManifestRoot struct {
 	Files      int    `json:"files"`
 }
 
-func newManifest(p *plan.Plan, r *Result, c qcow2.Compression, l disk.Layout, b *boot.Result) *Manifest {
+func newManifest(p *plan.Plan, r *Result, c qcow2.Compression, l disk.Layout, ids disk.IDs, b *boot.Result) *Manifest {
 	compression := ""
 	if c != qcow2.NoCompression {
 		compression = c.String()
@@ -100,7 +100,7 @@ func newManifest(p *plan.Plan, r *Result, c qcow2.Compression, l disk.Layout, b 
 			Compressed:  c != qcow2.NoCompression,
 			Compression: compression,
 		},
-		Root:       ManifestRoot{Filesystem: p.Disk.Filesystem, UUID: p.UUID("root-fs"), Files: r.Files},
+		Root:       ManifestRoot{Filesystem: p.Disk.Filesystem, UUID: ids.RootFSUUID, Files: r.Files},
 		Partitions: []disk.Partition{l.BIOS, l.ESP, l.Root},
 		Boot: ManifestBoot{
 			Methods: append([]string{}, p.Disk.Boot...),

@@ -22,7 +22,7 @@ func TestManifestCompression(t *testing.T) {
 		{qcow2.Zlib, `"compressed": true,` + "\n" + `    "compression": "zlib"` + "\n"},
 		{qcow2.Zstd, `"compressed": true,` + "\n" + `    "compression": "zstd"` + "\n"},
 	} {
-		m := newManifest(&plan.Plan{}, &Result{Image: "/out/m.qcow2"}, tc.c, disk.Layout{}, &boot.Result{})
+		m := newManifest(&plan.Plan{}, &Result{Image: "/out/m.qcow2"}, tc.c, disk.Layout{}, disk.IDs{}, &boot.Result{})
 		b, err := json.MarshalIndent(m, "", "  ")
 		if err != nil {
 			t.Fatal(err)

@@ -427,17 +427,24 @@ func TestBuildCompress(t *testing.T) {
 	}
 }
 
-// An edit and its revert leave no trace: build, edit one file (an
-// overlay file), rebuild, revert, rebuild with the same cache and output
-// dir; the image after the revert is byte-identical to a cold build of
-// the same lab in a fresh cache, and the edited one to a cold build of
-// the edited lab.
+// TestBuildEditRevertSameAsCold edits a unit, an overlay file and an
+// inline file, rebuilds, reverts, rebuilds: each rebuild reuses the lower
+// root kept by the stage cache and gives the same bytes as a cold build of
+// the same lab with the stage cache off (and one with it on, empty); a
+// damaged cache entry is noticed, dropped and made again.
 func TestBuildEditRevertSameAsCold(t *testing.T) {
 	requireTool(t, "mke2fs")
 	lab := t.TempDir()
+	recipe := func(file string) string {
+		return "base: {tar: base.tar}\noverlays: [master]\ndisk: {size: 300MiB, boot: []}\n" +
+			"units: [{name: lab.service}]\n" +
+			"files:\n  - {path: /etc/lab.conf, content: \"" + file + "\\n\", mode: \"0600\"}\n"
+	}
+	unit := func(cmd string) string { return "[Service]\nExecStart=/bin/" + cmd + "\n" }
 	writeFiles(t, lab, map[string]string{
 		"lab.yaml":                    "name: t\nnodes:\n  - {name: m, role: master, ip: 172.18.0.2}\n",
-		"recipes/master.yaml":         "base: {tar: base.tar}\noverlays: [master]\ndisk: {size: 300MiB, boot: []}\n",
+		"recipes/master.yaml":         recipe("a=1"),
+		"units/lab.service":           unit("true"),
 		"overlays/master/etc/motd":    "before\n",
 		"overlays/master/etc/keep.md": strings.Repeat("unchanged ", 1000),
 	})
@@ -446,34 +453,91 @@ func TestBuildEditRevertSameAsCold(t *testing.T) {
 		"usr/share/x/data": strings.Repeat("labbake", 100<<10),
 	})
 	motd := filepath.Join(lab, "overlays/master/etc/motd")
-	build := func(cache, out string) []byte {
+	write := func(p, s string) {
 		t.Helper()
-		if stdout, stderr, code := run(t, "-C", lab, "--cache", cache, "--out", out, "build", "master"); code != 0 {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func(cache, out string, flags ...string) ([]byte, string) {
+		t.Helper()
+		args := append([]string{"-C", lab, "-v", "--cache", cache, "--out", out, "build", "master"}, flags...)
+		stdout, stderr, code := run(t, args...)
+		if code != 0 {
 			t.Fatalf("build: exit %d\n%s%s", code, stdout, stderr)
 		}
 		b, err := os.ReadFile(filepath.Join(out, "master.qcow2"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b
+		return b, stderr
+	}
+	cold := func() []byte {
+		t.Helper()
+		off, _ := build(t.TempDir(), t.TempDir(), "--stage-cache=false")
+		on, _ := build(t.TempDir(), t.TempDir())
+		if !bytes.Equal(off, on) {
+			t.Fatal("cold builds with the stage cache off and on differ")
+		}
+		return off
 	}
 	cache, out := t.TempDir(), t.TempDir()
-	before := build(cache, out)
-	if err := os.WriteFile(motd, []byte("after an edit\n"), 0o644); err != nil {
-		t.Fatal(err)
+	before, log := build(cache, out)
+	if !strings.Contains(log, "hit=false") {
+		t.Errorf("first build: no root cache miss in its log:\n%s", log)
 	}
-	edited := build(cache, out)
-	if bytes.Equal(before, edited) {
-		t.Fatal("an edited overlay file did not change the image")
+	edits := []struct {
+		name string
+		edit func()
+	}{
+		{"unit", func() { write(filepath.Join(lab, "units/lab.service"), unit("false")) }},
+		{"overlay file", func() { write(motd, "after an edit\n") }},
+		{"inline file", func() { write(filepath.Join(lab, "recipes/master.yaml"), recipe("a=2")) }},
 	}
-	if cold := build(t.TempDir(), t.TempDir()); !bytes.Equal(edited, cold) {
-		t.Error("the rebuild after an edit differs from a cold build of the edited lab")
+	prev := before
+	for _, e := range edits {
+		e.edit()
+		edited, log := build(cache, out)
+		if !strings.Contains(log, "hit=true") {
+			t.Errorf("%s edited: the rebuild did not reuse the lower root:\n%s", e.name, log)
+		}
+		if bytes.Equal(prev, edited) {
+			t.Fatalf("%s edited: the image did not change", e.name)
+		}
+		if !bytes.Equal(edited, cold()) {
+			t.Errorf("%s edited: the rebuild differs from a cold build of the edited lab", e.name)
+		}
+		prev = edited
 	}
-	if err := os.WriteFile(motd, []byte("before\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	reverted := build(cache, out)
-	if cold := build(t.TempDir(), t.TempDir()); !bytes.Equal(reverted, cold) || !bytes.Equal(reverted, before) {
+	write(filepath.Join(lab, "recipes/master.yaml"), recipe("a=1"))
+	write(filepath.Join(lab, "units/lab.service"), unit("true"))
+	write(motd, "before\n")
+	reverted, _ := build(cache, out)
+	if !bytes.Equal(reverted, before) || !bytes.Equal(reverted, cold()) {
 		t.Error("the rebuild after the revert differs from a cold build (or from the first build)")
+	}
+
+	// A damaged entry: one byte of the kept file system changed.
+	roots, _ := filepath.Glob(filepath.Join(cache, "stage", "*", "*.ext4"))
+	if len(roots) != 1 {
+		t.Fatalf("stage cache holds %v, want one root", roots)
+	}
+	f, err := os.OpenFile(roots[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0x5a}, 4096*3+17); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	again, log := build(cache, out)
+	if !strings.Contains(log, "did not match its digest") || !strings.Contains(log, "hit=false") {
+		t.Errorf("a damaged cache entry was not reported and dropped:\n%s", log)
+	}
+	if !bytes.Equal(again, before) {
+		t.Error("the build after a damaged cache entry differs from the first build")
+	}
+	if _, log := build(cache, out); !strings.Contains(log, "hit=true") {
+		t.Errorf("the root was not kept again after the damaged entry:\n%s", log)
 	}
 }

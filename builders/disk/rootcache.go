@@ -1,0 +1,184 @@
+package disk
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/labbake/labbake/builders/tree"
+)
+
+// The root cache keeps the lower part of a role's root file system (see
+// split) between builds, in one slot directory per lab and role: the
+// file system as bytes (ROOT.ext4, sparse) and the digest of its bytes
+// (ROOT.sum), both named by the key. A slot holds one entry; storing a new
+// one removes the others. Entries are checked against their digest on
+// every read (the cache never fsyncs them: a torn entry is a miss).
+
+// chunk is the unit in which cached roots are copied and digested: chunks
+// of zeros are skipped, whether the file holds them as a hole or not.
+const chunk = 64 << 10
+
+// rootKey is the cache key of a lower root: what mke2fs is given and the
+// digest of the entries it is given, and the program that writes them
+// (labbake itself, whose staging and fix-ups shape the bytes, and mke2fs).
+func rootKey(ctx context.Context, lower []tree.Entry, blocks int64, opts Options) (string, error) {
+	d, err := opts.Hasher.Digest(ctx, lower)
+	if err != nil {
+		return "", err
+	}
+	mke2fs, err := findTool("mke2fs")
+	if err != nil {
+		return "", err
+	}
+	ver, _ := output(ctx, nil, mke2fs, "-V")
+	self, err := selfDigest()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "labbake root cache 1\x00%s\x00%s\x00%s\x00%d\x00%s\x00%d\x00%s\x00%s",
+		self, bytes.TrimSpace(ver), mke2fsConf, blocks, opts.IDs.RootFSUUID, opts.Epoch.Unix(), d, os.Getenv("E2FSPROGS_FAKE_TIME"))
+	return hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// selfDigest is the sha256 of the running program.
+func selfDigest() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("finding labbake's own program: %w", err)
+	}
+	return hashBlob(exe, make([]byte, 1<<20))
+}
+
+// loadRoot copies the cached root of key into f at off and reports
+// whether it did. A missing entry is a miss; an entry whose bytes do not
+// match its digest is removed and is a miss too, after the partition's
+// range of f is cleared again.
+func loadRoot(ctx context.Context, slot, key string, f *os.File, off, size int64) (bool, error) {
+	want, err := os.ReadFile(filepath.Join(slot, key+".sum"))
+	if err != nil {
+		return false, nil
+	}
+	src, err := os.Open(filepath.Join(slot, key+".ext4"))
+	if err != nil {
+		return false, nil
+	}
+	defer src.Close()
+	got, err := copyChunks(ctx, src, 0, f, off, size)
+	if err != nil {
+		return false, err
+	}
+	if got == strings.TrimSpace(string(want)) {
+		return true, nil
+	}
+	_ = os.Remove(filepath.Join(slot, key+".sum"))
+	_ = os.Remove(filepath.Join(slot, key+".ext4"))
+	if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, size); err != nil {
+		return false, fmt.Errorf("clearing the root partition after a damaged cache entry: %w", err)
+	}
+	return false, errDamaged
+}
+
+// errDamaged says a cache entry did not match its digest (it was dropped).
+var errDamaged = errors.New("the cached root file system did not match its digest and was dropped")
+
+// storeRoot copies size bytes at off of f into the slot as key's entry and
+// removes the slot's other entries.
+func storeRoot(ctx context.Context, slot, key string, f *os.File, off, size int64) error {
+	if err := os.MkdirAll(slot, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(slot, ".root-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	defer tmp.Close()
+	if err := tmp.Truncate(size); err != nil {
+		return err
+	}
+	sum, err := copyChunks(ctx, f, off, tmp, 0, size)
+	if err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(slot, key+".ext4")); err != nil {
+		return err
+	}
+	sumTmp := filepath.Join(slot, "."+key+".sum")
+	if err := os.WriteFile(sumTmp, []byte(sum+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(sumTmp, filepath.Join(slot, key+".sum")); err != nil {
+		return err
+	}
+	old, _ := filepath.Glob(filepath.Join(slot, "*"))
+	for _, p := range old {
+		if b := filepath.Base(p); b != key+".ext4" && b != key+".sum" && !strings.HasPrefix(b, ".") {
+			_ = os.Remove(p)
+		}
+	}
+	return nil
+}
+
+// copyChunks copies the chunks of src in [soff, soff+size) that are not
+// all zeros to dst at doff plus their place, skipping src's holes without
+// reading them, and returns the digest of what it copied: each chunk's
+// place and bytes. Two ranges with equal bytes have equal digests however
+// their zeros are stored.
+func copyChunks(ctx context.Context, src *os.File, soff int64, dst *os.File, doff, size int64) (string, error) {
+	h := sha256.New()
+	buf := make([]byte, chunk)
+	zero := make([]byte, chunk)
+	var place [8]byte
+	fd := int(src.Fd())
+	for pos := int64(0); pos < size; {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		data, err := unix.Seek(fd, soff+pos, unix.SEEK_DATA)
+		if err != nil {
+			if errors.Is(err, unix.ENXIO) {
+				break // only a hole is left
+			}
+			return "", fmt.Errorf("reading the root file system: %w", err)
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return "", fmt.Errorf("reading the root file system: %w", err)
+		}
+		start := (data - soff) / chunk * chunk
+		end := min(hole-soff, size)
+		for c := max(start, pos); c < end; c += chunk {
+			n := min(chunk, size-c)
+			if _, err := src.ReadAt(buf[:n], soff+c); err != nil && !errors.Is(err, io.EOF) {
+				return "", fmt.Errorf("reading the root file system: %w", err)
+			}
+			if bytes.Equal(buf[:n], zero[:n]) {
+				continue
+			}
+			binary.BigEndian.PutUint64(place[:], uint64(c))
+			h.Write(place[:])
+			h.Write(buf[:n])
+			if _, err := dst.WriteAt(buf[:n], doff+c); err != nil {
+				return "", fmt.Errorf("copying the root file system: %w", err)
+			}
+		}
+		pos = max(end, pos+1)
+		pos = (pos + chunk - 1) / chunk * chunk
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
