@@ -2,7 +2,6 @@ package ctrstore
 
 import (
 	"context"
-	"flag"
 	"io"
 	"os"
 	"os/exec"
@@ -16,8 +15,6 @@ import (
 	"github.com/labbake/labbake/builders/tree"
 	"github.com/labbake/labbake/test/upstream"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // epoch is the bake time of the tests.
 var epoch = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/golden"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -76,19 +77,7 @@ func TestMetaDBGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := dump(t, p)
-	golden := filepath.Join("testdata", "metadb.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Errorf("meta.db differs from %s (go test -update rewrites it):\n%s", golden, got)
-	}
+	golden.Check(t, filepath.Join("testdata", "metadb.golden"), []byte(got))
 	// The facts the golden file must show, checked on their own so that
 	// an -update cannot bless a wrong schema.
 	a, b := images[0], images[1]

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/labbake/labbake/builders/boot"
 	"github.com/labbake/labbake/internal/macaddr"
 )
 
@@ -24,10 +25,11 @@ const (
 	ModeUser = "user"
 )
 
-// Firmwares and accelerators.
+// Firmwares and accelerators. A machine's firmware is the boot method its
+// image was baked for (the manifest's boot.methods): the same names.
 const (
-	FirmwareUEFI = "uefi"
-	FirmwareBIOS = "bios"
+	FirmwareUEFI = boot.UEFI
+	FirmwareBIOS = boot.BIOS
 	AccelKVM     = "kvm"
 	AccelTCG     = "tcg"
 )

@@ -292,7 +292,7 @@ func copyContent(ctx context.Context, w io.Writer, e tree.Entry) error {
 		}
 		return fmt.Errorf("%s: %w", e.Path, err)
 	}
-	n, err := io.Copy(w, &ctxReader{ctx: ctx, r: io.LimitReader(f, e.Content.Size)})
+	n, err := io.Copy(w, iox.Reader(ctx, io.LimitReader(f, e.Content.Size)))
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.Path, err)
 	}
@@ -300,17 +300,4 @@ func copyContent(ctx context.Context, w io.Writer, e tree.Entry) error {
 		return fmt.Errorf("%s: %s holds %d bytes, not %d", e.Path, e.Content.Path, n, e.Content.Size)
 	}
 	return nil
-}
-
-// ctxReader stops reading once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -82,17 +82,7 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, field string,
 		}
 		return t.Add(tree.Entry{Path: dest, Type: tree.Regular, Mode: mode, UID: art.UID, GID: art.GID, ModTime: epoch, Content: blob, Xattrs: x})
 	}
-	// dest for a member found at name when the recipe asked for root.
-	destFor := func(root, name string) string {
-		root, name = strings.Trim(root, "/"), strings.Trim(name, "/")
-		if !strings.HasSuffix(art.Dest, "/") {
-			return art.Dest
-		}
-		if name == root {
-			return art.Dest + path.Base(name)
-		}
-		return art.Dest + strings.TrimPrefix(strings.TrimPrefix(name, root), "/")
-	}
+	destFor := func(root, name string) string { return artifactDest(art.Dest, root, name) }
 	switch {
 	case art.File != "":
 		if in, ok := a.pins.Input(field); ok && in.Kind == plan.ArtifactFile {
@@ -161,6 +151,21 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, field string,
 		})
 	}
 	return fmt.Errorf("%s: no source", field)
+}
+
+// artifactDest is where a member found at name goes when the recipe asked
+// for root and the artifact's dest is dest: dest itself, or below it when
+// it ends in a slash (root's base name for root itself, else name's path
+// below root).
+func artifactDest(dest, root, name string) string {
+	root, name = strings.Trim(root, "/"), strings.Trim(name, "/")
+	if !strings.HasSuffix(dest, "/") {
+		return dest
+	}
+	if name == root {
+		return dest + path.Base(name)
+	}
+	return dest + strings.TrimPrefix(strings.TrimPrefix(name, root), "/")
 }
 
 // addGoBinaries adds the binaries of a go input of several packages, read

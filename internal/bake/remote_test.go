@@ -120,3 +120,20 @@ func TestBuiltKeyCapabilities(t *testing.T) {
 		t.Errorf("the same capabilities, two keys: %s, %s", bind, again)
 	}
 }
+
+// An artifact's dest is its file's path, or a directory (a trailing slash)
+// that members go into below the root the recipe asked for.
+func TestArtifactDest(t *testing.T) {
+	for _, tc := range []struct{ dest, root, name, want string }{
+		{"/usr/bin/tool", "https://x/tool", "https://x/tool", "/usr/bin/tool"},
+		{"/usr/bin/tool", "bin", "bin/a", "/usr/bin/tool"},
+		{"/usr/local/bin/", "files/tool", "files/tool", "/usr/local/bin/tool"},
+		{"/opt/cni/bin/", "bin", "bin/bridge", "/opt/cni/bin/bridge"},
+		{"/opt/cni/bin/", "/bin/", "bin/sub/loopback", "/opt/cni/bin/sub/loopback"},
+		{"/opt/x/", "", "a/b", "/opt/x/a/b"},
+	} {
+		if got := artifactDest(tc.dest, tc.root, tc.name); got != tc.want {
+			t.Errorf("artifactDest(%q, %q, %q) = %q, want %q", tc.dest, tc.root, tc.name, got, tc.want)
+		}
+	}
+}

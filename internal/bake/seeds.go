@@ -77,8 +77,9 @@ func PKISpec(lab *recipe.Lab, now time.Time) (pki.Spec, error) {
 	return spec, nil
 }
 
-// EnsurePKI loads the lab's PKI from OUT/pki, making what is missing.
-func EnsurePKI(lab *recipe.Lab, opts SeedOptions) (*pki.PKI, error) {
+// EnsurePKI loads the lab's PKI from OUT/pki, making what is missing; the
+// wait for another labbake holding it ends when ctx is done.
+func EnsurePKI(ctx context.Context, lab *recipe.Lab, opts SeedOptions) (*pki.PKI, error) {
 	spec, err := PKISpec(lab, opts.Now)
 	if err != nil {
 		return nil, &InputError{err}
@@ -86,7 +87,7 @@ func EnsurePKI(lab *recipe.Lab, opts SeedOptions) (*pki.PKI, error) {
 	if err := atomicfile.MkdirPrivate(opts.OutDir, 0o755); err != nil {
 		return nil, err
 	}
-	p, err := pki.Ensure(filepath.Join(opts.OutDir, PKIDir), spec, pki.WithLogger(opts.logger()))
+	p, err := pki.Ensure(filepath.Join(opts.OutDir, PKIDir), spec, pki.WithLogger(opts.logger()), pki.WithContext(ctx))
 	if err != nil {
 		var de *pki.DamageError
 		if errors.As(err, &de) {
@@ -179,7 +180,7 @@ func renderSeeds(ctx context.Context, lab *recipe.Lab, nodes []string, opts Seed
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := EnsurePKI(lab, opts)
+	p, err := EnsurePKI(ctx, lab, opts)
 	if err != nil {
 		return nil, nil, err
 	}

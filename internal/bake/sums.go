@@ -103,7 +103,7 @@ func roleSums(outDir, role string, sums map[string]string, log *slog.Logger) err
 		return nil
 	}
 	sums[name] = sha256Hex(b)
-	if image := role + ".qcow2"; m.Output.File == image && isHex256(m.Output.SHA256) && sizeIs(filepath.Join(outDir, image), m.Output.Size) {
+	if image := role + ".qcow2"; m.Output.File == image && iox.IsSHA256Hex(m.Output.SHA256) && sizeIs(filepath.Join(outDir, image), m.Output.Size) {
 		sums[image] = m.Output.SHA256
 	} else {
 		log.Warn("not in "+SumsFile+": the image does not match its manifest", "file", image)
@@ -128,10 +128,6 @@ func roleSums(outDir, role string, sums map[string]string, log *slog.Logger) err
 func sizeIs(path string, size int64) bool {
 	fi, err := os.Lstat(path)
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
-}
-
-func isHex256(s string) bool {
-	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
 }
 
 func sha256Hex(b []byte) string {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 func publish(t *testing.T, dir, role, lie string) {
@@ -61,7 +63,7 @@ func sumsNames(t *testing.T, dir string) []string {
 	var names []string
 	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
 		sum, name, ok := strings.Cut(line, "  ")
-		if !ok || !isHex256(sum) {
+		if !ok || !iox.IsSHA256Hex(sum) {
 			t.Fatalf("line %q is not sha256sum's", line)
 		}
 		names = append(names, name)

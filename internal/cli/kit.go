@@ -63,7 +63,7 @@ lab's PKI if it has none yet).`,
 			if err != nil {
 				return err
 			}
-			if err := s.WriteKit(); err != nil {
+			if err := s.WriteKit(cmd.Context()); err != nil {
 				return err
 			}
 			fmt.Fprintln(g.stdout, filepath.Join(s.OutDir, bake.KitDir))

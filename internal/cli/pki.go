@@ -109,7 +109,7 @@ func runPKIRenew(cmd *cobra.Command, g *globals) error {
 	if _, err := lab.ReadSeedFiles(nil); err != nil {
 		return err
 	}
-	p, err := pki.Renew(dir, spec, pki.WithLogger(log))
+	p, err := pki.Renew(dir, spec, pki.WithLogger(log), pki.WithContext(cmd.Context()))
 	if err != nil {
 		var de *pki.DamageError
 		if errors.As(err, &de) {

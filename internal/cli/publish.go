@@ -42,13 +42,16 @@ func (g *globals) registryOptions(f *registryFlags) (*publish.Options, error) {
 	return o, nil
 }
 
+// publishOptions are publish's flags.
+type publishOptions struct {
+	all    bool
+	to     string
+	format string
+	rf     registryFlags
+}
+
 func newPublishCmd(g *globals) *cobra.Command {
-	var (
-		all    bool
-		to     string
-		format string
-		rf     registryFlags
-	)
+	o := &publishOptions{}
 	cmd := &cobra.Command{
 		Use:   "publish ROLE... | --all --to REPO[:TAG]",
 		Short: "Push baked role images to an OCI registry, as an artifact or a KubeVirt containerDisk",
@@ -70,71 +73,75 @@ Credentials and TLS work as skopeo's: --creds, --authfile, --cert-dir,
 		Example: `  labbake publish master --to ghcr.io/acme/labbake-master:v1
   labbake publish --all --to ghcr.io/acme/labbake-{role}:v1 --format containerdisk
   labbake publish node --to 127.0.0.1:5000/lab/node --tls-verify=false`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := publish.ParseFormat(format)
-			if err != nil {
-				return &UsageError{fmt.Errorf("--format: %w", err)}
-			}
-			if to == "" {
-				return &UsageError{errors.New("--to REPO[:TAG]: where to publish")}
-			}
-			var lab *recipe.Lab
-			if all {
-				if lab, err = g.loadLab(cmd.Context()); err != nil {
-					return err
-				}
-			}
-			names, err := roles(lab, args, all)
-			if err != nil {
-				return err
-			}
-			if len(names) > 1 && !strings.Contains(to, "{role}") {
-				return &UsageError{fmt.Errorf("--to %s: several roles need {role} in it (e.g. ghcr.io/acme/labbake-{role}:v1)", to)}
-			}
-			o, err := g.registryOptions(&rf)
-			if err != nil {
-				return err
-			}
-			for _, role := range names {
-				repo, tag, err := publish.SplitRef(strings.ReplaceAll(to, "{role}", role))
-				if err != nil {
-					return &UsageError{fmt.Errorf("--to: %w", err)}
-				}
-				if tag == "" {
-					tag = "latest"
-				}
-				if err := refuseSecrets(g.outDir(), role); err != nil {
-					return &UsageError{err}
-				}
-				img, err := publish.Load(g.outDir(), role)
-				if err != nil {
-					if errors.Is(err, publish.ErrNotBaked) {
-						return &UsageError{err}
-					}
-					return err
-				}
-				built, err := publish.Build(img, f, version())
-				if err != nil {
-					return err
-				}
-				tags := []string{tag, publish.PlanTag(img.Info.PlanDigest, f)}
-				pushed, err := publish.Push(cmd.Context(), o, built, repo, tags)
-				if err != nil {
-					return err
-				}
-				if err := recordPublished(g.outDir(), img, f, pushed); err != nil {
-					return err
-				}
-				fmt.Fprintf(g.stdout, "%s@%s\t%s\t%s\n", pushed.Repository, pushed.Digest, f, strings.Join(pushed.Tags, ","))
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runPublish(cmd, g, o, args) },
 	}
-	cmd.Flags().BoolVar(&all, "all", false, "every role named by a node in lab.yaml")
-	cmd.Flags().StringVar(&to, "to", "", "the repository and tag, e.g. ghcr.io/acme/labbake-{role}:v1")
-	cmd.Flags().StringVar(&format, "format", string(publish.FormatArtifact), "artifact or containerdisk")
-	rf.add(cmd)
+	cmd.Flags().BoolVar(&o.all, "all", false, "every role named by a node in lab.yaml")
+	cmd.Flags().StringVar(&o.to, "to", "", "the repository and tag, e.g. ghcr.io/acme/labbake-{role}:v1")
+	cmd.Flags().StringVar(&o.format, "format", string(publish.FormatArtifact), "artifact or containerdisk")
+	o.rf.add(cmd)
 	return cmd
+}
+
+// runPublish checks the flags and the roles, then builds and pushes each
+// role's image in turn and records what was pushed.
+func runPublish(cmd *cobra.Command, g *globals, o *publishOptions, args []string) error {
+	f, err := publish.ParseFormat(o.format)
+	if err != nil {
+		return &UsageError{fmt.Errorf("--format: %w", err)}
+	}
+	if o.to == "" {
+		return &UsageError{errors.New("--to REPO[:TAG]: where to publish")}
+	}
+	var lab *recipe.Lab
+	if o.all {
+		if lab, err = g.loadLab(cmd.Context()); err != nil {
+			return err
+		}
+	}
+	names, err := roles(lab, args, o.all)
+	if err != nil {
+		return err
+	}
+	if len(names) > 1 && !strings.Contains(o.to, "{role}") {
+		return &UsageError{fmt.Errorf("--to %s: several roles need {role} in it (e.g. ghcr.io/acme/labbake-{role}:v1)", o.to)}
+	}
+	ro, err := g.registryOptions(&o.rf)
+	if err != nil {
+		return err
+	}
+	for _, role := range names {
+		repo, tag, err := publish.SplitRef(strings.ReplaceAll(o.to, "{role}", role))
+		if err != nil {
+			return &UsageError{fmt.Errorf("--to: %w", err)}
+		}
+		if tag == "" {
+			tag = "latest"
+		}
+		if err := refuseSecrets(g.outDir(), role); err != nil {
+			return &UsageError{err}
+		}
+		img, err := publish.Load(g.outDir(), role)
+		if err != nil {
+			if errors.Is(err, publish.ErrNotBaked) {
+				return &UsageError{err}
+			}
+			return err
+		}
+		built, err := publish.Build(img, f, version())
+		if err != nil {
+			return err
+		}
+		tags := []string{tag, publish.PlanTag(img.Info.PlanDigest, f)}
+		pushed, err := publish.Push(cmd.Context(), ro, built, repo, tags)
+		if err != nil {
+			return err
+		}
+		if err := recordPublished(g.outDir(), img, f, pushed); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "%s@%s\t%s\t%s\n", pushed.Repository, pushed.Digest, f, strings.Join(pushed.Tags, ","))
+	}
+	return nil
 }
 
 // refuseSecrets refuses to publish a file of role that is, or resolves to,

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -106,5 +109,49 @@ func TestRenderInterrupted(t *testing.T) {
 	}
 	if err == nil || ExitCode(err) != 1 || !strings.Contains(Message(err), "context deadline exceeded") {
 		t.Errorf("Run = %v (exit %d)", err, ExitCode(err))
+	}
+}
+
+// A dir: base and an overlay that are symlinks to directories inside the
+// lab dir bring their files into the image (issue 9, item 3: they
+// contributed nothing, exit 0), templates of the overlay rendered.
+func TestSymlinkedDirsReachTheImage(t *testing.T) {
+	requireTool(t, "mke2fs")
+	requireTool(t, "debugfs")
+	lab := t.TempDir()
+	writeFiles(t, lab, map[string]string{
+		"lab.yaml":                   "name: t\nnodes: [{name: m, role: master, ip: 172.18.0.2}]\n",
+		"recipes/master.yaml":        "base: {dir: rootlink}\noverlays: [ov]\ndisk: {size: 300MiB, boot: []}\n",
+		"trees/root/etc/hostname":    "from-base\n",
+		"trees/root/usr/share/x/big": strings.Repeat("labbake", 100),
+		"trees/ov/etc/motd.tmpl":     "role {{ .role }}\n",
+		"trees/ov/etc/plain":         "from-overlay\n",
+		"rootlink":                   "->trees/root",
+		"overlays/ov":                "->../trees/ov",
+	})
+	out := t.TempDir()
+	stdout, stderr, code := run(t, "-C", lab, "--cache", t.TempDir(), "--out", out, "build", "master", "--keep-raw")
+	if code != 0 {
+		t.Fatalf("build: exit %d\n%s%s", code, stdout, stderr)
+	}
+	var m struct{ Partitions []struct{ Offset int64 } }
+	b, err := os.ReadFile(filepath.Join(out, "master.manifest.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil || len(m.Partitions) == 0 {
+		t.Fatalf("manifest: %v\n%s", err, b)
+	}
+	dev := fmt.Sprintf("%s?offset=%d", filepath.Join(out, "master.raw"), m.Partitions[len(m.Partitions)-1].Offset)
+	for p, want := range map[string]string{
+		"/etc/hostname":    "from-base\n",
+		"/usr/share/x/big": strings.Repeat("labbake", 100),
+		"/etc/motd":        "role master\n",
+		"/etc/plain":       "from-overlay\n",
+	} {
+		got, err := exec.Command("debugfs", "-R", "cat "+p, dev).Output()
+		if err != nil || string(got) != want {
+			t.Errorf("%s in the image: %q, %v; want %q", p, got, err, want)
+		}
 	}
 }

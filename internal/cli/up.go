@@ -52,7 +52,7 @@ func runUp(cmd *cobra.Command, g *globals, f machineFlags, args []string) error 
 	if err := s.ResolveAccel(cmd.Context()); err != nil {
 		return usage(err)
 	}
-	if err := s.WriteKit(); err != nil {
+	if err := s.WriteKit(cmd.Context()); err != nil {
 		return err
 	}
 	start := time.Now()

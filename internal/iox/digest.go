@@ -33,6 +33,13 @@ func ParseDigest(s string) (digest.Digest, error) {
 	return d, nil
 }
 
+// IsSHA256Hex reports whether s is what ParseDigest takes after "sha256:":
+// 64 lowercase hex digits, as manifests give a file's sha256.
+func IsSHA256Hex(s string) bool {
+	_, err := ParseDigest(string(digest.SHA256) + ":" + s)
+	return err == nil
+}
+
 // DigestBytes is the sha256 digest of b.
 func DigestBytes(b []byte) string {
 	return digest.FromBytes(b).String()

@@ -55,6 +55,11 @@ func TestParseDigest(t *testing.T) {
 			t.Errorf("ParseDigest(%q) = %q (%s)", tc.in, d, d.Encoded())
 		}
 	}
+	for s, want := range map[string]bool{hex: true, "sha256:" + hex: false, strings.ToUpper(hex): false, hex[:63]: false, hex + "0": false, "": false, hex[:62] + ":a": false} {
+		if IsSHA256Hex(s) != want {
+			t.Errorf("IsSHA256Hex(%q) = %v", s, !want)
+		}
+	}
 	// An untrusted string is quoted, cut short.
 	_, err := ParseDigest(strings.Repeat("x", 5000))
 	if err == nil || len(err.Error()) > 200 {

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ func kitMAC(name string) string { return macaddr.String(name) }
 // networkd, dnsmasq and nftables files) and points OUT/kubeconfig at the
 // API: the control plane's lab address on the bridge, the forwarded port
 // on 127.0.0.1 in user mode.
-func (s *Lab) WriteKit() error {
+func (s *Lab) WriteKit(ctx context.Context) error {
 	files, err := kit.Render(s.Kit)
 	if err != nil {
 		return err
@@ -34,7 +35,7 @@ func (s *Lab) WriteKit() error {
 			return err
 		}
 	}
-	return s.writeKubeconfig()
+	return s.writeKubeconfig(ctx)
 }
 
 // APIServer is the URL the host reaches kube-apiserver at.
@@ -53,12 +54,12 @@ func (s *Lab) APIServer() (string, bool) {
 	return fmt.Sprintf("https://%s:%d", cp.IP, APIPort), true
 }
 
-func (s *Lab) writeKubeconfig() error {
+func (s *Lab) writeKubeconfig(ctx context.Context) error {
 	server, ok := s.APIServer()
 	if !ok {
 		return nil
 	}
-	p, err := bake.EnsurePKI(s.Recipe, bake.SeedOptions{OutDir: s.OutDir, Now: time.Now(), Logger: s.log})
+	p, err := bake.EnsurePKI(ctx, s.Recipe, bake.SeedOptions{OutDir: s.OutDir, Now: time.Now(), Logger: s.log})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -58,13 +59,27 @@ func (e *DamageError) Error() string {
 // Option changes how Ensure and Renew work.
 type Option func(*config)
 
-type config struct{ log *slog.Logger }
+type config struct {
+	log *slog.Logger
+	ctx context.Context
+}
 
 // WithLogger logs every change (Info) and what was kept as it was (Debug).
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l != nil {
 			c.log = l
+		}
+	}
+}
+
+// WithContext makes the wait for another process holding the PKI
+// directory's lock end when ctx is done (Ctrl-C, SIGTERM): the call then
+// fails with ctx's error and writes nothing.
+func WithContext(ctx context.Context) Option {
+	return func(c *config) {
+		if ctx != nil {
+			c.ctx = ctx
 		}
 	}
 }
@@ -107,7 +122,7 @@ func sshFix(priv, pub string) string {
 // run is Ensure (renew false) and Renew (renew true). It reads and checks
 // everything first, then writes.
 func run(dir string, spec Spec, renew bool, opts []Option) (*PKI, error) {
-	cfg := config{log: slog.New(slog.DiscardHandler)}
+	cfg := config{log: slog.New(slog.DiscardHandler), ctx: context.Background()}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -127,7 +142,9 @@ func run(dir string, spec Spec, renew bool, opts []Option) (*PKI, error) {
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	unlock, err := lockDir(dir)
+	unlock, err := lockDir(cfg.ctx, dir, func() {
+		cfg.log.Info("waiting for another labbake holding the lab's PKI", "dir", dir)
+	})
 	if err != nil {
 		return nil, err
 	}

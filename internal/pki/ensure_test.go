@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func changeFiles(p *PKI) []string {
@@ -250,6 +253,52 @@ func TestRenewNeedsALab(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Renew made %s", dir)
+	}
+}
+
+// A process holding the PKI directory's lock (another labbake, or one
+// stuck) keeps Ensure and Renew waiting only until their context ends:
+// Ctrl-C stops the wait at once, with the context's error, and nothing is
+// written (issue 9, item 12: a blocking flock could not be interrupted).
+func TestLockWaitInterrupted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := unix.Flock(int(holder.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func(string, Spec, ...Option) (*PKI, error){"Ensure": Ensure, "Renew": Renew} {
+		var logged bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		_, err := call(dir, testSpec(), WithContext(ctx), WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+		took := time.Since(start)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s with the lock held: %v, want the context's error", name, err)
+		}
+		if took > 2*time.Second {
+			t.Errorf("%s took %v after its context ended", name, took)
+		}
+		if !strings.Contains(logged.String(), "waiting for another labbake") {
+			t.Errorf("%s logged %q, want a line saying it waits", name, logged.String())
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("%s wrote %d entries while the lock was held", name, len(entries))
+		}
+	}
+	// Once the lock is free, Ensure proceeds.
+	if err := unix.Flock(int(holder.Fd()), unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(dir, testSpec(), WithContext(context.Background())); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -32,11 +32,11 @@ type cluster struct {
 }
 
 type namedContext struct {
-	Name    string  `yaml:"name"`
-	Context context `yaml:"context"`
+	Name    string      `yaml:"name"`
+	Context kubeContext `yaml:"context"`
 }
 
-type context struct {
+type kubeContext struct {
 	Cluster string `yaml:"cluster"`
 	User    string `yaml:"user"`
 }
@@ -61,7 +61,7 @@ func renderKubeconfig(clusterName, server string, caPEM []byte, user string, cer
 		APIVersion:     "v1",
 		Kind:           "Config",
 		Clusters:       []namedCluster{{Name: clusterName, Cluster: cluster{CertificateAuthorityData: b64(caPEM), Server: server}}},
-		Contexts:       []namedContext{{Name: ctx, Context: context{Cluster: clusterName, User: user}}},
+		Contexts:       []namedContext{{Name: ctx, Context: kubeContext{Cluster: clusterName, User: user}}},
 		CurrentContext: ctx,
 		Users:          []namedUser{{Name: user, User: authInfo{ClientCertificateData: b64(certPEM), ClientKeyData: b64(keyPEM)}}},
 	})

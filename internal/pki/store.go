@@ -1,8 +1,7 @@
 package pki
 
 import (
-	"github.com/labbake/labbake/internal/atomicfile"
-
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +10,9 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labbake/labbake/internal/atomicfile"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Modes of what is kept in the PKI directory (and written into guests).
@@ -114,20 +116,14 @@ func (s store) keepPrivate(name string) (bool, error) {
 }
 
 // lockDir takes an exclusive flock on the directory itself, waiting for
-// another build that holds it: two builds of one lab must not both make
-// its CAs.
-func lockDir(dir string) (unlock func(), err error) {
+// another build that holds it (busy is called once if it does) until ctx
+// is done: two builds of one lab must not both make its CAs.
+func lockDir(ctx context.Context, dir string, busy func()) (unlock func(), err error) {
 	d, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	for {
-		err = unix.Flock(int(d.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := iox.Flock(ctx, d, busy); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("pki: locking %s: %w", dir, err)
 	}

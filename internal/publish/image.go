@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Image is one role's baked outputs in an output dir, as Push reads them
@@ -39,7 +41,6 @@ type ManifestInfo struct {
 
 var (
 	roleRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	hexRe  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	// ErrNotBaked is wrapped when a role has no complete outputs.
 	ErrNotBaked = errors.New("not baked")
 )
@@ -61,7 +62,7 @@ func parseManifestInfo(b []byte, name string) (ManifestInfo, error) {
 		return m, fmt.Errorf("%s: role %q is not a role name", name, m.Role)
 	case m.Output.File != m.Role+".qcow2":
 		return m, fmt.Errorf("%s: output.file %q, want %s.qcow2", name, m.Output.File, m.Role)
-	case !hexRe.MatchString(m.Output.SHA256):
+	case !iox.IsSHA256Hex(m.Output.SHA256):
 		return m, fmt.Errorf("%s: output.sha256 %q is not a sha256", name, m.Output.SHA256)
 	case m.Output.Size <= 0:
 		return m, fmt.Errorf("%s: output.size %d", name, m.Output.Size)

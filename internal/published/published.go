@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/labbake/labbake/internal/atomicfile"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // Suffix ends a record's file name: OUT/ROLE.published.json.
@@ -41,9 +42,7 @@ type Image struct {
 func (i Image) Ref() string { return i.Repository + "@" + i.Digest }
 
 var (
-	digestRe = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	hexRe    = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	roleRe   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	roleRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	// repoRe is a repository without tag or digest: an optional registry
 	// host and port, then lower-case path components.
 	repoRe = regexp.MustCompile(`^` +
@@ -75,10 +74,10 @@ func (r *Record) Validate() error {
 	if !roleRe.MatchString(r.Role) {
 		bad("role", "%q is not a role name", r.Role)
 	}
-	if !digestRe.MatchString(r.PlanDigest) {
+	if _, err := iox.ParseDigest(r.PlanDigest); err != nil {
 		bad("plan_digest", "%q is not sha256:<64 lowercase hex digits>", r.PlanDigest)
 	}
-	if !hexRe.MatchString(r.QCOW2SHA256) {
+	if !iox.IsSHA256Hex(r.QCOW2SHA256) {
 		bad("qcow2_sha256", "%q is not 64 lowercase hex digits", r.QCOW2SHA256)
 	}
 	if r.Artifact == nil && r.ContainerDisk == nil {
@@ -94,7 +93,7 @@ func (r *Record) Validate() error {
 		if len(img.i.Repository) > 255 || !repoRe.MatchString(img.i.Repository) {
 			bad(img.field+".repository", "%q is not a repository (lower-case path components, optionally behind a registry host; no tag)", img.i.Repository)
 		}
-		if !digestRe.MatchString(img.i.Digest) {
+		if _, err := iox.ParseDigest(img.i.Digest); err != nil {
 			bad(img.field+".digest", "%q is not sha256:<64 lowercase hex digits>", img.i.Digest)
 		}
 		for j, t := range img.i.Tags {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdx/v2/common"
 	spdx "github.com/spdx/tools-golang/spdx/v2/v2_3"
@@ -229,22 +230,22 @@ func containerPackage(c Container) *spdx.Package {
 }
 
 // checksums is digest (ALGORITHM:HEX) as SPDX checksums: none when it is
-// not a sha256 or sha512 digest in lower-case hex.
-func checksums(digest string) []common.Checksum {
-	alg, sum, _ := strings.Cut(digest, ":")
+// not a sha256 or sha512 digest in lower-case hex (go-digest's rules).
+func checksums(s string) []common.Checksum {
+	d, err := digest.Parse(s)
+	if err != nil {
+		return nil
+	}
 	var a common.ChecksumAlgorithm
-	switch {
-	case alg == "sha256" && len(sum) == 64:
+	switch d.Algorithm() {
+	case digest.SHA256:
 		a = common.SHA256
-	case alg == "sha512" && len(sum) == 128:
+	case digest.SHA512:
 		a = common.SHA512
 	default:
 		return nil
 	}
-	if strings.Trim(sum, "0123456789abcdef") != "" {
-		return nil
-	}
-	return []common.Checksum{{Algorithm: a, Value: sum}}
+	return []common.Checksum{{Algorithm: a, Value: d.Encoded()}}
 }
 
 // id is the SPDX ID (without its SPDXRef- prefix) of a package of a kind

@@ -52,6 +52,9 @@ func bootTest(t *testing.T, appendFmt string) (*vmtest.Result, string) {
 		t.Skip("boots a VM: skipped with -short")
 	}
 	if _, err := exec.LookPath(vmtest.DefaultQEMU); err != nil {
+		if os.Getenv("LABBAKE_REQUIRE_TOOLS") != "" {
+			t.Fatalf("%s not installed (run make deps): %v", vmtest.DefaultQEMU, err)
+		}
 		t.Skipf("%s not installed: %v", vmtest.DefaultQEMU, err)
 	}
 	rootfs := rootfsTar(t)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -27,11 +26,10 @@ import (
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/labbake/labbake/internal/golden"
 	"github.com/labbake/labbake/internal/pki"
 	"github.com/labbake/labbake/internal/recipe"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/golden from the shipped lab")
 
 // labDir is the repository root: the shipped lab.
 const labDir = "../.."
@@ -119,7 +117,7 @@ func TestGolden(t *testing.T) {
 // them so with -update.
 func compareDir(t *testing.T, dir string, want map[string][]byte) {
 	t.Helper()
-	if *update {
+	if golden.Update() {
 		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/labbake/labbake/internal/golden"
 	"github.com/labbake/labbake/internal/recipe"
 )
 
@@ -74,7 +75,7 @@ func TestCalicoManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, filepath.Join("testdata", "calico.yaml"), manifest)
+	golden.Check(t, filepath.Join("testdata", "calico.yaml"), manifest)
 	var kinds []string
 	for _, o := range kubeObjects(t, "calico.yaml", manifest) {
 		kinds = append(kinds, fmt.Sprintf("%T", o))
@@ -238,7 +239,7 @@ func fakeOutput(t *testing.T) *Output {
 func TestValues(t *testing.T) {
 	o := fakeOutput(t)
 	values := o.Values()
-	golden(t, filepath.Join("testdata", "values.yaml"), values)
+	golden.Check(t, filepath.Join("testdata", "values.yaml"), values)
 	p := filepath.Join(t.TempDir(), "values.yaml")
 	if err := os.WriteFile(p, values, 0o644); err != nil {
 		t.Fatal(err)

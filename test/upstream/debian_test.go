@@ -21,6 +21,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/labbake/labbake/internal/cache"
+	"github.com/labbake/labbake/internal/golden"
 	"github.com/labbake/labbake/internal/source"
 )
 
@@ -323,7 +324,7 @@ func TestLayoutDebianCalico(t *testing.T) {
 	for _, p := range pub {
 		paths = append(paths, p.Path)
 	}
-	golden(t, filepath.Join("testdata", "layout-debian-calico.txt"), []byte(strings.Join(paths, "\n")+"\n"))
+	golden.Check(t, filepath.Join("testdata", "layout-debian-calico.txt"), []byte(strings.Join(paths, "\n")+"\n"))
 	again, err := Layout(t.TempDir(), results)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,9 +19,9 @@ import (
 	imgspec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/labbake/labbake/internal/golden"
+)
 
 // releaseTime stands in for the proxy's commit time in tests.
 var releaseTime = time.Date(2026, 10, 27, 12, 1, 4, 0, time.UTC)
@@ -90,25 +89,8 @@ func TestBuildPlans(t *testing.T) {
 			for _, cmd := range buildCommands(tt.c, tt.c.LDFlags(ModuleInfo{Time: releaseTime}), "/out") {
 				fmt.Fprintf(&b, "go %q\n", cmd)
 			}
-			golden(t, filepath.Join("testdata", tt.c.Name+".plan"), b.Bytes())
+			golden.Check(t, filepath.Join("testdata", tt.c.Name+".plan"), b.Bytes())
 		})
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
 
@@ -189,7 +171,7 @@ func TestLayout(t *testing.T) {
 	for _, p := range pub {
 		paths = append(paths, p.Path)
 	}
-	golden(t, filepath.Join("testdata", "layout.txt"), []byte(strings.Join(paths, "\n")+"\n"))
+	golden.Check(t, filepath.Join("testdata", "layout.txt"), []byte(strings.Join(paths, "\n")+"\n"))
 
 	// Same binaries, another directory: same bytes.
 	again, err := Layout(t.TempDir(), results)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // ModuleFile is one file of a module proxy's layout that a build read:
@@ -68,7 +70,7 @@ func ParseIndex(data []byte) (Index, error) {
 		if !ok {
 			return nil, fmt.Errorf("module index: line %d: want DIGEST PATH", i+1)
 		}
-		if h, ok := strings.CutPrefix(d, "sha256:"); !ok || len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+		if _, err := iox.ParseDigest(d); err != nil {
 			return nil, fmt.Errorf("module index: line %d: %q is not a sha256 digest", i+1, d)
 		}
 		if err := checkProxyPath(p); err != nil {

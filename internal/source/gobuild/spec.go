@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // FormatVersion is mixed into every key. Bump it whenever the bytes a Spec
@@ -404,7 +406,7 @@ func ParseKey(s string) (Key, error) {
 		if !platformRE.MatchString(k.Platform) {
 			return k, fmt.Errorf("%q is not GOOS/GOARCH", k.Platform)
 		}
-		if h, ok := strings.CutPrefix(k.Options, "sha256:"); !ok || len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+		if _, err := iox.ParseDigest(k.Options); err != nil {
 			return k, fmt.Errorf("%q is not a sha256 digest", k.Options)
 		}
 	case k.Kind == KindBinary:
