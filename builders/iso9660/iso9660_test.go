@@ -85,11 +85,15 @@ func writeTemp(t *testing.T, img []byte) string {
 }
 
 // run runs a tool that must be installed (the test is skipped when it is
-// not) and returns its standard output.
+// not, or fails when LABBAKE_REQUIRE_TOOLS is set) and returns its standard
+// output.
 func run(t *testing.T, name string, args ...string) []byte {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
+		if os.Getenv("LABBAKE_REQUIRE_TOOLS") != "" {
+			t.Fatalf("%s is not installed (LABBAKE_REQUIRE_TOOLS is set)", name)
+		}
 		t.Skipf("%s is not installed", name)
 	}
 	cmd := exec.Command(path, args...)

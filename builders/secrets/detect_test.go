@@ -173,7 +173,7 @@ func TestDetect(t *testing.T) {
 func opensslPipe(t *testing.T, script string) string {
 	t.Helper()
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
+		missing(t, "openssl")
 	}
 	return run(t, "", "sh", "-c", script)
 }
@@ -183,7 +183,7 @@ func opensslPipe(t *testing.T, script string) string {
 func gpgKeys(t *testing.T) (secret, public string) {
 	t.Helper()
 	if _, err := exec.LookPath("gpg"); err != nil {
-		t.Skip("gpg not installed")
+		missing(t, "gpg")
 	}
 	home, err := os.MkdirTemp("", "gpg") // short: gpg-agent's socket path is limited
 	if err != nil {

@@ -89,11 +89,11 @@ func ecPEM(tb testing.TB) string {
 func certPEM() string { return pemOf("CERTIFICATE", genKeys().certDER) }
 
 // run runs a host tool and returns its standard output; the test is skipped
-// when the tool is not installed.
+// when the tool is not installed (fails when LABBAKE_REQUIRE_TOOLS is set).
 func run(tb testing.TB, dir string, name string, args ...string) string {
 	tb.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		tb.Skipf("%s not installed", name)
+		missing(tb, name)
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
@@ -220,4 +220,14 @@ func mkTar(tb testing.TB, ents ...tarEnt) []byte {
 		tb.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// missing skips the test for want of a host tool, or fails it when
+// LABBAKE_REQUIRE_TOOLS is set (as in CI).
+func missing(tb testing.TB, tool string) {
+	tb.Helper()
+	if os.Getenv("LABBAKE_REQUIRE_TOOLS") != "" {
+		tb.Fatalf("%s not installed (LABBAKE_REQUIRE_TOOLS is set)", tool)
+	}
+	tb.Skipf("%s not installed", tool)
 }

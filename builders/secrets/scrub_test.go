@@ -232,7 +232,7 @@ func TestScrubHostKeyIsHardlink(t *testing.T) {
 // stand-ins for the sshd units it orders itself against.
 func TestHostKeysUnitVerifies(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze not installed")
+		missing(t, "systemd-analyze")
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, HostKeysUnit), hostKeysUnit, 0o644); err != nil {

@@ -99,12 +99,23 @@ func sampleNode(t testing.TB) Machine {
 	}
 }
 
-// needTool skips the test when a host tool is missing.
+// needTool skips the test when a host tool is missing, or fails it when
+// LABBAKE_REQUIRE_TOOLS is set (as in CI).
 func needTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("%s not installed: %v", name, err)
+		missing(t, "%s not installed: %v", name, err)
 	}
 	return p
+}
+
+// missing skips the test for want of something on the host, or fails it
+// when LABBAKE_REQUIRE_TOOLS is set.
+func missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("LABBAKE_REQUIRE_TOOLS") != "" {
+		t.Fatalf(format+" (LABBAKE_REQUIRE_TOOLS is set)", args...)
+	}
+	t.Skipf(format, args...)
 }

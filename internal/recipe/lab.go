@@ -289,7 +289,7 @@ func (d *decoder) decodeNodes(f fields, lab *Lab) {
 		} else if s, ok := d.str(n, path+".name"); ok {
 			node.Name = s
 			if !hostNameRe.MatchString(s) {
-				d.errorf(n, path+".name", "name %q is not a host name (a-z, 0-9 and '-', at most 63)", s)
+				d.errorf(n, path+".name", "name %q is not a host name (1 to 63 of a-z, 0-9 and '-', not starting or ending with '-')", s)
 			} else if first := names[s]; first != nil {
 				d.errorf(n, path+".name", "duplicate node name %q (first at line %d)", s, d.pos(first).Line)
 			} else {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"os"
@@ -57,15 +58,45 @@ func TestSeedBoot(t *testing.T) {
 	if fingerprint == "" {
 		t.Fatalf("no fingerprint for n1 in known_hosts:\n%s", fp)
 	}
+	// known_hosts holds the host key of OUT/pki, which the seed delivers.
+	pkiKey := filepath.Join(out, "pki", "machines", "n1", "ssh_host_ed25519_key.pub")
+	if fp, err := exec.Command("ssh-keygen", "-l", "-f", pkiKey).Output(); err != nil || !strings.Contains(string(fp), " "+fingerprint+" ") {
+		t.Fatalf("known_hosts's fingerprint of n1 %s is not that of %s: %v %s", fingerprint, pkiKey, err, fp)
+	}
+	// The guest's certificates are OUT/pki's own bytes.
+	sums := ""
+	for _, f := range []struct{ pki, guest string }{
+		{"ca.crt", "/etc/kubernetes/pki/ca.crt"},
+		{"apiserver.crt", "/etc/kubernetes/pki/apiserver.crt"},
+		{"machines/n1/kubelet.crt", "/var/lib/kubelet/pki/kubelet.crt"},
+		{"machines/n1/etcd-server.crt", "/etc/kubernetes/pki/etcd/server.crt"},
+	} {
+		b, err := os.ReadFile(filepath.Join(out, "pki", filepath.FromSlash(f.pki)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sums != "" {
+			sums += "\\n" // a newline in the YAML string
+		}
+		sums += fmt.Sprintf("%x  %s", sha256.Sum256(b), f.guest)
+	}
 	write(t, lab, "recipes/master.yaml", "base:\n  debian:\n    suite: trixie\n    packages: ["+strings.Join(basePackages, ", ")+"]\n"+
 		"disk: {size: 3GiB}\n"+networkdFiles+
 		"checks:\n  commands:\n"+
 		"    - {run: hostname, expect: \"${NODE_NAME}\"}\n"+
 		"    - {run: \"ip -o -4 addr show\", expect: \"inet ${NODE_IP}/16\"}\n"+
 		"    - {run: \"ip -o link show\", expect: \"link/ether 52:54:eb:79:54:ec\"}\n"+
-		"    - {run: \"cat /etc/network-environment\", expect: \"KUBE_API_URL=https://172.18.0.5:6443\"}\n"+
+		// the address is on the NIC with n1's MAC
+		"    - {run: \"ip -o -4 addr show dev $(ip -o link show | grep -F 52:54:eb:79:54:ec | cut -d: -f2 | cut -d@ -f1)\", expect: \"inet 172.18.0.5/16\"}\n"+
+		"    - {run: \"cat /etc/network-environment\", expect: \"NODE_NAME=n1\\nNODE_IP=172.18.0.5\\nDEFAULT_IPV4=172.18.0.5\\nMASTER_IP=172.18.0.5\\n"+
+		"ETCD_ENDPOINTS=https://172.18.0.5:2379\\nKUBE_API_URL=https://172.18.0.5:6443\\nPOD_CIDR=172.19.0.0/16\\nSERVICE_CIDR=10.100.0.0/24\\n"+
+		"CLUSTER_DNS=10.100.0.10\\nCLUSTER_DOMAIN=cluster.local\"}\n"+
 		"    - {run: \"ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\", expect: \""+fingerprint+"\"}\n"+
 		"    - {run: \"stat -c '%a %U' /etc/kubernetes/pki/apiserver.key /var/lib/kubelet/pki/kubelet.key\", expect: \"600 root\\n600 root\"}\n"+
+		// keys and kubeconfigs 0600, certificates 0644 (kubeadm's modes)
+		"    - {run: \"stat -c '%a %U %n' /etc/kubernetes/kubelet.conf /etc/kubernetes/pki/etcd/server.key /etc/kubernetes/pki/apiserver.crt /var/lib/kubelet/pki/kubelet.crt\", "+
+		"expect: \"600 root /etc/kubernetes/kubelet.conf\\n600 root /etc/kubernetes/pki/etcd/server.key\\n644 root /etc/kubernetes/pki/apiserver.crt\\n644 root /var/lib/kubelet/pki/kubelet.crt\"}\n"+
+		"    - {run: \"sha256sum /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/apiserver.crt /var/lib/kubelet/pki/kubelet.crt /etc/kubernetes/pki/etcd/server.crt\", expect: \""+sums+"\"}\n"+
 		"    - {run: \"test -e /run/ssh-was-here\"}\n")
 	start := time.Now()
 	if _, se, err := run("build", "master"); err != nil {
