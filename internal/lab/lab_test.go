@@ -2,8 +2,10 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +142,65 @@ func TestCheckSeedFiles(t *testing.T) {
 	touch(filepath.Join(out, "seed", "master.iso"), base.Add(3*time.Minute))
 	if err := s.Check([]string{"master"}); err == nil || strings.Contains(err.Error(), "its seed") {
 		t.Errorf("seed written again: %v", err)
+	}
+}
+
+// TestNodePorts: in user mode the NodePorts of lab.yaml are forwarded from
+// 127.0.0.1 ports, chosen once and kept, to the control plane only; the
+// QEMU command line carries them. The bridge needs no forward.
+func TestNodePorts(t *testing.T) {
+	dir := t.TempDir()
+	for p, c := range map[string]string{
+		"lab.yaml": "name: t\nnetwork: {node_ports: [30061, 30080]}\nnodes:\n  - {name: n1, role: node, ip: 172.18.0.3}\n" +
+			"  - {name: master, role: master, ip: 172.18.0.2}\n",
+		"recipes/master.yaml": "base: {dir: root}\ndisk: {boot: []}\n",
+		"recipes/node.yaml":   "extends: master\n",
+		"root/etc/hostname":   "x\n",
+	} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := recipe.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(l.Network.NodePorts, []int{30061, 30080}) {
+		t.Fatalf("network.node_ports: %v", l.Network.NodePorts)
+	}
+	out := t.TempDir()
+	open := func(mode string) *Lab {
+		t.Helper()
+		s, err := Open(context.Background(), l, Options{OutDir: out, Network: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := open(kit.ModeUser), open(kit.ModeUser)
+	np := a.NodePorts()
+	if len(np) != 2 || np[0].GuestPort != 30061 || np[1].GuestPort != 30080 || np[0].HostPort == 0 || np[1].HostPort == 0 ||
+		np[0].HostPort == np[1].HostPort || !slices.Equal(np, b.NodePorts()) {
+		t.Fatalf("NodePorts not forwarded, or not kept: %+v / %+v", np, b.NodePorts())
+	}
+	master, _ := a.machine("master")
+	n1, _ := a.machine("n1")
+	if len(n1.Forwards) != 0 || len(master.Forwards) != 3 || master.Forwards[0].GuestPort != APIPort {
+		t.Errorf("forwards: master %+v, n1 %+v", master.Forwards, n1.Forwards)
+	}
+	for _, f := range master.Forwards {
+		if f.HostPort == master.SSHPort || f.HostPort == n1.SSHPort {
+			t.Errorf("host port %d forwarded twice", f.HostPort)
+		}
+	}
+	args := strings.Join(kit.QEMUArgs(master, a.Kit.Network, a.Kit.Host), " ")
+	for _, f := range np {
+		if want := fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort); !strings.Contains(args, want) {
+			t.Errorf("master's QEMU command line lacks %s:\n%s", want, args)
+		}
+	}
+	if br := open(kit.ModeBridge); br.NodePorts() != nil {
+		t.Errorf("bridge mode forwards %+v", br.NodePorts())
 	}
 }
