@@ -2,6 +2,10 @@ package lab
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labbake/labbake/builders/kit"
+	"github.com/labbake/labbake/internal/bake"
 	"github.com/labbake/labbake/internal/recipe"
 )
 
@@ -202,5 +207,110 @@ func TestNodePorts(t *testing.T) {
 	}
 	if br := open(kit.ModeBridge); br.NodePorts() != nil {
 		t.Errorf("bridge mode forwards %+v", br.NodePorts())
+	}
+}
+
+// TestCheckStale: up refuses, naming the command, an image baked from
+// another version of its recipe, a manifest without boot methods and a
+// seed older than lab.yaml; current images and seeds pass.
+func TestCheckStale(t *testing.T) {
+	l := testLab(t)
+	out := t.TempDir()
+	s, err := Open(context.Background(), l, Options{OutDir: out, Network: kit.ModeUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := func(role, digest string, methods ...string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(out, role+".qcow2"), []byte("image"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m := bake.Manifest{RecipeDigest: digest}
+		m.Boot.Methods = methods
+		m.Output.SHA256 = "aaaa"
+		b, _ := json.Marshal(m)
+		if err := os.WriteFile(filepath.Join(out, role+".manifest.json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	digest := func(role string) string {
+		r, err := l.Recipe(role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(r.Rendered)
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	base := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(l.Dir, "lab.yaml"), base, base)
+	for _, m := range []string{"master", "n1"} {
+		p := filepath.Join(out, "seed", m+".iso")
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte("seed"), 0o600)
+		os.Chtimes(p, base.Add(time.Minute), base.Add(time.Minute))
+	}
+	manifest("master", digest("master"), "uefi")
+	manifest("node", digest("node"), "bios")
+	if err := s.Check([]string{"master", "n1"}); err != nil {
+		t.Fatalf("current images and seeds: %v", err)
+	}
+	manifest("node", "sha256:"+strings.Repeat("0", 64), "bios")
+	manifest("master", digest("master"))
+	touched := base.Add(2 * time.Minute)
+	os.Chtimes(filepath.Join(l.Dir, "lab.yaml"), touched, touched)
+	err = s.Check([]string{"master", "n1"})
+	var ue *UsageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("Check: %v, want a UsageError", err)
+	}
+	for _, want := range []string{
+		"role node: " + filepath.Join(out, "node.qcow2") + " was baked from another version of its recipe: run labbake build node",
+		"role master: the image was baked with disk.boot: [] and cannot boot",
+		"master: its seed is older than lab.yaml: run labbake seed master",
+		"n1: its seed is older than lab.yaml: run labbake seed n1",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Check: %v\nwant %q", err, want)
+		}
+	}
+}
+
+// TestWriteKitUserMode: in user mode OUT/kubeconfig and OUT/kit/ssh_config
+// point at the ports forwarded on 127.0.0.1, on the bridge at the lab
+// addresses.
+func TestWriteKitUserMode(t *testing.T) {
+	l := testLab(t)
+	out := t.TempDir()
+	for _, mode := range []string{kit.ModeUser, kit.ModeBridge} {
+		s, err := Open(context.Background(), l, Options{OutDir: out, Network: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteKit(); err != nil {
+			t.Fatal(err)
+		}
+		kc, err := os.ReadFile(filepath.Join(out, "kubeconfig"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf, err := os.ReadFile(s.SSHConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		master, _ := s.machine("master")
+		n1, _ := s.machine("n1")
+		server, hosts := "server: https://172.18.0.2:6443", []string{"HostName 172.18.0.2", "HostName 172.18.0.3"}
+		if mode == kit.ModeUser {
+			server = fmt.Sprintf("server: https://127.0.0.1:%d", master.Forwards[0].HostPort)
+			hosts = []string{fmt.Sprintf("Port %d", master.SSHPort), fmt.Sprintf("Port %d", n1.SSHPort), "HostName 127.0.0.1"}
+		}
+		if !strings.Contains(string(kc), server) {
+			t.Errorf("%s: OUT/kubeconfig lacks %q:\n%s", mode, server, kc)
+		}
+		for _, h := range hosts {
+			if !strings.Contains(string(conf), h) {
+				t.Errorf("%s: OUT/kit/ssh_config lacks %q:\n%s", mode, h, conf)
+			}
+		}
 	}
 }
