@@ -57,3 +57,48 @@ func TestMachineVerbs(t *testing.T) {
 		}
 	}
 }
+
+// TestResetAsks: reset asks before discarding a disk, and keeps it unless
+// the answer is yes; --yes skips the question.
+func TestResetAsks(t *testing.T) {
+	lab := machineLab(t)
+	overlay := filepath.Join(lab, "output", "run", "n1.qcow2")
+	if err := os.MkdirAll(filepath.Dir(overlay), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(overlay, []byte("disk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withStdin := func(input string) (string, string, int) {
+		t.Helper()
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.WriteString(input)
+		w.Close()
+		old := os.Stdin
+		os.Stdin = r
+		defer func() { os.Stdin = old; r.Close() }()
+		return run(t, "-C", lab, "reset", "--network", "user", "n1")
+	}
+	for _, answer := range []string{"", "n\n", "no\n", "yes please\n"} {
+		so, se, code := withStdin(answer)
+		if code != 2 || !strings.Contains(se, "discard the disks of n1? [y/N]") || !strings.Contains(se, "not reset (give --yes") {
+			t.Errorf("answer %q: exit %d\nstdout: %s\nstderr: %s", answer, code, so, se)
+		}
+		if _, err := os.Stat(overlay); err != nil {
+			t.Fatalf("answer %q: the disk is gone: %v", answer, err)
+		}
+	}
+	if so, se, code := withStdin("y\n"); code != 0 || !strings.Contains(so, "n1\treset") {
+		t.Errorf("answer y: exit %d\nstdout: %s\nstderr: %s", code, so, se)
+	}
+	if _, err := os.Stat(overlay); !os.IsNotExist(err) {
+		t.Errorf("answer y left the disk: %v", err)
+	}
+	os.WriteFile(overlay, []byte("disk"), 0o644)
+	if so, se, code := run(t, "-C", lab, "reset", "--yes", "--network", "user", "n1"); code != 0 || !strings.Contains(so, "n1\treset") || strings.Contains(se, "[y/N]") {
+		t.Errorf("--yes: exit %d\nstdout: %s\nstderr: %s", code, so, se)
+	}
+}
