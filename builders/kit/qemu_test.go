@@ -340,8 +340,11 @@ func checkDiscarded(t *testing.T, m Machine) {
 	}
 }
 
-// nonLoopbackListeners returns the TCP listeners of this network namespace
-// bound to anything but 127.0.0.0/8 or ::1 that a QEMU process owns.
+// nonLoopbackListeners returns the sockets a QEMU process owns in this
+// network namespace that listen on anything but the loopback: TCP
+// listeners bound to anything but 127.0.0.0/8 or ::1, and UDP sockets
+// bound to anything but those or a multicast group (user mode's lab
+// segment: a group joined on 127.0.0.1 only).
 func nonLoopbackListeners(t *testing.T) []string {
 	t.Helper()
 	inodes := map[string]bool{}
@@ -358,19 +361,26 @@ func nonLoopbackListeners(t *testing.T) []string {
 		}
 	}
 	var bad []string
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"} {
+		udp := strings.Contains(f, "udp")
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n")[1:] {
 			fields := strings.Fields(line)
-			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] {
+			// TCP: listeners (0A); UDP: every bound socket (07) receives.
+			if len(fields) < 10 || (!udp && fields[3] != "0A") || !inodes[fields[9]] {
 				continue
 			}
+			// The address as the kernel prints it: each 32-bit word in
+			// host (little-endian) order, so an IPv4 address's first
+			// byte is its last two hex digits.
 			addr := strings.Split(fields[1], ":")[0]
-			if !strings.HasSuffix(addr, "7F") && addr != "00000000000000000000000001000000" {
-				bad = append(bad, fields[1])
+			loopback := strings.HasSuffix(addr, "7F") || addr == "00000000000000000000000001000000"
+			multicast := udp && ((len(addr) == 8 && addr[6] == 'E') || (len(addr) == 32 && addr[6:8] == "FF"))
+			if !loopback && !multicast {
+				bad = append(bad, f+" "+fields[1])
 			}
 		}
 	}

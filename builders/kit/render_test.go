@@ -34,7 +34,9 @@ func writeKit(t *testing.T, lab Lab, dir string) map[string][]byte {
 	return files
 }
 
-// need skips the test unless the program is installed.
+// need skips the test unless the program is installed, or fails it when
+// LABBAKE_REQUIRE_TOOLS is set (as in CI): systemd-analyze, nft and
+// dnsmasq checking the kit must not be skipped there unnoticed.
 func need(t *testing.T, prog string) string {
 	t.Helper()
 	p, err := exec.LookPath(prog)
@@ -43,6 +45,9 @@ func need(t *testing.T, prog string) string {
 			if _, serr := os.Stat(filepath.Join(dir, prog)); serr == nil {
 				return filepath.Join(dir, prog)
 			}
+		}
+		if os.Getenv("LABBAKE_REQUIRE_TOOLS") != "" {
+			t.Fatalf("%s is not installed (LABBAKE_REQUIRE_TOOLS is set)", prog)
 		}
 		t.Skipf("%s is not installed", prog)
 	}

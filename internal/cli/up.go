@@ -26,7 +26,9 @@ Networks (--network, or lab.yaml's network.mode):
   user    no root: the machines share one L2 segment (a multicast group on
           127.0.0.1) where they have their lab addresses, and each has a
           user-mode uplink; ssh and the API are forwarded to 127.0.0.1 ports
-          (OUT/kit/ssh_config, OUT/kubeconfig)
+          (OUT/kit/ssh_config, OUT/kubeconfig), and so are the NodePorts
+          lab.yaml lists in network.node_ports (to the control plane;
+          labbake status shows them)
 
 Up refuses when an image or seed is missing or older than its recipe or
 lab.yaml (labbake build), or when a role image changed under a machine's
@@ -74,6 +76,9 @@ func runUp(cmd *cobra.Command, g *globals, f machineFlags, args []string) error 
 		len(names), time.Since(start).Round(time.Millisecond), s.Accel, s.Mode)
 	if server, ok := s.APIServer(); ok {
 		fmt.Fprintf(g.stderr, "kubectl --kubeconfig %s get nodes   # API at %s\n", rel(g, "kubeconfig"), server)
+	}
+	for _, f := range s.NodePorts() {
+		fmt.Fprintf(g.stderr, "NodePort %d at 127.0.0.1:%d\n", f.GuestPort, f.HostPort)
 	}
 	return nil
 }

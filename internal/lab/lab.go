@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -173,6 +174,11 @@ func (s *Lab) kitMachines(ports map[string]map[string]int) ([]kit.Machine, error
 			if api := p["api"]; api != 0 {
 				m.Forwards = append(m.Forwards, kit.Forward{HostPort: api, GuestPort: APIPort})
 			}
+			if n.Name == s.nodePortMachine() {
+				for _, np := range s.Recipe.Network.NodePorts {
+					m.Forwards = append(m.Forwards, kit.Forward{HostPort: p[strconv.Itoa(np)], GuestPort: np})
+				}
+			}
 		}
 		out = append(out, m)
 	}
@@ -228,11 +234,47 @@ func mcastGroup(name, out string) string {
 	return fmt.Sprintf("239.255.%d.%d:%d", byte(c>>24), byte(c>>16)|1, 20000+int(c&0xffff)%20000)
 }
 
+// nodePortMachine is the machine the NodePorts of lab.yaml
+// (network.node_ports) are forwarded to in user mode: the first control
+// plane machine, else the first machine. A NodePort answers on every node.
+func (s *Lab) nodePortMachine() string {
+	for _, n := range s.Recipe.Nodes {
+		if n.Role == bake.ControlPlaneRole {
+			return n.Name
+		}
+	}
+	if len(s.Recipe.Nodes) > 0 {
+		return s.Recipe.Nodes[0].Name
+	}
+	return ""
+}
+
+// NodePorts returns the host ports (on 127.0.0.1) forwarded to the
+// NodePorts lab.yaml lists, in user mode; nil in bridge mode, where the
+// machines' lab addresses are reached directly.
+func (s *Lab) NodePorts() []kit.Forward {
+	if s.Mode != kit.ModeUser {
+		return nil
+	}
+	m, ok := s.machine(s.nodePortMachine())
+	if !ok {
+		return nil
+	}
+	var out []kit.Forward
+	for _, f := range m.Forwards {
+		if f.GuestPort != APIPort {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // portsFile keeps the host ports forwarded in user mode.
 const portsFile = "ports.json"
 
 // ports loads the forwarded host ports and gives a free one to every
-// machine lacking one (ssh; the API for control-plane machines); a port
+// machine lacking one (ssh; the API for control-plane machines; each
+// NodePort of lab.yaml, keyed by its number, for nodePortMachine); a port
 // taken by another program meanwhile is replaced when its machine is not
 // running.
 func (s *Lab) ports() (map[string]map[string]int, error) {
@@ -260,6 +302,11 @@ func (s *Lab) ports() (map[string]map[string]int, error) {
 		want := []string{"ssh"}
 		if n.Role == bake.ControlPlaneRole {
 			want = append(want, "api")
+		}
+		if n.Name == s.nodePortMachine() {
+			for _, np := range s.Recipe.Network.NodePorts {
+				want = append(want, strconv.Itoa(np))
+			}
 		}
 		st, _ := machine.Inspect(s.RunDir, n.Name)
 		for _, k := range want {

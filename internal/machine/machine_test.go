@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,10 +133,18 @@ func TestLifecycle(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	mustState(t, runDir, "m1", Crashed)
+	overlay := PathsFor(runDir, "m1").Overlay
+	before, err := os.Stat(overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if started, err := Up(ctx, s); err != nil || !started {
 		t.Fatalf("Up after a crash: %v %v", started, err)
 	}
 	mustState(t, runDir, "m1", Running)
+	if after, err := os.Stat(overlay); err != nil || !os.SameFile(before, after) {
+		t.Errorf("Up after a crash did not start on the same overlay: %v", err)
+	}
 	if _, err := Down(ctx, runDir, "m1", 200*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -173,5 +182,38 @@ func TestUpCancelled(t *testing.T) {
 		if strings.Contains(e.Name(), ".qcow2") {
 			t.Errorf("left %s", e.Name())
 		}
+	}
+}
+
+// TestStalePID: a pid file naming a live process that is not the
+// machine's QEMU (its number reused) is stale: the machine is not
+// running, Down has nothing to stop and Up starts it.
+func TestStalePID(t *testing.T) {
+	runDir := filepath.Join(t.TempDir(), "run")
+	ctx := context.Background()
+	s := testSpec(t, runDir, "m3")
+	t.Cleanup(func() { Down(ctx, runDir, "m3", time.Second) })
+	p := PathsFor(runDir, "m3")
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.PID, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustState(t, runDir, "m3", Stopped)
+	if res, err := Down(ctx, runDir, "m3", time.Second); err != nil || res.WasRunning {
+		t.Fatalf("Down with a stale pid file: %+v %v", res, err)
+	}
+	if err := os.WriteFile(p.PID, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if started, err := Up(ctx, s); err != nil || !started {
+		t.Fatalf("Up with a stale pid file: %v %v", started, err)
+	}
+	if st := mustState(t, runDir, "m3", Running); st.PID == os.Getpid() {
+		t.Errorf("status took the test's own pid for the machine's")
+	}
+	if _, err := Down(ctx, runDir, "m3", 200*time.Millisecond); err != nil {
+		t.Fatal(err)
 	}
 }

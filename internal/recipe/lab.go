@@ -50,7 +50,18 @@ type Network struct {
 	// default) or bridge (the CNI reference bridge plugin with a pod
 	// subnet per node and routes between nodes, no add-on pods).
 	CNI string
+	// NodePorts (node_ports) are Kubernetes NodePorts (30000-32767) that
+	// `labbake up` in user mode forwards from a port of the host's
+	// 127.0.0.1 to the control plane, as it does ssh and the API.
+	NodePorts []int
 }
+
+// NodePortMin and NodePortMax are the NodePort range of the lab's API
+// server (--service-node-port-range).
+const (
+	NodePortMin = 30000
+	NodePortMax = 32767
+)
 
 // CNIs are the values network.cni may take.
 var CNIs = []string{"calico", "bridge"}
@@ -149,15 +160,41 @@ func (d *decoder) decodeLab(root *yaml.Node, lab *Lab) {
 			lab.Vars = v.(map[string]any)
 		}
 	}
-	nf, nok := d.mapping(f.vals["network"], "network", "bridge", "cidr", "gateway", "pod_cidr", "service_cidr", "cluster_dns", "domain", "mode", "dns_domain", "cni")
+	nf, nok := d.mapping(f.vals["network"], "network", "bridge", "cidr", "gateway", "pod_cidr", "service_cidr", "cluster_dns", "domain", "mode", "dns_domain", "cni", "node_ports")
 	if nf.node == nil {
 		nf.node = root
 	}
 	lab.Network = d.decodeNetwork(nf, nok)
+	lab.Network.NodePorts = d.decodeNodePorts(nf.get("node_ports"))
 	d.decodeIdentity(nf, nok, lab)
 	d.decodeNodes(f, lab)
 	lab.SSH = d.decodeSSH(lab, f.get("ssh"))
 	d.decodeSeedFiles(f.get("seed_files"), lab)
+}
+
+// decodeNodePorts reads network.node_ports: NodePorts, each once.
+func (d *decoder) decodeNodePorts(n *yaml.Node) []int {
+	items, ok := d.sequence(n, "network.node_ports")
+	if !ok {
+		return nil
+	}
+	var ports []int
+	seen := map[int64]*yaml.Node{}
+	for i, item := range items {
+		path := indexPath("network.node_ports", i)
+		v, ok := d.integer(item, path)
+		switch {
+		case !ok:
+		case v < NodePortMin || v > NodePortMax:
+			d.errorf(item, path, "%d is not a NodePort (%d-%d)", v, NodePortMin, NodePortMax)
+		case seen[v] != nil:
+			d.errorf(item, path, "NodePort %d is listed twice (first at line %d)", v, d.pos(seen[v]).Line)
+		default:
+			seen[v] = item
+			ports = append(ports, int(v))
+		}
+	}
+	return ports
 }
 
 // netField is one network value, with the node to report problems at.

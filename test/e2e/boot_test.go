@@ -202,21 +202,31 @@ func e2eCache(t *testing.T) string {
 	return sharedCache
 }
 
-// requireBootTools skips the test without QEMU, OVMF or mmdebstrap and
-// returns QEMU's path.
+// requireBootTools skips the test without QEMU, OVMF or mmdebstrap (fails
+// it when LABBAKE_REQUIRE_TOOLS is set) and returns QEMU's path.
 func requireBootTools(t *testing.T) string {
 	t.Helper()
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		missingTool(t, "qemu-system-x86_64 not installed")
 	}
 	if _, err := os.Stat(ovmfCode); err != nil {
-		t.Skipf("%s missing (Debian package ovmf)", ovmfCode)
+		missingTool(t, "%s missing (Debian package ovmf)", ovmfCode)
 	}
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
-		t.Skip("mmdebstrap not installed")
+		missingTool(t, "mmdebstrap not installed")
 	}
 	return qemu
+}
+
+// missingTool skips the test, or fails it when LABBAKE_REQUIRE_TOOLS is
+// set (as in CI), where every tool is installed.
+func missingTool(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("LABBAKE_REQUIRE_TOOLS") != "" {
+		t.Fatalf(format+" (LABBAKE_REQUIRE_TOOLS is set)", args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // boot starts QEMU, waits until the serial log shows the multi-user target

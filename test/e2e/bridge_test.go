@@ -33,11 +33,11 @@ func TestBridge(t *testing.T) {
 	}
 	for _, tool := range []string{"unshare", "ip", "dnsmasq", "nft", "socat", "ssh"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			missingTool(t, "%s not installed", tool)
 		}
 	}
 	if _, err := os.Stat("/usr/lib/qemu/qemu-bridge-helper"); err != nil {
-		t.Skipf("qemu-bridge-helper: %v", err)
+		missingTool(t, "qemu-bridge-helper: %v", err)
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		t.Skipf("no /dev/net/tun: %v", err)
