@@ -286,7 +286,7 @@ func TestWriteKitUserMode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.WriteKit(); err != nil {
+		if err := s.WriteKit(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		kc, err := os.ReadFile(filepath.Join(out, "kubeconfig"))
