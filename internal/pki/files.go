@@ -21,6 +21,11 @@ const (
 	guestKubelet = "/var/lib/kubelet/pki"
 )
 
+// guestMode is the mode of every file a seed writes, certificates too
+// (kubeadm leaves those 0644): the Kubernetes services and etcd run as
+// root and nothing else on the machine needs to read them.
+const guestMode fs.FileMode = 0o600
+
 // MachineFiles is what goes into that machine's seed, sorted by path:
 // every machine gets the Kubernetes CA certificate, its kubelet's
 // kubeconfig and serving certificate and kube-proxy's kubeconfig; a
@@ -43,19 +48,19 @@ func (p *PKI) MachineFiles(name string) ([]File, error) {
 	}
 	pairTo := func(dir, base, leaf string) {
 		pr := p.leaves[leaf]
-		add(dir+"/"+base+".crt", pr.certPEM, publicMode)
-		add(dir+"/"+base+".key", pr.keyPEM, privateMode)
+		add(dir+"/"+base+".crt", pr.certPEM, guestMode)
+		add(dir+"/"+base+".key", pr.keyPEM, guestMode)
 	}
 	conf := func(file, leaf string) error {
 		b, err := p.kubeconfigFor(leaf, p.Server())
 		if err != nil {
 			return err
 		}
-		add(guestConf+"/"+file, b, privateMode)
+		add(guestConf+"/"+file, b, guestMode)
 		return nil
 	}
 
-	add(guestPKI+"/ca.crt", p.cas[kubernetesCA].certPEM, publicMode)
+	add(guestPKI+"/ca.crt", p.cas[kubernetesCA].certPEM, guestMode)
 	pairTo(guestKubelet, "kubelet", kubeletServingName(name))
 	if err := conf("kubelet.conf", kubeletClientName(name)); err != nil {
 		return nil, err
@@ -64,16 +69,16 @@ func (p *PKI) MachineFiles(name string) ([]File, error) {
 		return nil, err
 	}
 	if m.ControlPlane {
-		add(guestPKI+"/ca.key", p.cas[kubernetesCA].keyPEM, privateMode)
+		add(guestPKI+"/ca.key", p.cas[kubernetesCA].keyPEM, guestMode)
 		fp := p.cas[frontProxyCA]
-		add(guestPKI+"/front-proxy-ca.crt", fp.certPEM, publicMode)
-		add(guestPKI+"/front-proxy-ca.key", fp.keyPEM, privateMode)
+		add(guestPKI+"/front-proxy-ca.crt", fp.certPEM, guestMode)
+		add(guestPKI+"/front-proxy-ca.key", fp.keyPEM, guestMode)
 		for _, leaf := range []string{"apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client"} {
 			pairTo(guestPKI, leaf, leaf)
 		}
-		add(guestPKI+"/sa.key", p.saKey, privateMode)
-		add(guestPKI+"/sa.pub", p.saPub, publicMode)
-		add(guestPKI+"/etcd/ca.crt", p.cas[etcdCA].certPEM, publicMode)
+		add(guestPKI+"/sa.key", p.saKey, guestMode)
+		add(guestPKI+"/sa.pub", p.saPub, guestMode)
+		add(guestPKI+"/etcd/ca.crt", p.cas[etcdCA].certPEM, guestMode)
 		pairTo(guestPKI+"/etcd", "server", etcdServerName(name))
 		pairTo(guestPKI+"/etcd", "peer", etcdPeerName(name))
 		for _, c := range []struct{ file, leaf string }{

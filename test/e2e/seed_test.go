@@ -93,9 +93,9 @@ func TestSeedBoot(t *testing.T) {
 		"CLUSTER_DNS=10.100.0.10\\nCLUSTER_DOMAIN=cluster.local\"}\n"+
 		"    - {run: \"ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\", expect: \""+fingerprint+"\"}\n"+
 		"    - {run: \"stat -c '%a %U' /etc/kubernetes/pki/apiserver.key /var/lib/kubelet/pki/kubelet.key\", expect: \"600 root\\n600 root\"}\n"+
-		// keys and kubeconfigs 0600, certificates 0644 (kubeadm's modes)
+		// every file of the seed 0600: keys, kubeconfigs and certificates
 		"    - {run: \"stat -c '%a %U %n' /etc/kubernetes/kubelet.conf /etc/kubernetes/pki/etcd/server.key /etc/kubernetes/pki/apiserver.crt /var/lib/kubelet/pki/kubelet.crt\", "+
-		"expect: \"600 root /etc/kubernetes/kubelet.conf\\n600 root /etc/kubernetes/pki/etcd/server.key\\n644 root /etc/kubernetes/pki/apiserver.crt\\n644 root /var/lib/kubelet/pki/kubelet.crt\"}\n"+
+		"expect: \"600 root /etc/kubernetes/kubelet.conf\\n600 root /etc/kubernetes/pki/etcd/server.key\\n600 root /etc/kubernetes/pki/apiserver.crt\\n600 root /var/lib/kubelet/pki/kubelet.crt\"}\n"+
 		"    - {run: \"sha256sum /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/apiserver.crt /var/lib/kubelet/pki/kubelet.crt /etc/kubernetes/pki/etcd/server.crt\", expect: \""+sums+"\"}\n"+
 		"    - {run: \"test -e /run/ssh-was-here\"}\n")
 	start := time.Now()
