@@ -56,7 +56,7 @@ type Result struct {
 	Files  int // entries of the root filesystem (lost+found not counted)
 }
 
-// Build writes the raw GPT disk image rawPath (created, must not exist):
+// Build writes the raw GPT disk image rawPath (created, or an empty file):
 // a BIOS boot partition with opts.BIOSCore, a FAT32 ESP with opts.ESPFiles
 // and an ext4 root made from the tree with mke2fs -d and fixed up with
 // debugfs, and opts.MBRCode in the protective MBR. Equal inputs give equal
@@ -76,11 +76,14 @@ func Build(ctx context.Context, t *tree.Tree, rawPath string, opts Options) (*Re
 	if int64(len(opts.BIOSCore)) > layout.BIOS.Size {
 		return nil, fmt.Errorf("BIOS boot code is %d bytes, more than the %d-byte BIOS boot partition", len(opts.BIOSCore), layout.BIOS.Size)
 	}
-	f, err := os.OpenFile(rawPath, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(rawPath, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating raw disk: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Size() != 0 {
+		return nil, fmt.Errorf("raw disk %s: not an empty new file", rawPath)
+	}
 	if err := f.Truncate(layout.Size); err != nil {
 		return nil, fmt.Errorf("sizing raw disk: %w", err)
 	}

@@ -186,8 +186,14 @@ func (w *writer) write(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rawPath := filepath.Join(w.work, "disk.raw")
-	res, err := w.writeDisk(ctx, rawPath)
+	u := rootEstimate(w.t, w.layout.Root.Size)
+	rawPath, inMemory, release, err := scratchDisk(w.work, u.Sure+u.Host+espBytes(w.boot), w.opts.KeepRaw)
+	if err != nil {
+		return err
+	}
+	defer release()
+	w.log.Debug("raw disk", "in_memory", inMemory)
+	res, err := w.writeDisk(ctx, rawPath, u)
 	if err != nil {
 		return err
 	}
@@ -263,7 +269,7 @@ func (w *writer) writeSBOM(debs []dpkg.Package) (string, *ManifestSBOM, error) {
 
 // writeDisk writes the raw disk at rawPath (in the work dir). A root file
 // system too small for the tree is the recipe's fault, at disk.size.
-func (w *writer) writeDisk(ctx context.Context, rawPath string) (*disk.Result, error) {
+func (w *writer) writeDisk(ctx context.Context, rawPath string, u rootUse) (*disk.Result, error) {
 	p := w.out.Plan
 	step := time.Now()
 	dopts := disk.Options{
@@ -273,7 +279,6 @@ func (w *writer) writeDisk(ctx context.Context, rawPath string) (*disk.Result, e
 	if w.boot.BIOS != nil {
 		dopts.MBRCode, dopts.BIOSCore = w.boot.BIOS.MBRCode, w.boot.BIOS.Core
 	}
-	u := rootEstimate(w.t, w.layout.Root.Size)
 	stopWatch := watch(w.opts.Progress, w.out.Role+" disk", u.Sure+u.Host+espBytes(w.boot), func() int64 { return allocated(rawPath) })
 	res, err := disk.Build(ctx, w.t, rawPath, dopts)
 	stopWatch()

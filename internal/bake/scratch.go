@@ -1,0 +1,34 @@
+package bake
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// scratchHeadroom is the memory a raw disk held in memory must leave
+// available to the rest of the machine (the page cache of the bake's own
+// files, mke2fs, other roles).
+const scratchHeadroom = 2 << 30
+
+// scratchDisk names where the raw disk of a bake is written: an anonymous
+// file in memory (memfd) when the machine has memory available for what it
+// will hold (need bytes) plus scratchHeadroom, else OUT's work dir. The raw
+// disk is scratch, read back once by the qcow2 writer: in memory, mke2fs's
+// and debugfs's fsyncs of it cost nothing and no byte of it is written to
+// storage; it is freed when the process ends, even killed. The path given
+// to the e2fsprogs programs is the memfd's /proc entry. close releases it.
+func scratchDisk(work string, need int64, keep bool) (path string, inMemory bool, close func(), err error) {
+	onDisk := filepath.Join(work, "disk.raw")
+	if keep || memAvailable() < need+scratchHeadroom {
+		return onDisk, false, func() {}, nil
+	}
+	fd, err := unix.MemfdCreate("labbake-disk", unix.MFD_CLOEXEC)
+	if err != nil {
+		return onDisk, false, func() {}, nil // no memfd (old kernel, seccomp): storage it is
+	}
+	f := os.NewFile(uintptr(fd), "labbake-disk")
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd), true, func() { f.Close() }, nil
+}
