@@ -3,28 +3,14 @@ package kit
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/labbake/labbake/internal/ipv4"
 )
 
 // usable reports whether a is a host address of p: inside it, neither its
 // network nor its broadcast address.
 func usable(p netip.Prefix, a netip.Addr) bool {
-	return a.IsValid() && a.Is4() && p.Contains(a) && a != p.Addr() && a != broadcast(p)
-}
-
-// broadcast returns the last address of an IPv4 prefix.
-func broadcast(p netip.Prefix) netip.Addr {
-	return addr4(ip4(p.Addr()) | (uint32(1)<<(32-p.Bits()) - 1))
-}
-
-// ip4 returns a as a uint32.
-func ip4(a netip.Addr) uint32 {
-	b := a.As4()
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-}
-
-// addr4 returns the IPv4 address v.
-func addr4(v uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	return a.IsValid() && a.Is4() && p.Contains(a) && a != p.Addr() && a != ipv4.Broadcast(p)
 }
 
 // dhcpRange returns the longest run of host addresses of the lab network
@@ -33,10 +19,13 @@ func addr4(v uint32) netip.Addr {
 // machine's address.
 func dhcpRange(l Lab) (start, end netip.Addr, ok bool) {
 	p := l.Network.CIDR
-	taken := []uint32{ip4(p.Addr()), ip4(broadcast(p)), ip4(l.Network.Gateway)}
+	taken := []uint32{ipv4.Uint32(p.Addr()), ipv4.Uint32(l.Network.Gateway)}
+	if b := ipv4.Broadcast(p); b.IsValid() { // a /31 has none
+		taken = append(taken, ipv4.Uint32(b))
+	}
 	for _, m := range l.Machines {
 		if p.Contains(m.IP) {
-			taken = append(taken, ip4(m.IP))
+			taken = append(taken, ipv4.Uint32(m.IP))
 		}
 	}
 	slices.Sort(taken)
@@ -50,5 +39,5 @@ func dhcpRange(l Lab) (start, end netip.Addr, ok bool) {
 	if bestLen == 0 {
 		return netip.Addr{}, netip.Addr{}, false
 	}
-	return addr4(best), addr4(best + bestLen - 1), true
+	return ipv4.From(best), ipv4.From(best + bestLen - 1), true
 }

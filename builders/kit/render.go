@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/labbake/labbake/internal/ipv4"
 	"github.com/labbake/labbake/internal/macaddr"
 )
 
@@ -142,5 +143,5 @@ func Render(lab Lab) (map[string][]byte, error) {
 
 // netmask returns the IPv4 netmask of a prefix length.
 func netmask(bits int) netip.Addr {
-	return addr4(^uint32(0) << (32 - bits))
+	return ipv4.From(^uint32(0) << (32 - bits))
 }

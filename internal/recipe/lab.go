@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/labbake/labbake/internal/ipv4"
 )
 
 // Lab is a lab.yaml: the machines of the lab, their network and the values
@@ -351,7 +353,7 @@ func (d *decoder) decodeNodes(f fields, lab *Lab) {
 				d.errorf(n, path+".ip", "%q is not an IP address", s)
 			case cidrErr == nil && (!cidr.Contains(a) || a == cidr.Addr()):
 				d.errorf(n, path+".ip", "ip %s is not a host address of network.cidr %s", s, lab.Network.CIDR)
-			case cidrErr == nil && a == broadcast(cidr):
+			case cidrErr == nil && a == ipv4.Broadcast(cidr):
 				d.errorf(n, path+".ip", "ip %s is the broadcast address of network.cidr %s", s, lab.Network.CIDR)
 			case a == gw:
 				d.errorf(n, path+".ip", "ip %s is the gateway's", s)
@@ -386,18 +388,6 @@ func (d *decoder) decodeNodes(f fields, lab *Lab) {
 		lab.Nodes = append(lab.Nodes, node)
 	}
 	d.checkMACs(names, lab.Nodes)
-}
-
-// broadcast is the broadcast address of an IPv4 network with room for
-// one (up to /30: a /31 has none, RFC 3021), else the zero Addr.
-func broadcast(p netip.Prefix) netip.Addr {
-	if !p.Addr().Is4() || p.Bits() > 30 {
-		return netip.Addr{}
-	}
-	a := p.Masked().Addr().As4()
-	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-	v |= 1<<(32-p.Bits()) - 1
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // Roles returns the distinct roles of the lab's nodes in order of first

@@ -3,7 +3,6 @@ package recipe
 import (
 	"errors"
 	"io/fs"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -106,21 +105,5 @@ func TestSymlinkedDirsInside(t *testing.T) {
 	}
 	if len(rec.Units) != 1 || rec.Units[0].Source != filepath.Join(lab.Dir, "units/real.service") || string(rec.Units[0].Content) != "[Unit]\n" {
 		t.Errorf("Units = %+v", rec.Units)
-	}
-}
-
-func TestBroadcast(t *testing.T) {
-	for _, tc := range []struct{ prefix, want string }{
-		{"172.18.0.0/16", "172.18.255.255"},
-		{"10.1.2.0/24", "10.1.2.255"},
-		{"10.1.2.4/30", "10.1.2.7"},
-		{"0.0.0.0/0", "255.255.255.255"},
-		{"10.1.2.4/31", "invalid IP"},
-		{"10.1.2.4/32", "invalid IP"},
-		{"fd00::/64", "invalid IP"},
-	} {
-		if got := broadcast(netip.MustParsePrefix(tc.prefix)).String(); got != tc.want {
-			t.Errorf("broadcast(%s) = %s, want %s", tc.prefix, got, tc.want)
-		}
 	}
 }
