@@ -34,6 +34,8 @@ are kept: the next labbake up continues where they stopped.`,
 					fmt.Fprintf(g.stdout, "%s\tnot running\n", r.Name)
 				case r.Clean:
 					fmt.Fprintf(g.stdout, "%s\tshut down in %s\n", r.Name, r.Took.Round(100*time.Millisecond))
+				case r.NoQMP:
+					fmt.Fprintf(g.stdout, "%s\tstopped without a clean shutdown: its QMP socket did not answer\n", r.Name)
 				default:
 					fmt.Fprintf(g.stdout, "%s\tkilled: no clean shutdown within %s\n", r.Name, timeout)
 				}

@@ -17,6 +17,9 @@ import (
 type DownResult struct {
 	WasRunning bool
 	Clean      bool          // the guest shut down after the ACPI power button
+	// NoQMP says the power button could not be pressed: QEMU's QMP socket
+	// did not answer, so QEMU was stopped at once.
+	NoQMP bool
 	Took       time.Duration // from the request to QEMU's exit
 }
 
@@ -43,6 +46,9 @@ func Down(ctx context.Context, runDir, name string, timeout time.Duration) (Down
 			res.Clean, res.Took = true, time.Since(start)
 			return res, markStopped(p)
 		}
+		res.NoQMP = err != nil
+	} else {
+		res.NoQMP = true
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err

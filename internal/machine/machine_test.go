@@ -213,7 +213,14 @@ func TestStalePID(t *testing.T) {
 	if st := mustState(t, runDir, "m3", Running); st.PID == os.Getpid() {
 		t.Errorf("status took the test's own pid for the machine's")
 	}
-	if _, err := Down(ctx, runDir, "m3", 200*time.Millisecond); err != nil {
+	// With its QMP socket gone, Down cannot press the power button: it
+	// stops QEMU at once and says why.
+	if err := os.Remove(p.QMP); err != nil {
 		t.Fatal(err)
 	}
+	res, err := Down(ctx, runDir, "m3", time.Minute)
+	if err != nil || !res.WasRunning || res.Clean || !res.NoQMP || res.Took > 30*time.Second {
+		t.Fatalf("Down without QMP: %+v %v", res, err)
+	}
+	mustState(t, runDir, "m3", Stopped)
 }
