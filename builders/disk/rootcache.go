@@ -11,7 +11,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -24,6 +26,11 @@ import (
 // (ROOT.sum), both named by the key. A slot holds one entry; storing a new
 // one removes the others. Entries are checked against their digest on
 // every read (the cache never fsyncs them: a torn entry is a miss).
+
+// keepSlots is how many slots the stage cache keeps, the most recently
+// used: a slot holds a whole root file system (hundreds of MB to a few
+// GB), and labs that are gone leave theirs behind.
+const keepSlots = 8
 
 // chunk is the unit in which cached roots are copied and digested: chunks
 // of zeros are skipped, whether the file holds them as a hole or not.
@@ -80,6 +87,8 @@ func loadRoot(ctx context.Context, slot, key string, f *os.File, off, size int64
 		return false, err
 	}
 	if got == strings.TrimSpace(string(want)) {
+		now := time.Now()
+		_ = os.Chtimes(slot, now, now) // used: the last to go
 		return true, nil
 	}
 	_ = os.Remove(filepath.Join(slot, key+".sum"))
@@ -131,7 +140,31 @@ func storeRoot(ctx context.Context, slot, key string, f *os.File, off, size int6
 			_ = os.Remove(p)
 		}
 	}
+	pruneSlots(filepath.Dir(slot), keepSlots)
 	return nil
+}
+
+// pruneSlots removes all but the keep most recently used slot directories
+// of pool (the slot's own included: it was just written).
+func pruneSlots(pool string, keep int) {
+	entries, err := os.ReadDir(pool)
+	if err != nil {
+		return
+	}
+	type slotAge struct {
+		path string
+		used time.Time
+	}
+	var slots []slotAge
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && e.IsDir() {
+			slots = append(slots, slotAge{filepath.Join(pool, e.Name()), fi.ModTime()})
+		}
+	}
+	slices.SortFunc(slots, func(a, b slotAge) int { return b.used.Compare(a.used) })
+	for _, s := range slots[min(keep, len(slots)):] {
+		_ = os.RemoveAll(s.path)
+	}
 }
 
 // copyChunks copies the chunks of src in [soff, soff+size) that are not
