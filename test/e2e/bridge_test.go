@@ -97,6 +97,8 @@ for m in n1 n2; do
 done
 ssh -F $kit/ssh_config n1 ip -o -4 addr show lab0
 ssh -F $kit/ssh_config n1 ping -c 2 -W 5 172.18.0.6
+ssh -F $kit/ssh_config n2 ping -c 2 -W 5 172.18.0.5
+ssh -F $kit/ssh_config n1 ping -c 2 -W 5 172.18.0.1
 ssh -F $kit/ssh_config n2 ping -c 2 -W 5 172.18.0.1
 for m in n1 n2; do LB_STOP_TIMEOUT=120 $kit/run-qemu stop $m; done
 grep -c "reboot: Power down" %[3]s/run/n1.log %[3]s/run/n2.log
@@ -113,8 +115,9 @@ grep -c "reboot: Power down" %[3]s/run/n1.log %[3]s/run/n2.log
 	if err != nil {
 		t.Fatalf("the bridge lab failed: %v", err)
 	}
+	// Each machine reaches the other and the bridge: four pings.
 	for _, want := range []string{"inet 172.18.0.5/16", "2 received", "run/n1.log:1", "run/n2.log:1"} {
-		if strings.Count(o, want) < map[string]int{"2 received": 2}[want] || !strings.Contains(o, want) {
+		if strings.Count(o, want) < map[string]int{"2 received": 4}[want] || !strings.Contains(o, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
