@@ -30,5 +30,10 @@ func scratchDisk(work string, need int64, keep bool) (path string, inMemory bool
 		return onDisk, false, func() {}, nil // no memfd (old kernel, seccomp): storage it is
 	}
 	f := os.NewFile(uintptr(fd), "labbake-disk")
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd), true, func() { f.Close() }, nil
+	path = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)
+	if _, err := os.Stat(path); err != nil { // no /proc to name it by
+		f.Close()
+		return onDisk, false, func() {}, nil
+	}
+	return path, true, func() { f.Close() }, nil
 }
