@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/labbake/labbake/builders/boot"
 	"github.com/labbake/labbake/builders/qcow2"
+	"github.com/labbake/labbake/internal/iox"
 	"github.com/labbake/labbake/internal/plan"
 	"github.com/labbake/labbake/internal/recipe"
 	"github.com/labbake/labbake/internal/resolve"
@@ -75,29 +74,10 @@ const roleMemory = 1 << 30
 // GiB of available memory, at least one.
 func DefaultJobs() int {
 	n := runtime.NumCPU()
-	if avail := memAvailable(); avail > 0 {
+	if avail := iox.MemAvailable(); avail > 0 {
 		n = min(n, int(avail/roleMemory))
 	}
 	return max(n, 1)
-}
-
-// memAvailable is MemAvailable of /proc/meminfo in bytes; 0 if unknown.
-func memAvailable() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-					return kb << 10
-				}
-			}
-		}
-	}
-	return 0
 }
 
 func (o Options) logger() *slog.Logger { return orDiscard(o.Logger) }

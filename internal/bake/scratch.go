@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // scratchHeadroom is the memory a raw disk held in memory must leave
@@ -22,7 +24,7 @@ const scratchHeadroom = 2 << 30
 // to the e2fsprogs programs is the memfd's /proc entry. close releases it.
 func scratchDisk(work string, need int64, keep bool) (path string, inMemory bool, close func(), err error) {
 	onDisk := filepath.Join(work, "disk.raw")
-	if keep || memAvailable() < need+scratchHeadroom {
+	if keep || iox.MemAvailable() < need+scratchHeadroom {
 		return onDisk, false, func() {}, nil
 	}
 	fd, err := unix.MemfdCreate("labbake-disk", unix.MFD_CLOEXEC)

@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/labbake/labbake/internal/iox"
 	"strings"
 	"testing"
 )
@@ -23,7 +25,7 @@ func TestScratchDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !inMem {
-		t.Skipf("raw disk not in memory here (memory available: %d bytes)", memAvailable())
+		t.Skipf("raw disk not in memory here (memory available: %d bytes)", iox.MemAvailable())
 	}
 	cmd := exec.Command("dd", "of="+p, "bs=1", "seek=4096", "conv=notrunc", "status=none")
 	cmd.Stdin = strings.NewReader("written by a child")

@@ -16,11 +16,11 @@ import (
 // DownResult says how a machine stopped.
 type DownResult struct {
 	WasRunning bool
-	Clean      bool          // the guest shut down after the ACPI power button
+	Clean      bool // the guest shut down after the ACPI power button
 	// NoQMP says the power button could not be pressed: QEMU's QMP socket
 	// did not answer, so QEMU was stopped at once.
 	NoQMP bool
-	Took       time.Duration // from the request to QEMU's exit
+	Took  time.Duration // from the request to QEMU's exit
 }
 
 // Down presses the machine's ACPI power button over QMP and waits up to
