@@ -234,7 +234,7 @@ func (w *writer) write(ctx context.Context) error {
 	defer os.Remove(tmpManifest)
 	if w.opts.KeepRaw {
 		out.Raw = filepath.Join(outDir, out.Role+".raw")
-		if err := os.Rename(rawPath, out.Raw); err != nil {
+		if err := moveSparse(rawPath, out.Raw); err != nil {
 			return fmt.Errorf("keeping the raw disk: %w", err)
 		}
 	}

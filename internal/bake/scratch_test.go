@@ -1,6 +1,7 @@
 package bake
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,5 +43,40 @@ func TestScratchDisk(t *testing.T) {
 	release()
 	if _, err := os.Stat(p); err == nil {
 		t.Error("the raw disk outlived its release")
+	}
+}
+
+// TestMoveSparse moves a sparse file from memory (/dev/shm) to storage:
+// the same bytes, its holes kept, the source gone.
+func TestMoveSparse(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "labbake-test-")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	defer os.RemoveAll(shm)
+	src := filepath.Join(shm, "disk.raw")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(64 << 20)
+	f.WriteAt([]byte("head"), 0)
+	f.WriteAt([]byte("middle"), 20<<20)
+	f.WriteAt([]byte("tail"), 64<<20-4)
+	f.Close()
+	want, _ := os.ReadFile(src)
+	dst := filepath.Join(t.TempDir(), "ROLE.raw")
+	if err := moveSparse(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("moved bytes differ (%v)", err)
+	}
+	if _, err := os.Stat(src); !os.IsNotExist(err) {
+		t.Errorf("source left behind: %v", err)
+	}
+	if a := allocated(dst); a > 4<<20 {
+		t.Errorf("moved file takes %d bytes: holes filled", a)
 	}
 }

@@ -13,8 +13,9 @@ import (
 	"github.com/labbake/labbake/internal/iox"
 )
 
-// A build's work dir is CACHE/tmp/build-ROLE-N, with the lock file
-// CACHE/tmp/build-ROLE-N.lock next to it (N is random digits). The lock
+// A build's work dir is BASE/build-ROLE-N, with the lock file
+// BASE/build-ROLE-N.lock next to it, BASE being CACHE/tmp or, where memory
+// allows, a directory on /dev/shm (see workBases) (N is random digits). The lock
 // file is created and locked before the dir exists and removed after it is
 // gone, so a work dir whose lock is free belongs to a build that died. Both
 // carry a marker written at creation: the lock file holds workLockContent,
@@ -31,7 +32,7 @@ const (
 )
 
 // WorkDir makes a scratch directory for one build of role under
-// cacheDir/tmp and returns it with release, which removes it (call it once
+// cacheDir/tmp (or in memory, see workBases) and returns it with release, which removes it (call it once
 // the build is done; it is safe to call more than once). Work dirs that
 // builds killed earlier left behind are removed first: only those that are
 // provably labbake's (see above) and not held by a live build.
@@ -45,11 +46,13 @@ func WorkDir(cacheDir, role string) (dir string, release func(), err error) {
 	if _, err := claim(cacheDir); err != nil {
 		return "", nil, fmt.Errorf("cache: work dir: %w", err)
 	}
-	base := filepath.Join(cacheDir, "tmp")
+	base, bases := workBases(cacheDir)
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", nil, fmt.Errorf("cache: work dir: %w", err)
 	}
-	sweepWorkDirs(base)
+	for _, b := range bases {
+		sweepWorkDirs(b)
+	}
 
 	lock, err := os.CreateTemp(base, workPrefix+role+"-*"+workLockSuffix)
 	if err != nil {

@@ -4,11 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
 
 func TestWorkDir(t *testing.T) {
+	t.Setenv("LABBAKE_SCRATCH", "disk")
 	cacheDir := filepath.Join(t.TempDir(), "cache")
 	dir, release, err := WorkDir(cacheDir, "master")
 	if err != nil {
@@ -65,6 +67,7 @@ func dirNames(t *testing.T, dir string) []string {
 // labbake's: its name, a free lock, the marker in the lock file and the one
 // in the dir.
 func TestSweepWorkDirs(t *testing.T) {
+	t.Setenv("LABBAKE_SCRATCH", "disk")
 	lockOK := func(t *testing.T, tmp, name string) { writeFile(t, filepath.Join(tmp, name+".lock"), workLockContent) }
 	dirOK := func(t *testing.T, tmp, name string) {
 		d := filepath.Join(tmp, name)
@@ -171,6 +174,7 @@ func TestSweepWorkDirs(t *testing.T) {
 // A build killed with SIGKILL leaves its work dir; the next build removes
 // it.
 func TestWorkDirOfKilledBuild(t *testing.T) {
+	t.Setenv("LABBAKE_SCRATCH", "disk")
 	cacheDir := t.TempDir()
 	cmd, _, out := helper(t, "workdir", cacheDir)
 	line, err := out.ReadString('\n')
@@ -201,5 +205,58 @@ func TestWorkDirOfKilledBuild(t *testing.T) {
 	release()
 	if names := dirNames(t, filepath.Join(cacheDir, "tmp")); len(names) != 0 {
 		t.Errorf("left after the killed build: %v", names)
+	}
+}
+
+// TestWorkDirInMemory: with memory to spare, work dirs go to a directory
+// of the user's on a tmpfs, and a dead build's work dir in CACHE/tmp is
+// still swept; a labbake-UID directory that is not the user's alone is
+// not used.
+func TestWorkDirInMemory(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "labbake-test-")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	root, need := memoryRoot, memoryNeeded
+	memoryRoot, memoryNeeded = shm, 0
+	t.Cleanup(func() { memoryRoot, memoryNeeded = root, need })
+
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	// A work dir a killed build left on disk, with its free lock.
+	if _, err := claim(cacheDir); err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(cacheDir, "tmp", "build-master-123")
+	writeFile(t, dead+workLockSuffix, workLockContent)
+	writeFile(t, filepath.Join(dead, workMarkerName), workMarkerContent)
+	writeFile(t, filepath.Join(dead, "blobs", "1"), "x")
+
+	dir, release, err := WorkDir(cacheDir, "master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(shm, "labbake-"+strconv.Itoa(os.Getuid()))
+	if !strings.HasPrefix(dir, mine+"/") {
+		t.Errorf("work dir %s, want it under %s", dir, mine)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("the dead build's dir on disk was not swept: %v", err)
+	}
+	release()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("work dir left after release: %v", err)
+	}
+	// Open to others: not used.
+	if err := os.Chmod(mine, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	dir, release, err = WorkDir(cacheDir, "master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if filepath.Dir(dir) != filepath.Join(cacheDir, "tmp") {
+		t.Errorf("work dir %s under a labbake-UID dir others can write", dir)
 	}
 }
