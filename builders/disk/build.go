@@ -153,7 +153,9 @@ func writeRoot(ctx context.Context, log *slog.Logger, entries []tree.Entry, rawP
 		}
 		if key != "" {
 			step := time.Now()
-			if err := storeRootFrom(ctx, opts.RootCache, key, rawPath, root); err != nil {
+			if err := storeRootFrom(ctx, opts.RootCache, key, rawPath, root); errors.Is(err, errNoRoom) {
+				log.Info("root cache: not kept", "reason", err)
+			} else if err != nil {
 				log.Warn("root cache: not kept", "error", err)
 			} else {
 				log.Debug("root cache: kept", "key", key, "took", time.Since(step).Round(time.Millisecond))

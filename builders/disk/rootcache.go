@@ -30,7 +30,27 @@ import (
 // keepSlots is how many slots the stage cache keeps, the most recently
 // used: a slot holds a whole root file system (hundreds of MB to a few
 // GB), and labs that are gone leave theirs behind.
-const keepSlots = 8
+const keepSlots = 4
+
+// minFree is the free space the cache's file system must keep beyond a
+// new entry, at the least: the stage cache is an optimization and must
+// never be what fills a disk (the outputs, the inputs and the next build
+// need it more).
+var minFree = func(total int64) int64 { return max(2<<30, total/10) }
+
+// roomFor reports whether dir's file system can take n more bytes and
+// still keep minFree.
+func roomFor(dir string, n int64) (bool, int64) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false, 0
+	}
+	free, total := int64(st.Bavail)*st.Bsize, int64(st.Blocks)*st.Bsize
+	return free-n >= minFree(total), free
+}
+
+// errNoRoom says a cache entry was not kept for want of space.
+var errNoRoom = errors.New("too little free space to keep it")
 
 // chunk is the unit in which cached roots are copied and digested: chunks
 // of zeros are skipped, whether the file holds them as a hole or not.
@@ -107,6 +127,13 @@ var errDamaged = errors.New("the cached root file system did not match its diges
 func storeRoot(ctx context.Context, slot, key string, f *os.File, off, size int64) error {
 	if err := os.MkdirAll(slot, 0o755); err != nil {
 		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if ok, free := roomFor(slot, st.Blocks*512); !ok {
+		return fmt.Errorf("%w (%d MiB free)", errNoRoom, free>>20)
 	}
 	tmp, err := os.CreateTemp(slot, ".root-*")
 	if err != nil {

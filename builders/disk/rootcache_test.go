@@ -161,3 +161,20 @@ func TestPruneSlots(t *testing.T) {
 		t.Errorf("left %v, want [a d]", left)
 	}
 }
+
+// TestRootCacheNoRoom: an entry that would leave the disk with less than
+// minFree is not kept.
+func TestRootCacheNoRoom(t *testing.T) {
+	old := minFree
+	minFree = func(total int64) int64 { return total } // nothing is room enough
+	t.Cleanup(func() { minFree = old })
+	dir := t.TempDir()
+	raw := sparseFile(t, filepath.Join(dir, "raw"), 2*chunk, map[int64][]byte{0: []byte("fs")})
+	slot := filepath.Join(dir, "stage", "r-1")
+	if err := storeRoot(context.Background(), slot, "k", raw, 0, 2*chunk); !errors.Is(err, errNoRoom) {
+		t.Fatalf("storeRoot on a full disk: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(slot, "k.ext4")); !os.IsNotExist(err) {
+		t.Errorf("an entry was kept: %v", err)
+	}
+}

@@ -483,6 +483,9 @@ func TestBuildEditRevertSameAsCold(t *testing.T) {
 	}
 	cache, out := t.TempDir(), t.TempDir()
 	before, log := build(cache, out)
+	if strings.Contains(log, "too little free space") {
+		t.Skipf("the stage cache keeps nothing on this disk: %s", log)
+	}
 	if !strings.Contains(log, "hit=false") {
 		t.Errorf("first build: no root cache miss in its log:\n%s", log)
 	}
