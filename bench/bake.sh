@@ -80,7 +80,7 @@ labbake_build() { # $1: extra flag
 }
 
 # The plain pipeline's root file system UUID (labbake derives its own from
-# the plan).
+# what the root holds).
 root_uuid=$(cat /proc/sys/kernel/random/uuid)
 cmdline="root=UUID=$root_uuid ro console=ttyS0,115200 console=tty0" # labbake's default
 
