@@ -210,7 +210,7 @@ func (w *writer) write(ctx context.Context) error {
 
 	step := time.Now()
 	out.Image = filepath.Join(outDir, out.Role+".qcow2")
-	tmpImage, sum, size, err := writeQcow2(ctx, rawPath, out.Image, out.Plan.Disk.Size, w.opts.Compress, w.opts.Progress)
+	tmpImage, sum, size, err := writeQcow2(ctx, rawPath, out.Image, w.work, out.Plan.Disk.Size, w.opts.Compress, w.opts.Progress)
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,10 @@ import (
 )
 
 // writeQcow2 converts the raw disk into a temporary file next to dst and
-// returns its name, sha256 and size; the caller renames it.
-func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress qcow2.Compression, progress io.Writer) (string, string, int64, error) {
+// returns its name, sha256 and size; the caller renames it. Compressed
+// data beyond the writer's memory budget spills into tempDir (the work
+// dir): not the raw disk's dir, which for a disk in memory is /proc/PID/fd.
+func writeQcow2(ctx context.Context, rawPath, dst, tempDir string, size int64, compress qcow2.Compression, progress io.Writer) (string, string, int64, error) {
 	raw, err := os.Open(rawPath)
 	if err != nil {
 		return "", "", 0, fmt.Errorf("opening raw disk: %w", err)
@@ -39,7 +41,7 @@ func writeQcow2(ctx context.Context, rawPath, dst string, size int64, compress q
 		total = -1
 	}
 	stopWatch := watch(progress, filepath.Base(dst), total, iw.written.Load)
-	err = qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: compress, TempDir: filepath.Dir(rawPath)})
+	err = qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: compress, TempDir: tempDir})
 	stopWatch()
 	if err == nil {
 		err = bw.Flush()

@@ -2,13 +2,16 @@ package bake
 
 import (
 	"bytes"
+	"context"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-
-	"github.com/labbake/labbake/internal/iox"
 	"strings"
 	"testing"
+
+	"github.com/labbake/labbake/builders/qcow2"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // TestScratchDisk: the in-memory raw disk can be written by a program
@@ -78,5 +81,48 @@ func TestMoveSparse(t *testing.T) {
 	}
 	if a := allocated(dst); a > 4<<20 {
 		t.Errorf("moved file takes %d bytes: holes filled", a)
+	}
+}
+
+// TestCompressFromMemory: a compressed image of a raw disk in memory
+// whose compressed clusters outgrow the writer's memory budget (64 MiB)
+// spills them into the work dir. It once tried /proc/PID/fd, the raw
+// disk's "dir", and every such build failed.
+func TestCompressFromMemory(t *testing.T) {
+	work := t.TempDir()
+	const size = 80 << 20
+	p, inMem, release, err := scratchDisk(work, size, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if !inMem {
+		t.Skipf("raw disk not in memory here (memory available: %d bytes)", iox.MemAvailable())
+	}
+	data := make([]byte, size) // random bytes do not compress: all of it spills past 64 MiB
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "m.qcow2")
+	tmp, _, n, err := writeQcow2(context.Background(), p, dst, work, size, qcow2.Zstd, nil)
+	if err != nil {
+		t.Fatalf("writeQcow2: %v", err)
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	im, err := qcow2.Open(f, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, size)
+	if _, err := im.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Error("the image does not read back as the raw disk")
 	}
 }
