@@ -90,7 +90,7 @@ func TestMoveSparse(t *testing.T) {
 // disk's "dir", and every such build failed.
 func TestCompressFromMemory(t *testing.T) {
 	work := t.TempDir()
-	const size = 80 << 20
+	const size = 160 << 20
 	p, inMem, release, err := scratchDisk(work, size, false)
 	if err != nil {
 		t.Fatal(err)
@@ -99,8 +99,13 @@ func TestCompressFromMemory(t *testing.T) {
 	if !inMem {
 		t.Skipf("raw disk not in memory here (memory available: %d bytes)", iox.MemAvailable())
 	}
-	data := make([]byte, size) // random bytes do not compress: all of it spills past 64 MiB
-	rand.NewChaCha8([32]byte{1}).Read(data)
+	// Each 64 KiB cluster half random, half zeros: it compresses to about
+	// 32 KiB (an incompressible cluster is stored as it is), 80 MiB in all.
+	data := make([]byte, size)
+	rnd := rand.NewChaCha8([32]byte{1})
+	for off := 0; off < size; off += 64 << 10 {
+		rnd.Read(data[off : off+32<<10])
+	}
 	if err := os.WriteFile(p, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
