@@ -215,10 +215,15 @@ func (h *Hasher) hashBlobs(ctx context.Context, entries []tree.Entry) error {
 	seen := map[string]bool{}
 	h.mu.Lock()
 	for _, e := range entries {
-		if e.Type == tree.Regular && e.Content != nil && h.sums[e.Content.Path] == "" && !seen[e.Content.Path] {
-			seen[e.Content.Path] = true
-			todo = append(todo, e.Content.Path)
+		if e.Type != tree.Regular || e.Content == nil || h.sums[e.Content.Path] != "" || seen[e.Content.Path] {
+			continue
 		}
+		if e.Content.Digest != "" { // taken when the blob was written
+			h.sums[e.Content.Path] = e.Content.Digest
+			continue
+		}
+		seen[e.Content.Path] = true
+		todo = append(todo, e.Content.Path)
 	}
 	h.mu.Unlock()
 	work := make(chan string)

@@ -2,7 +2,10 @@ package tree
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -29,12 +32,13 @@ const holeBlock = 64 << 10
 
 // copier holds the buffers blob writing reuses.
 type copier struct {
-	buf  []byte // read buffer, a multiple of holeBlock
-	zero []byte // holeBlock zero bytes
+	buf  []byte    // read buffer, a multiple of holeBlock
+	zero []byte    // holeBlock zero bytes
+	hash hash.Hash // sha256 of the blob being written
 }
 
 func newCopier() *copier {
-	return &copier{buf: make([]byte, copyBufSize), zero: make([]byte, holeBlock)}
+	return &copier{buf: make([]byte, copyBufSize), zero: make([]byte, holeBlock), hash: sha256.New()}
 }
 
 // writeBlob copies r into a new owned blob in dir (absolute). The blob's
@@ -47,7 +51,8 @@ func (c *copier) writeBlob(dir string, r io.Reader) (*Blob, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating blob: %w", err)
 	}
-	n, err := c.copySparse(f, r)
+	c.hash.Reset()
+	n, err := c.copySparse(f, io.TeeReader(r, c.hash))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -55,7 +60,7 @@ func (c *copier) writeBlob(dir string, r io.Reader) (*Blob, error) {
 		_ = os.Remove(f.Name())
 		return nil, fmt.Errorf("writing blob: %w", err)
 	}
-	return &Blob{Path: f.Name(), Size: n, Owned: true}, nil
+	return &Blob{Path: f.Name(), Size: n, Owned: true, Digest: hex.EncodeToString(c.hash.Sum(nil))}, nil
 }
 
 // copySparse copies r to f, seeking over whole zero blocks; it returns the
@@ -141,7 +146,8 @@ func writeBlobBytes(dir string, b []byte) (*Blob, error) {
 		_ = os.Remove(f.Name())
 		return nil, fmt.Errorf("writing blob: %w", err)
 	}
-	return &Blob{Path: f.Name(), Size: int64(len(b)), Owned: true}, nil
+	sum := sha256.Sum256(b)
+	return &Blob{Path: f.Name(), Size: int64(len(b)), Owned: true, Digest: hex.EncodeToString(sum[:])}, nil
 }
 
 // dropBlob removes an owned blob that no entry references.

@@ -51,6 +51,10 @@ type Blob struct {
 	Path  string // absolute host path of the bytes
 	Size  int64
 	Owned bool
+	// Digest is the hex sha256 of the bytes when it was taken as they were
+	// written ("" when unknown): blobs never change once made, so a reader
+	// that needs the digest can use it instead of reading them again.
+	Digest string
 }
 
 // Entry is one path of the root filesystem.

@@ -36,6 +36,9 @@ type assembler struct {
 	blobs string
 	// preloaded are the container images the images stage wrote.
 	preloaded []ManifestImage
+	// snapshots is where trees of bases and layers are kept between
+	// builds ("" keeps none; see snapshot.go).
+	snapshots string
 }
 
 func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, error) {
@@ -46,12 +49,27 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 	}
 	t := tree.New(epoch)
 	t.SetLogger(a.log)
-	for _, stage := range []func(context.Context, *tree.Tree) error{a.base, a.layers, a.artifacts, a.images, a.overlays, a.inline} {
+	stages := []func(context.Context, *tree.Tree) error{a.base, a.layers, a.artifacts, a.images, a.overlays, a.inline}
+	key, keep, err := a.snapshotKey(epoch)
+	if err != nil {
+		return nil, err
+	}
+	if keep {
+		if s := a.loadSnapshot(key, epoch); s != nil {
+			a.log.Debug("tree snapshot: base and layers read", "key", key, "entries", s.Len(), "took", since(step))
+			t, keep = s, false
+			stages = stages[2:]
+		}
+	}
+	for i, stage := range stages {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		if err := stage(ctx, t); err != nil {
 			return nil, err
+		}
+		if keep && i == 1 { // the base and the layers are in
+			a.storeSnapshot(ctx, key, t, a.tarFiles())
 		}
 	}
 	t.SetOrigin("")
@@ -60,6 +78,20 @@ func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, 
 	}
 	a.log.Info("tree assembled", "entries", t.Len(), "took", since(step))
 	return t, nil
+}
+
+// tarFiles are the lab's tar files the base and layers are read from.
+func (a *assembler) tarFiles() []string {
+	var out []string
+	if a.r.Base.Tar != "" {
+		out = append(out, a.r.Base.Tar)
+	}
+	for _, l := range a.r.Layers {
+		if l.Tar != "" {
+			out = append(out, l.Tar)
+		}
+	}
+	return out
 }
 
 func (a *assembler) base(ctx context.Context, t *tree.Tree) error {

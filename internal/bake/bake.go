@@ -63,6 +63,15 @@ func (b *Batch) rootSlot(role string) string {
 	return filepath.Join(b.opts.CacheDir, "stage", role+"-"+hex.EncodeToString(sum[:8]))
 }
 
+// snapshotDir is where the trees of bases and layers are kept between
+// builds ("" when there is no cache dir or the stage cache is off).
+func (b *Batch) snapshotDir() string {
+	if b.opts.NoStageCache || b.opts.CacheDir == "" {
+		return ""
+	}
+	return filepath.Join(b.opts.CacheDir, "trees")
+}
+
 // roleMemory is what one role's bake may take at its peak (measured: about
 // 130 MiB for the shipped lab's master, writing its disk; mke2fs and the
 // page cache beside it), so that DefaultJobs leaves the machine room.

@@ -58,6 +58,27 @@ func (f *fileDigests) FileDigest(ctx context.Context, path string) (string, int6
 	return plan.DigestFile(ctx, path)
 }
 
+// remember records digest and size for the file at path as it is now
+// (from a tree snapshot, whose key holds the file's identity).
+func (f *fileDigests) remember(path, digest string, size int64) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	f.m[path] = fileDigest{digest: digest, size: size, id: idOf(fi)}
+	f.mu.Unlock()
+}
+
+// known returns the digest and size taken while the file at path was
+// read, if it was.
+func (f *fileDigests) known(path string) (string, int64, bool) {
+	f.mu.Lock()
+	d, ok := f.m[path]
+	f.mu.Unlock()
+	return d.digest, d.size, ok
+}
+
 // read opens the file at path (name is for errors) and hands it to use,
 // hashing what use reads on another goroutine; the rest of the file, if
 // use stops before its end, is hashed after. The digest is remembered.

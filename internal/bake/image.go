@@ -54,7 +54,8 @@ func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 		return nil, err
 	}
 	defer release()
-	a := &assembler{lab: b.Lab, r: j.Recipe, res: b.opts.Resolver, pins: j.pins, files: b.files, log: log, work: work}
+	a := &assembler{lab: b.Lab, r: j.Recipe, res: b.opts.Resolver, pins: j.pins, files: b.files, log: log, work: work,
+		snapshots: b.snapshotDir()}
 	t, err := a.assemble(ctx, time.Unix(b.epoch, 0).UTC())
 	if err != nil {
 		return nil, err

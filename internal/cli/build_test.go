@@ -497,12 +497,19 @@ func TestBuildEditRevertSameAsCold(t *testing.T) {
 		{"overlay file", func() { write(motd, "after an edit\n") }},
 		{"inline file", func() { write(filepath.Join(lab, "recipes/master.yaml"), recipe("a=2")) }},
 	}
+	if strings.Contains(log, "tree snapshot") {
+		t.Errorf("first build: a tree snapshot read or kept (the first sighting only marks it):\n%s", log)
+	}
 	prev := before
-	for _, e := range edits {
+	for i, e := range edits {
 		e.edit()
 		edited, log := build(cache, out)
 		if !strings.Contains(log, "hit=true") {
 			t.Errorf("%s edited: the rebuild did not reuse the lower root:\n%s", e.name, log)
+		}
+		// The second build keeps the base's tree, the next ones read it.
+		if want := []string{"tree snapshot kept", "tree snapshot: base and layers read"}[min(i, 1)]; !strings.Contains(log, want) {
+			t.Errorf("%s edited: no %q in the log:\n%s", e.name, want, log)
 		}
 		if bytes.Equal(prev, edited) {
 			t.Fatalf("%s edited: the image did not change", e.name)
@@ -518,6 +525,23 @@ func TestBuildEditRevertSameAsCold(t *testing.T) {
 	reverted, _ := build(cache, out)
 	if !bytes.Equal(reverted, before) || !bytes.Equal(reverted, cold()) {
 		t.Error("the rebuild after the revert differs from a cold build (or from the first build)")
+	}
+
+	// The base tarball rewritten: its snapshot is not used (the file is
+	// not the same one), the image takes the new content, then reverted.
+	base := filepath.Join(lab, "base.tar")
+	for _, content := range []string{"edited base\n", "base\n"} {
+		writeTarFile(t, base, map[string]string{
+			"etc/hostname":     content,
+			"usr/share/x/data": strings.Repeat("labbake", 100<<10),
+		})
+		got, log := build(cache, out)
+		if strings.Contains(log, "tree snapshot: base and layers read") {
+			t.Errorf("base.tar rewritten (%q): its old snapshot was read:\n%s", content, log)
+		}
+		if !bytes.Equal(got, cold()) {
+			t.Errorf("base.tar rewritten (%q): the rebuild differs from a cold build", content)
+		}
 	}
 
 	// A damaged entry: one byte of the kept file system changed.
