@@ -88,9 +88,18 @@ func (e *Error) Error() string {
 // not grow with the files' sizes. Compressed files (.gz man pages, archives)
 // are not looked into.
 func Scan(ctx context.Context, t *tree.Tree, allow []string) ([]Finding, error) {
+	found, _, err := ScanKnown(ctx, t, allow, nil)
+	return found, err
+}
+
+// ScanKnown is Scan that does not read the files whose Blob.Digest is in
+// clean (contents an earlier scan found to hold no key: what a file holds
+// is all that decides), and also returns the digests of the contents it
+// read and found clean.
+func ScanKnown(ctx context.Context, t *tree.Tree, allow []string, clean map[string]bool) ([]Finding, []string, error) {
 	al, err := newAllower(t, allow)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	entries := t.Entries()
 	aliases := make(map[string][]string) // regular path -> hardlink paths
@@ -101,7 +110,7 @@ func Scan(ctx context.Context, t *tree.Tree, allow []string) ([]Finding, error) 
 	}
 	var files []tree.Entry
 	for _, e := range entries {
-		if e.Type != tree.Regular || e.Content == nil || e.Content.Size < minKeySize {
+		if e.Type != tree.Regular || e.Content == nil || e.Content.Size < minKeySize || (e.Content.Digest != "" && clean[e.Content.Digest]) {
 			continue
 		}
 		if al.allowed(e.Path, aliases[e.Path]) {
@@ -111,21 +120,24 @@ func Scan(ctx context.Context, t *tree.Tree, allow []string) ([]Finding, error) 
 	}
 	kinds, err := scanFiles(ctx, files)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var found []Finding
+	var scanned []string
 	for i, k := range kinds {
 		if k != "" {
 			found = append(found, Finding{Path: "/" + files[i].Path, Kind: k, Origin: files[i].Origin})
+		} else if d := files[i].Content.Digest; d != "" {
+			scanned = append(scanned, d)
 		}
 	}
 	if len(found) == 0 {
-		return nil, nil
+		return nil, scanned, nil
 	}
 	if err := lookupPackages(t, entries, found); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return found, &Error{Findings: found}
+	return found, scanned, &Error{Findings: found}
 }
 
 // minKeySize is the size under which no key format fits (a DER Ed25519

@@ -224,3 +224,46 @@ func TestScanSkipsELF(t *testing.T) {
 		t.Errorf("found %+v, want only /usr/lib/data.bin", found)
 	}
 }
+
+// TestScanKnown: the contents found clean are returned by digest; given
+// back as known clean they are not read again (their blobs may be gone),
+// and the files holding keys are still reported.
+func TestScanKnown(t *testing.T) {
+	tr, _ := labTree(t)
+	first, clean, err := ScanKnown(context.Background(), tr, nil, nil)
+	var se *Error
+	if !errors.As(err, &se) {
+		t.Fatalf("ScanKnown: %v, want findings", err)
+	}
+	readme, _ := tr.Get("usr/lib/bar/README")
+	conf, _ := tr.Get("etc/app/config.yaml")
+	known := map[string]bool{}
+	for _, d := range clean {
+		known[d] = true
+	}
+	if !known[readme.Content.Digest] || len(known) != len(clean) {
+		t.Errorf("clean digests %v: want README's %s once", clean, readme.Content.Digest)
+	}
+	for _, e := range tr.Entries() {
+		// The dpkg lists are read to name the packages of the findings.
+		if e.Type == tree.Regular && known[e.Content.Digest] && !strings.HasPrefix(e.Path, "var/lib/dpkg/") {
+			if err := os.Remove(e.Content.Path); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	again, clean2, err := ScanKnown(context.Background(), tr, nil, known)
+	if !errors.As(err, &se) {
+		t.Fatalf("ScanKnown with known clean contents: %v, want findings", err)
+	}
+	if !reflect.DeepEqual(again, first) {
+		t.Errorf("findings %v, want %v", again, first)
+	}
+	if len(clean2) != 0 {
+		t.Errorf("clean contents read again: %v", clean2)
+	}
+	// A file too small to hold a key is neither read nor returned.
+	if known[conf.Content.Digest] {
+		t.Errorf("config.yaml (%d bytes) returned as scanned", conf.Content.Size)
+	}
+}

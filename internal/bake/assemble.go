@@ -37,8 +37,13 @@ type assembler struct {
 	// preloaded are the container images the images stage wrote.
 	preloaded []ManifestImage
 	// snapshots is where trees of bases and layers are kept between
-	// builds ("" keeps none; see snapshot.go).
-	snapshots string
+	// builds ("" keeps none; see snapshot.go); snapKey names the one this
+	// build read or kept, snapDigests its contents' digests, and clean
+	// those that the secret scan found clean before.
+	snapshots   string
+	snapKey     string
+	snapDigests map[string]bool
+	clean       map[string]bool
 }
 
 func (a *assembler) assemble(ctx context.Context, epoch time.Time) (*tree.Tree, error) {
@@ -205,14 +210,16 @@ func (a *assembler) scrub(ctx context.Context, t *tree.Tree) error {
 	if len(removed) > 0 {
 		a.log.Info("secrets taken out", "paths", strings.Join(removed, " "))
 	}
-	if _, err := secrets.Scan(ctx, t, a.r.Secrets.Allow); err != nil {
+	_, scanned, err := secrets.ScanKnown(ctx, t, a.r.Secrets.Allow, a.clean)
+	if err != nil {
 		var se *secrets.Error
 		if errors.As(err, &se) {
 			return &InputError{err}
 		}
 		return fmt.Errorf("scanning for secrets: %w", err)
 	}
-	a.log.Debug("secrets scanned", "took", since(step))
+	a.log.Debug("secrets scanned", "read", len(scanned), "known_clean", len(a.clean), "took", since(step))
+	a.keepClean(scanned)
 	return nil
 }
 

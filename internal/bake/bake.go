@@ -171,6 +171,19 @@ type Batch struct {
 	epochSource string
 	opts        Options
 	files       *fileDigests
+	// cleanup runs what frees space once a role's outputs are in place
+	// (its work dir, its raw disk in memory, the image it replaced) while
+	// the build goes on; Build waits for it before returning.
+	cleanup sync.WaitGroup
+}
+
+// later runs f in the background; Build returns only once it is done.
+func (b *Batch) later(f func()) {
+	b.cleanup.Add(1)
+	go func() {
+		defer b.cleanup.Done()
+		f()
+	}()
 }
 
 // Prepare renders the recipe of each role once and pins the remote inputs
@@ -289,6 +302,7 @@ type Outcome struct {
 // known_hosts: see Seeds). The seed files of those machines are read
 // before anything is baked. On an error it returns what was written before.
 func (b *Batch) Build(ctx context.Context, seeds SeedOptions) (*Outcome, error) {
+	defer b.cleanup.Wait()
 	out := &Outcome{}
 	var machines []string
 	for _, n := range b.Lab.Nodes {

@@ -53,7 +53,7 @@ func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer b.later(release) // thousands of files: removed while the build goes on
 	a := &assembler{lab: b.Lab, r: j.Recipe, res: b.opts.Resolver, pins: j.pins, files: b.files, log: log, work: work,
 		snapshots: b.snapshotDir()}
 	t, err := a.assemble(ctx, time.Unix(b.epoch, 0).UTC())
@@ -94,7 +94,7 @@ func (b *Batch) build(ctx context.Context, j *Job) (*Result, error) {
 	}
 	log.Debug("space measured", "bytes", use.Bytes, "files", use.Files, "took", since(step))
 	w := &writer{opts: b.opts, r: j.Recipe, t: t, out: &Result{Role: j.Role, Plan: p, Images: a.preloaded, Space: use}, layout: layout, boot: bootRes, work: work, log: log,
-		ids: ids, hasher: hasher, rootSlot: b.rootSlot(j.Role)}
+		ids: ids, hasher: hasher, rootSlot: b.rootSlot(j.Role), later: b.later}
 	if err := w.write(ctx); err != nil {
 		return nil, err
 	}
@@ -175,6 +175,8 @@ type writer struct {
 	// part is kept between builds ("" keeps nothing).
 	hasher   *disk.Hasher
 	rootSlot string
+	// later runs cleanup in the background (see Batch.later).
+	later func(func())
 }
 
 // write writes the raw disk in the work dir, then the image, its SBOM and
@@ -192,7 +194,7 @@ func (w *writer) write(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer w.later(release) // freeing GBs of memory takes a while
 	w.log.Debug("raw disk", "in_memory", inMemory)
 	res, err := w.writeDisk(ctx, rawPath, u)
 	if err != nil {
@@ -239,9 +241,13 @@ func (w *writer) write(ctx context.Context) error {
 			return fmt.Errorf("keeping the raw disk: %w", err)
 		}
 	}
-	if err := commit(pending{tmpSBOM, out.SBOM}, pending{tmpManifest, out.Manifest}, pending{tmpImage, out.Image}); err != nil {
+	replaced, err := commit(pending{tmpSBOM, out.SBOM}, pending{tmpManifest, out.Manifest}, pending{tmpImage, out.Image})
+	if err != nil {
 		return err
 	}
+	// The replaced image is unlinked in the background: freeing its blocks
+	// is a journal commit (and discards) that no one needs to wait for.
+	w.later(func() { removeAll(replaced) })
 	return writeSums(ctx, outDir, w.log)
 }
 

@@ -114,41 +114,49 @@ type pending struct{ tmp, dst string }
 // outputs as they were. A crash between two renames leaves new files
 // beside an old image, which the manifest's sha256 tells apart; never a
 // new image without its manifest and SBOM.
-func commit(files ...pending) error {
-	// Keep each previous file but the last under a temporary name (a hard
-	// link, so nothing is copied) to put it back on failure; "" when there
-	// was none.
+func commit(files ...pending) (replaced []string, err error) {
+	// Keep each previous file under a temporary name (a hard link, so
+	// nothing is copied) to put it back on failure; "" when there was
+	// none. On success the caller removes them (the last is the image:
+	// freeing its blocks need not hold the commit up).
 	backups := make([]string, len(files))
 	defer func() {
-		for _, b := range backups {
-			if b != "" {
-				os.Remove(b)
-			}
+		if err != nil {
+			removeAll(backups)
 		}
 	}()
-	for i, f := range files[:len(files)-1] {
+	for i, f := range files {
 		if _, err := os.Lstat(f.dst); err == nil {
 			backups[i] = f.tmp + ".old"
 			if err := os.Link(f.dst, backups[i]); err != nil {
 				backups[i] = ""
-				return fmt.Errorf("writing %s: %w", f.dst, err)
+				return nil, fmt.Errorf("writing %s: %w", f.dst, err)
 			}
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("writing %s: %w", f.dst, err)
+			return nil, fmt.Errorf("writing %s: %w", f.dst, err)
 		}
 	}
 	for i, f := range files {
 		if err := rename(f.tmp, f.dst); err != nil {
 			err = errors.Join(err, rollBack(files[:i], backups))
 			_ = atomicfile.SyncDir(filepath.Dir(f.dst))
-			return fmt.Errorf("writing %s: %w", f.dst, err)
+			return nil, fmt.Errorf("writing %s: %w", f.dst, err)
 		}
 	}
 	last := files[len(files)-1].dst
 	if err := atomicfile.SyncDir(filepath.Dir(last)); err != nil {
-		return fmt.Errorf("writing %s: %w", last, err)
+		return nil, fmt.Errorf("writing %s: %w", last, err)
 	}
-	return nil
+	return backups, nil
+}
+
+// removeAll removes the files named in paths ("" is skipped).
+func removeAll(paths []string) {
+	for _, p := range paths {
+		if p != "" {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // rollBack undoes the renames of done, last first: the previous file of

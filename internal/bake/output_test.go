@@ -53,10 +53,19 @@ func TestCommit(t *testing.T) {
 				return os.Rename(old, new)
 			}
 			defer func() { rename = os.Rename }()
-			err := commit(files...)
+			replaced, err := commit(files...)
 			if (err != nil) != (tc.failAt != 0) {
 				t.Fatalf("commit: %v", err)
 			}
+			// The previous outputs are handed back under temporary names,
+			// for the build to remove in the background.
+			for i, p := range replaced {
+				b, err := os.ReadFile(p)
+				if want := "old " + names[i]; (p != "") != tc.previous || (p != "" && string(b) != want) {
+					t.Errorf("replaced %q: %q, %v; want %v and %q", p, b, err, tc.previous, want)
+				}
+			}
+			removeAll(replaced)
 			for _, n := range names {
 				b, err := os.ReadFile(filepath.Join(dir, n))
 				switch {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -132,6 +133,7 @@ func (a *assembler) loadSnapshot(key string, epoch time.Time) *tree.Tree {
 	for p, f := range meta.Files {
 		a.files.remember(p, f.Digest, f.Size)
 	}
+	a.snapKey, a.clean, a.snapDigests = key, readClean(filepath.Join(dir, "clean")), digestsOf(t.All())
 	now := time.Now()
 	_ = os.Chtimes(dir, now, now) // used: the last to go
 	t.SetLogger(a.log)
@@ -172,6 +174,7 @@ func (a *assembler) storeSnapshot(ctx context.Context, key string, t *tree.Tree,
 		return
 	}
 	_ = os.Remove(seen)
+	a.snapKey, a.snapDigests = key, digestsOf(slices.Values(entries))
 	iox.PruneDirs(a.snapshots, keepSnapshots)
 	a.log.Debug("tree snapshot kept", "key", key, "bytes", bytes, "took", since(step))
 }
@@ -221,5 +224,58 @@ func pruneSeen(pool string) {
 	slices.SortFunc(ms, func(a, b mark) int { return b.at.Compare(a.at) })
 	for _, m := range ms[min(16, len(ms)):] {
 		_ = os.Remove(m.path)
+	}
+}
+
+// digestsOf is the set of the contents' digests of entries.
+func digestsOf(entries iter.Seq[tree.Entry]) map[string]bool {
+	m := map[string]bool{}
+	for e := range entries {
+		if e.Type == tree.Regular && e.Content != nil && e.Content.Digest != "" {
+			m[e.Content.Digest] = true
+		}
+	}
+	return m
+}
+
+// readClean reads the digests of a snapshot's contents that a secret scan
+// found clean, one per line; a missing or unreadable list is empty.
+func readClean(p string) map[string]bool {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	clean := map[string]bool{}
+	for _, d := range strings.Fields(string(b)) {
+		if iox.IsSHA256Hex(d) {
+			clean[d] = true
+		}
+	}
+	return clean
+}
+
+// keepClean adds to the snapshot this build read or kept the digests of
+// its contents that the secret scan just read and found clean: the next
+// build on it reads only what is new. What a file holds is all the scan
+// looks at, so its verdict holds whatever the path or the recipe.
+func (a *assembler) keepClean(scanned []string) {
+	if a.snapKey == "" || len(scanned) == 0 {
+		return
+	}
+	all := make([]string, 0, len(a.clean)+len(scanned))
+	for d := range a.clean {
+		all = append(all, d)
+	}
+	for _, d := range scanned {
+		if a.snapDigests[d] && !a.clean[d] {
+			all = append(all, d)
+		}
+	}
+	if len(all) == len(a.clean) {
+		return
+	}
+	slices.Sort(all)
+	if err := atomicfile.WriteFile(filepath.Join(a.snapshots, a.snapKey, "clean"), []byte(strings.Join(all, "\n")+"\n"), 0o644); err != nil {
+		a.log.Warn("tree snapshot: secret scan verdicts not kept", "error", err)
 	}
 }
