@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/labbake/labbake/builders/tree"
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // The root cache keeps the lower part of a role's root file system (see
@@ -34,23 +34,6 @@ import (
 // used: a slot holds a whole root file system (hundreds of MB to a few
 // GB), and labs that are gone leave theirs behind.
 const keepSlots = 4
-
-// minFree is the free space the cache's file system must keep beyond a
-// new entry, at the least: the stage cache is an optimization and must
-// never be what fills a disk (the outputs, the inputs and the next build
-// need it more).
-var minFree = func(total int64) int64 { return max(2<<30, total/10) }
-
-// roomFor reports whether dir's file system can take n more bytes and
-// still keep minFree.
-func roomFor(dir string, n int64) (bool, int64) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return false, 0
-	}
-	free, total := int64(st.Bavail)*st.Bsize, int64(st.Blocks)*st.Bsize
-	return free-n >= minFree(total), free
-}
 
 // errNoRoom says a cache entry was not kept for want of space.
 var errNoRoom = errors.New("too little free space to keep it")
@@ -75,7 +58,7 @@ func rootKey(ctx context.Context, lower []tree.Entry, blocks int64, opts Options
 		return "", err
 	}
 	ver, _ := output(ctx, nil, mke2fs, "-V")
-	self, err := selfDigest()
+	self, err := iox.SelfDigest()
 	if err != nil {
 		return "", err
 	}
@@ -83,15 +66,6 @@ func rootKey(ctx context.Context, lower []tree.Entry, blocks int64, opts Options
 	fmt.Fprintf(h, "labbake root cache 2\x00%s\x00%s\x00%s\x00%d\x00%s\x00%d\x00%s\x00%s",
 		self, bytes.TrimSpace(ver), mke2fsConf, blocks, opts.IDs.RootFSUUID, opts.Epoch.Unix(), d, os.Getenv("E2FSPROGS_FAKE_TIME"))
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
-}
-
-// selfDigest is the sha256 of the running program.
-func selfDigest() (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("finding labbake's own program: %w", err)
-	}
-	return hashBlob(exe, make([]byte, 1<<20))
 }
 
 // loadRoot copies the cached root of key into f at off and reports
@@ -138,7 +112,7 @@ func storeRoot(ctx context.Context, slot, key string, f *os.File, off, size int6
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return err
 	}
-	if ok, free := roomFor(slot, st.Blocks*512); !ok {
+	if ok, free := iox.KeepsFree(slot, st.Blocks*512); !ok {
 		return fmt.Errorf("%w (%d MiB free)", errNoRoom, free>>20)
 	}
 	tmp, err := os.CreateTemp(slot, ".root-*")
@@ -173,31 +147,8 @@ func storeRoot(ctx context.Context, slot, key string, f *os.File, off, size int6
 			_ = os.Remove(p)
 		}
 	}
-	pruneSlots(filepath.Dir(slot), keepSlots)
+	iox.PruneDirs(filepath.Dir(slot), keepSlots)
 	return nil
-}
-
-// pruneSlots removes all but the keep most recently used slot directories
-// of pool (the slot's own included: it was just written).
-func pruneSlots(pool string, keep int) {
-	entries, err := os.ReadDir(pool)
-	if err != nil {
-		return
-	}
-	type slotAge struct {
-		path string
-		used time.Time
-	}
-	var slots []slotAge
-	for _, e := range entries {
-		if fi, err := e.Info(); err == nil && e.IsDir() {
-			slots = append(slots, slotAge{filepath.Join(pool, e.Name()), fi.ModTime()})
-		}
-	}
-	slices.SortFunc(slots, func(a, b slotAge) int { return b.used.Compare(a.used) })
-	for _, s := range slots[min(keep, len(slots)):] {
-		_ = os.RemoveAll(s.path)
-	}
 }
 
 // copyChunks copies the chunks of src in [soff, soff+size) that are not

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labbake/labbake/internal/iox"
 )
 
 // sparseFile makes a file of size bytes holding data at the given offsets
@@ -323,7 +325,7 @@ func TestPruneSlots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pruneSlots(pool, 2)
+	iox.PruneDirs(pool, 2)
 	var left []string
 	entries, _ := os.ReadDir(pool)
 	for _, e := range entries {
@@ -335,11 +337,11 @@ func TestPruneSlots(t *testing.T) {
 }
 
 // TestRootCacheNoRoom: an entry that would leave the disk with less than
-// minFree is not kept.
+// iox.MinFree is not kept.
 func TestRootCacheNoRoom(t *testing.T) {
-	old := minFree
-	minFree = func(total int64) int64 { return total } // nothing is room enough
-	t.Cleanup(func() { minFree = old })
+	old := iox.MinFree
+	iox.MinFree = func(total int64) int64 { return total } // nothing is room enough
+	t.Cleanup(func() { iox.MinFree = old })
 	dir := t.TempDir()
 	raw := sparseFile(t, filepath.Join(dir, "raw"), 2*chunk, map[int64][]byte{0: []byte("fs")})
 	slot := filepath.Join(dir, "stage", "r-1")
