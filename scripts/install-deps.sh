@@ -30,6 +30,7 @@ declare -A need=(
   [socat]=socat [dnsmasq]=dnsmasq-base [nft]=nftables [ip]=iproute2
   [systemd-analyze]=systemd [newuidmap]=uidmap [kubectl]=kubernetes-client
   [gpgv]=gpgv [dpkg-deb]=dpkg [runc]=runc [setcap]=libcap2-bin [skopeo]=skopeo
+  [mkfs.btrfs]=btrfs-progs # a file system that shares extents, for the image reuse tests
 )
 # file -> package
 declare -A need_file=(

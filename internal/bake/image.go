@@ -213,13 +213,19 @@ func (w *writer) write(ctx context.Context) error {
 
 	step := time.Now()
 	out.Image = filepath.Join(outDir, out.Role+".qcow2")
-	tmpImage, sum, size, err := writeQcow2(ctx, rawPath, out.Image, w.work, out.Plan.Disk.Size, w.opts.Compress, w.opts.Progress)
+	blockMap := ""
+	if !w.opts.NoStageCache && w.opts.CacheDir != "" {
+		blockMap = blockMapPath(w.opts.CacheDir, out.Image)
+	}
+	q, err := writeQcow2(ctx, qcow2Job{raw: rawPath, dst: out.Image, tempDir: w.work, size: out.Plan.Disk.Size,
+		compress: w.opts.Compress, progress: w.opts.Progress, blockMap: blockMap})
 	if err != nil {
 		return err
 	}
+	tmpImage := q.tmp
 	defer os.Remove(tmpImage) // a no-op once renamed
-	out.SHA256, out.Size = sum, size
-	w.log.Info("qcow2 converted", "bytes", size, "compression", w.opts.Compress.String(), "took", since(step))
+	out.SHA256, out.Size = q.sha256, q.size
+	w.log.Info("qcow2 converted", "bytes", q.size, "compression", w.opts.Compress.String(), "reused", q.reused, "took", since(step))
 
 	out.SBOM = filepath.Join(outDir, out.Role+".spdx.json")
 	tmpSBOM, sbomRef, err := w.writeSBOM(debs)
@@ -248,6 +254,11 @@ func (w *writer) write(ctx context.Context) error {
 	// The replaced image is unlinked in the background: freeing its blocks
 	// is a journal commit (and discards) that no one needs to wait for.
 	w.later(func() { removeAll(replaced) })
+	if q.blocks != nil {
+		if err := keepBlockMap(blockMap, out.Image, q.blocks); err != nil {
+			w.log.Warn("block map not kept: the next image is written whole", "error", err)
+		}
+	}
 	return writeSums(ctx, outDir, w.log)
 }
 

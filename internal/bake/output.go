@@ -15,45 +15,105 @@ import (
 	"github.com/labbake/labbake/internal/atomicfile"
 )
 
-// writeQcow2 converts the raw disk into a temporary file next to dst and
-// returns its name, sha256 and size; the caller renames it. Compressed
-// data beyond the writer's memory budget spills into tempDir (the work
-// dir): not the raw disk's dir, which for a disk in memory is /proc/PID/fd.
-func writeQcow2(ctx context.Context, rawPath, dst, tempDir string, size int64, compress qcow2.Compression, progress io.Writer) (string, string, int64, error) {
-	raw, err := os.Open(rawPath)
+// qcow2Out is a converted image under its temporary name.
+type qcow2Out struct {
+	tmp    string
+	sha256 string // hex
+	size   int64
+	// blocks are the digests of its 64 KiB blocks when its file system
+	// shares extents (nil otherwise), and reused what it took from the
+	// image it replaces (see reuse.go).
+	blocks [][32]byte
+	reused int64
+}
+
+// qcow2Job is what writeQcow2 converts, and where.
+type qcow2Job struct {
+	raw, dst string
+	// tempDir takes compressed data beyond the writer's memory budget: the
+	// work dir, not the raw disk's dir, which for a disk in memory is
+	// /proc/PID/fd.
+	tempDir  string
+	size     int64
+	compress qcow2.Compression
+	progress io.Writer
+	// blockMap is where the block map of the image at dst is kept; ""
+	// takes nothing from the image dst holds now.
+	blockMap string
+}
+
+// errPreviousChanged says the image a conversion took blocks from changed
+// while it ran.
+var errPreviousChanged = errors.New("the previous image changed while blocks were taken from it")
+
+// writeQcow2 converts the raw disk into a temporary file next to dst; the
+// caller renames it. Where the file system shares extents, the blocks the
+// image dst holds now has in common with the new one are cloned from it.
+func writeQcow2(ctx context.Context, j qcow2Job) (*qcow2Out, error) {
+	out, err := convert(ctx, j, j.blockMap != "")
+	if errors.Is(err, errPreviousChanged) {
+		out, err = convert(ctx, j, false)
+	}
+	return out, err
+}
+
+func convert(ctx context.Context, j qcow2Job, reuse bool) (*qcow2Out, error) {
+	raw, err := os.Open(j.raw)
 	if err != nil {
-		return "", "", 0, fmt.Errorf("opening raw disk: %w", err)
+		return nil, fmt.Errorf("opening raw disk: %w", err)
 	}
 	defer raw.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	tmp, err := os.CreateTemp(filepath.Dir(j.dst), "."+filepath.Base(j.dst)+".tmp-*")
 	if err != nil {
-		return "", "", 0, fmt.Errorf("creating image: %w", err)
+		return nil, fmt.Errorf("creating image: %w", err)
 	}
-	fail := func(err error) (string, string, int64, error) {
+	fail := func(err error) (*qcow2Out, error) {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		return "", "", 0, err
+		return nil, err
 	}
-	iw := newImageWriter(tmp)
+	var blocks *blockWriter
+	var prev *os.File
+	prevID := ""
+	if reuse && canClone(filepath.Dir(j.dst)) {
+		var at map[[32]byte]int64
+		prev, at = previousImage(j.dst, j.blockMap)
+		if prev != nil {
+			defer prev.Close()
+			prevID, _ = fileIdentityOf(prev)
+		}
+		blocks = newBlockWriter(tmp, prev, at)
+	}
+	iw := newImageWriter(tmp, blocks)
 	bw := bufio.NewWriterSize(iw, 4<<20)
-	total := allocated(rawPath) // what an uncompressed image holds, about
-	if compress != qcow2.NoCompression {
+	total := allocated(j.raw) // what an uncompressed image holds, about
+	if j.compress != qcow2.NoCompression {
 		total = -1
 	}
-	stopWatch := watch(progress, filepath.Base(dst), total, iw.written.Load)
-	err = qcow2.Write(ctx, bw, raw, size, qcow2.Options{Compress: compress, TempDir: tempDir})
+	stopWatch := watch(j.progress, filepath.Base(j.dst), total, iw.written.Load)
+	err = qcow2.Write(ctx, bw, raw, j.size, qcow2.Options{Compress: j.compress, TempDir: j.tempDir})
 	stopWatch()
 	if err == nil {
 		err = bw.Flush()
 	}
-	sum := iw.Close()
+	out := &qcow2Out{tmp: tmp.Name(), size: iw.n}
+	if err == nil && blocks != nil {
+		out.blocks, err = blocks.Close()
+		out.reused = blocks.cloned
+	}
+	out.sha256 = iw.Close()
 	if err != nil {
 		return fail(fmt.Errorf("writing qcow2: %w", err))
+	}
+	if prev != nil {
+		if id, err := fileIdentityOf(prev); err != nil || id != prevID {
+			return fail(errPreviousChanged)
+		}
 	}
 	if err := finish(tmp); err != nil {
 		return fail(err)
 	}
-	return tmp.Name(), sum, iw.n, nil
+	return out, nil
 }
 
 // finish makes a complete temporary file durable and closes it.

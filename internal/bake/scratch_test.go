@@ -110,16 +110,16 @@ func TestCompressFromMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "m.qcow2")
-	tmp, _, n, err := writeQcow2(context.Background(), p, dst, work, size, qcow2.Zstd, nil)
+	q, err := writeQcow2(context.Background(), qcow2Job{raw: p, dst: dst, tempDir: work, size: size, compress: qcow2.Zstd})
 	if err != nil {
 		t.Fatalf("writeQcow2: %v", err)
 	}
-	f, err := os.Open(tmp)
+	f, err := os.Open(q.tmp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	im, err := qcow2.Open(f, n)
+	im, err := qcow2.Open(f, q.size)
 	if err != nil {
 		t.Fatal(err)
 	}

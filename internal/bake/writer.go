@@ -13,6 +13,7 @@ import (
 // complete, so that the fsync before the rename finds little left to do.
 type imageWriter struct {
 	f       *os.File
+	blocks  *blockWriter // nil: written front to back with f.Write
 	h       *hasher
 	n       int64
 	written atomic.Int64 // n, for a progress display
@@ -22,10 +23,19 @@ type imageWriter struct {
 // writebackChunk is how much is written before writeback is started.
 const writebackChunk = 32 << 20
 
-func newImageWriter(f *os.File) *imageWriter { return &imageWriter{f: f, h: newHasher()} }
+// newImageWriter writes into f, through blocks unless it is nil.
+func newImageWriter(f *os.File, blocks *blockWriter) *imageWriter {
+	return &imageWriter{f: f, blocks: blocks, h: newHasher()}
+}
 
 func (w *imageWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
+	var n int
+	var err error
+	if w.blocks != nil {
+		n, err = w.blocks.Write(p)
+	} else {
+		n, err = w.f.Write(p)
+	}
 	if n > 0 {
 		_, _ = w.h.Write(p[:n])
 		w.n += int64(n)

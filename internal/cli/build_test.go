@@ -11,13 +11,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/labbake/labbake/builders/qcow2"
+	"github.com/labbake/labbake/internal/testfs"
 )
 
 // writeTarFile writes a tar of name → content (regular files, 0644).
@@ -570,5 +574,68 @@ func TestBuildEditRevertSameAsCold(t *testing.T) {
 	}
 	if _, log := build(cache, out); !strings.Contains(log, "hit=true") {
 		t.Errorf("the root was not kept again after the damaged entry:\n%s", log)
+	}
+}
+
+// TestBuildReusesImageBlocks: with OUT on a file system that shares
+// extents, a rebuild after an edit clones what the new image has in
+// common with the one it replaces and says how much; the image is the
+// same as a cold build's. An image touched since (as by booting it) is
+// not taken from.
+func TestBuildReusesImageBlocks(t *testing.T) {
+	requireTool(t, "mke2fs")
+	out := testfs.Reflink(t, 1<<30)
+	lab := t.TempDir()
+	writeFiles(t, lab, map[string]string{
+		"lab.yaml":                 "name: t\nnodes:\n  - {name: m, role: master, ip: 172.18.0.2}\n",
+		"recipes/master.yaml":      "base: {tar: base.tar}\noverlays: [master]\ndisk: {size: 300MiB, boot: []}\n",
+		"overlays/master/etc/motd": "before\n",
+	})
+	writeTarFile(t, filepath.Join(lab, "base.tar"), map[string]string{
+		"usr/share/x/data": strings.Repeat("labbake reuse ", 300<<10),
+	})
+	cache := t.TempDir()
+	build := func(cache, out string, flags ...string) ([]byte, string) {
+		t.Helper()
+		stdout, stderr, code := run(t, append([]string{"-C", lab, "-v", "--cache", cache, "--out", out, "build", "master"}, flags...)...)
+		if code != 0 {
+			t.Fatalf("build: exit %d\n%s%s", code, stdout, stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(out, "master.qcow2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, stderr
+	}
+	reused := func(log string) int64 {
+		m := regexp.MustCompile(`msg="qcow2 converted".* reused=(\d+)`).FindStringSubmatch(log)
+		if m == nil {
+			t.Fatalf("no qcow2 line in the log:\n%s", log)
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		return n
+	}
+	if _, log := build(cache, out); reused(log) != 0 {
+		t.Errorf("first build reused %d bytes", reused(log))
+	}
+	motd := filepath.Join(lab, "overlays/master/etc/motd")
+	for i, step := range []string{"edit", "touched image"} {
+		if err := os.WriteFile(motd, []byte(step+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if step == "touched image" {
+			now := time.Now().Add(time.Minute)
+			if err := os.Chtimes(filepath.Join(out, "master.qcow2"), now, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, log := build(cache, out)
+		cold, _ := build(t.TempDir(), t.TempDir(), "--stage-cache=false")
+		if !bytes.Equal(got, cold) {
+			t.Errorf("%s: the image differs from a cold build's", step)
+		}
+		if n := reused(log); (i == 0) != (n > int64(len(got))/2) {
+			t.Errorf("%s: reused %d of %d bytes", step, n, len(got))
+		}
 	}
 }
