@@ -11,7 +11,13 @@
 #                         for it, so "warm input cache" is trivially true.
 #   labbake --compress    the same, with compressed (deflate) clusters.
 #   labbake edit          one overlay file's content changed, then a build
-#                         with the output dir and cache of the build before.
+#                         with the output dir and cache of the builds before
+#                         (two untimed builds first: labbake keeps a
+#                         build's stages from the second that asks for them).
+#   labbake edit, OUT on btrfs   the same with the output dir on a btrfs (a
+#                         loop device in the work dir), whose files share
+#                         extents: the blocks the new image has in common
+#                         with the one it replaces are cloned, not written.
 #   virt-make-fs          libguestfs: an ext4 file system in a qcow2, filled
 #                         from the tarball inside its appliance (QEMU; under
 #                         TCG where KVM is missing or unusable). A file
@@ -62,7 +68,8 @@ heading="## bench/others.sh — labbake against virt-make-fs, mkosi and qemu-img
 # Tools by package. The libguestfs appliance boots the host's kernel from
 # /boot (supermin): linux-image-amd64 when there is none.
 declare -A need=([virt-make-fs]=libguestfs-tools [mkosi]=mkosi [systemd-nspawn]=systemd-container
-  [debootstrap]=debootstrap [qemu-img]=qemu-utils [debugfs]=e2fsprogs [partx]=util-linux)
+  [debootstrap]=debootstrap [qemu-img]=qemu-utils [debugfs]=e2fsprogs [partx]=util-linux
+  [mkfs.btrfs]=btrfs-progs)
 missing=$(
   for tool in "${!need[@]}"; do command -v "$tool" >/dev/null 2>&1 || echo "${need[$tool]}"; done
   [ -x /usr/bin/time ] || echo time
@@ -82,7 +89,7 @@ fi
 make build
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/labbake-others.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap 'umount "$work/btrfs" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # The bench lab of bake.sh, and a copy with one overlay file (edit case).
 lab=$work/lab
@@ -100,7 +107,8 @@ echo 0 > "$edited"
 
 now() { date +%s.%N; }
 declare -A walls=() rss=() size=() alloc=() skip=() note=()
-cases=("labbake cold" "labbake --compress" "labbake edit" "virt-make-fs" "mkosi cold" "mkosi warm"
+bt="labbake edit, OUT on btrfs"
+cases=("labbake cold" "labbake --compress" "labbake edit" "$bt" "virt-make-fs" "mkosi cold" "mkosi warm"
   "mkosi -i edit" "qemu-img zlib" "qemu-img zstd")
 f_of() { echo "$work/$(echo "$1" | tr -c 'a-z0-9\n' _)"; } # f_of CASE: the prefix of its files
 
@@ -150,9 +158,10 @@ labbake_cold() { # $1: out dir, $@: more build flags
   rm -rf "$out" "$work/cache"
   peak "$cur.time" bin/labbake -v -C "$lab" --out "$out" --cache "$work/cache" build bench "$@"
 }
-labbake_edit() {
-  peak "$cur.time" bin/labbake -v -C "$elab" --out "$work/eout" --cache "$work/ecache" build bench
+labbake_edit() { # $1: out dir (default: the edit case's)
+  peak "$cur.time" bin/labbake -v -C "$elab" --out "${1:-$work/eout}" --cache "$work/ecache" build bench
 }
+labbake_edit_btrfs() { labbake_edit "$work/btrfs/eout"; }
 digest() { awk -F'\t' 'NR == 1 {print $3}' "$1"; } # the image's sha256 from build's first line
 
 # stages LOG OUT WALL: labbake's stage times (s) from its -v log and its
@@ -306,16 +315,34 @@ mkosi_check() {
 }
 
 # labbake: a first cold build, untimed, under /usr/bin/time -v, keeps the
-# raw disk for qemu-img; then the edit case's first build.
+# raw disk for qemu-img; then the edit case's first two builds: labbake
+# keeps a build's stages (the base's tree, the lower root file system)
+# from the second build that asks for them, so the timed edits measure a
+# workspace that has built before, as mkosi -i's first build does for its
+# edits.
 cur=$(f_of labbake-first)
 peak "$cur.time" bin/labbake -v -C "$lab" --out "$work/raw" --cache "$work/rcache" build bench --keep-raw >"$cur.out" 2>"$cur.err" ||
   { cat "$cur.err" >&2; exit 1; }
 first_rss=$(maxrss "$cur.time")
 rm -rf "$work/rcache"
 cur=$(f_of labbake-edit-first)
-peak "$cur.time" bin/labbake -v -C "$elab" --out "$work/eout" --cache "$work/ecache" build bench >"$cur.out" 2>"$cur.err" ||
-  { cat "$cur.err" >&2; exit 1; }
+for k in 1 2; do
+  echo "first $k" > "$edited"
+  peak "$cur.time" bin/labbake -v -C "$elab" --out "$work/eout" --cache "$work/ecache" build bench >"$cur.out" 2>"$cur.err" ||
+    { cat "$cur.err" >&2; exit 1; }
+done
 last=$(digest "$cur.out")
+# The edit case with OUT on a file system that shares extents (a btrfs on
+# a loop device, in the work dir): labbake clones the blocks the new image
+# has in common with the one it replaces. Its first build, untimed, makes
+# the image and its block map.
+truncate -s 4G "$work/btrfs.img"
+mkdir -p "$work/btrfs"
+if ! out=$(mkfs.btrfs -q -f "$work/btrfs.img" 2>&1 && mount -o loop "$work/btrfs.img" "$work/btrfs" 2>&1); then
+  skip[$bt]="no btrfs here: $(echo "$out" | tail -n 1)"
+elif ! labbake_edit_btrfs >"$cur.out" 2>"$cur.err"; then
+  skip[$bt]="failed: $(tail -n 3 "$cur.err" | tr '\n' ' ')"
+fi
 qimg() { # qimg TYPE
   rm -f "$work/q-$1.qcow2"
   peak "$cur.time" qemu-img convert -c -O qcow2 -o compression_type="$1" "$work/raw/bench.raw" "$work/q-$1.qcow2"
@@ -336,6 +363,9 @@ for i in $(seq "$runs"); do
   d=$(digest "$(f_of "labbake edit").out")
   [ "$d" != "$last" ] || { echo "others: the edited build's image did not change ($d)" >&2; exit 1; }
   last=$d
+  echo "$i on btrfs" > "$edited"
+  run_case "$bt" labbake_edit_btrfs
+  [ -n "${skip[$bt]:-}" ] || record_stages "$bt"
   run_case virt-make-fs vmf
   run_case "mkosi cold" mkosi_cold
   [ -n "${skip[mkosi cold]:-}" ] || fetched=$(mkosi_fetched)
@@ -354,6 +384,7 @@ done
 sizes "labbake cold" "$work/out/bench.qcow2"
 sizes "labbake --compress" "$work/cout/bench.qcow2"
 sizes "labbake edit" "$work/eout/bench.qcow2"
+[ -n "${skip[$bt]:-}" ] || sizes "$bt" "$work/btrfs/eout/bench.qcow2"
 [ -n "${skip[virt-make-fs]:-}" ] || sizes virt-make-fs "$work/vmf.qcow2"
 [ -n "${skip[mkosi cold]:-}" ] || sizes "mkosi cold" "$work/mk-cold/image.qcow2"
 [ -n "${skip[mkosi warm]:-}" ] || sizes "mkosi warm" "$work/mk-warm/image.qcow2"
@@ -384,7 +415,8 @@ fi
 # The report.
 mk=$([ $mkosi_boot = yes ] && echo "bootable GPT disk (ESP, ext4 root)" || echo "GPT disk, ext4 root, not bootable")
 declare -A makes=([labbake cold]="bootable GPT disk (ESP, BIOS boot, ext4 root)" [labbake --compress]="the same, compressed"
-  [labbake edit]="the same, one file changed" [virt-make-fs]="ext4 file system, no partition table, not bootable"
+  [labbake edit]="the same, one file changed" [$bt]="the same, one file changed; blocks in common cloned from the image before"
+  [virt-make-fs]="ext4 file system, no partition table, not bootable"
   [mkosi cold]="$mk" [mkosi warm]="$mk" [mkosi -i edit]="$mk, one file changed"
   [qemu-img zlib]="labbake's raw disk compressed" [qemu-img zstd]="labbake's raw disk compressed")
 lt=$(median "${walls[labbake cold]}")
@@ -423,7 +455,8 @@ report() {
   echo "| case | tree | boot | raw disk | staged | mke2fs | debugfs | qcow2 | rest | after |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   local k
-  for c in "labbake cold" "labbake edit"; do
+  for c in "labbake cold" "labbake edit" "$bt"; do
+    [ -n "${stagelog[$c]:-}" ] || continue
     printf '| %s |' "$c"
     for k in $(seq ${#stage_names[@]}); do
       printf ' %.2f |' "$(median "$(awk -v k="$k" 'NF {print $k}' <<<"${stagelog[$c]}" | xargs)")"
