@@ -46,7 +46,7 @@ images and SBOMs.`,
 	cmd.Flags().StringVar(&o.compress, "compress", "", "write compressed qcow2 clusters (smaller, slower to write): zlib, the default, which every qcow2 reader knows (deflate is the same), or zstd, which QEMU reads from 5.1 on (--compress=zstd: with '=')")
 	cmd.Flags().Lookup("compress").NoOptDefVal = "zlib" // --compress alone
 	cmd.Flags().BoolVar(&o.keepRaw, "keep-raw", false, "also keep the raw disk as OUT/ROLE.raw")
-	cmd.Flags().BoolVar(&o.stageCache, "stage-cache", true, "keep each role's root file system without the recipe's own files (units, files, overlays) in CACHE/stage, so that a build after editing those redoes only them; the image's bytes are the same either way")
+	cmd.Flags().BoolVar(&o.stageCache, "stage-cache", true, "keep between builds each role's root file system without the recipe's own files (units, files, overlays; CACHE/stage), the tree of its base and layers (CACHE/trees) and its image's block map (CACHE/images), so that a build after editing those redoes only them; the image's bytes are the same either way")
 	cmd.Flags().BoolVar(&o.inputs.offline, "offline", false, "open no network connection: every input must be in the cache (labbake fetch, or bundle import)")
 	cmd.Flags().BoolVar(&o.inputs.frozen, "frozen", false, "refuse any input that labbake.lock does not pin, or pins otherwise (for CI)")
 	cmd.Flags().StringVar(&o.fallback, "fallback-values", "", "when an input's host does not resolve from this machine, say so in one line and build with this values file laid over the lab too (make lab: values/from-source.yaml)")
