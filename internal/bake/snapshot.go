@@ -36,7 +36,7 @@ import (
 // used, and only where the disk keeps its free-space margin after.
 
 // keepSnapshots is how many tree snapshots the cache keeps.
-const keepSnapshots = 2
+const keepSnapshots = 4
 
 // snapshotMeta is what a snapshot records beside the tree: the digests of
 // the lab's tar files it was made from, which the plan needs.

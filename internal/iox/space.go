@@ -23,7 +23,8 @@ func KeepsFree(dir string, n int64) (bool, int64) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		return false, 0
 	}
-	free, total := int64(st.Bavail)*st.Bsize, int64(st.Blocks)*st.Bsize
+	bs := int64(st.Bsize) //nolint:unconvert // uint32 on some systems
+	free, total := int64(st.Bavail)*bs, int64(st.Blocks)*bs
 	return free-n >= MinFree(total), free
 }
 

@@ -200,7 +200,9 @@ func (b *Builder) run(ctx context.Context, store Store, spec Spec, epoch int64, 
 		grace = 10 * time.Second
 	}
 	stop := b.watch(spec, work)
-	runErr := runGroup(ctx, cmd, grace)
+	// In root mode mmdebstrap mounts in its chroot itself: those mounts
+	// stay in a namespace of its own (unshare mode makes its own).
+	runErr := runGroup(ctx, cmd, grace, b.mode() == "root" && os.Geteuid() == 0)
 	stop(runErr == nil)
 	tail.Flush()
 	if runErr != nil {

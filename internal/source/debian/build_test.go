@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -363,10 +364,13 @@ func TestBuildCancelledBeforeStart(t *testing.T) {
 	}
 }
 
-// TestBuildCancelLeavesMounts plays a root-mode mmdebstrap killed before it
-// could unmount: a bind mount of an outside directory and a tmpfs stay in
-// its TMPDIR. Build must detach them and never delete through them.
-func TestBuildCancelLeavesMounts(t *testing.T) {
+// TestBuildMountsPrivate plays a root-mode mmdebstrap that mounts in its
+// TMPDIR (a bind mount of an outside directory and a tmpfs) and never
+// unmounts: its mounts live in a mount namespace of its own, so the host
+// never sees them, and they go when it does, even if labbake is killed
+// first. Cancelled, Build leaves nothing behind and touches nothing
+// outside.
+func TestBuildMountsPrivate(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount")
 	}
@@ -380,8 +384,7 @@ func TestBuildCancelLeavesMounts(t *testing.T) {
 mkdir -p "$TMPDIR/root/dev" "$TMPDIR/root/run"
 mount --bind %q "$TMPDIR/root/dev" || exit 7
 mount -t tmpfs none "$TMPDIR/root/run" || exit 7
-echo x > "$TMPDIR/root/run/file"
-echo ok > %q
+grep -c " $TMPDIR/root/" /proc/self/mountinfo > %q
 sleep 300
 `, outside, ready))
 	b := &Builder{Mmdebstrap: prog, TempDir: tmp, KillGrace: 200 * time.Millisecond}
@@ -393,8 +396,11 @@ sleep 300
 		done <- err
 	}()
 	waitFile(t, ready, 10*time.Second)
-	if m, _ := mountsUnder(tmp); len(m) != 2 {
-		t.Skipf("mounts did not show up (%q): no mount namespace to play in", m)
+	if n, _ := os.ReadFile(ready); strings.TrimSpace(string(n)) != "2" {
+		t.Fatalf("the stand-in sees %q mounts of its own, want 2", n)
+	}
+	if m, _ := mountsUnder(tmp); len(m) > 0 {
+		t.Errorf("mmdebstrap's mounts are seen from the host: %q", m)
 	}
 	cancel()
 	select {
@@ -412,6 +418,38 @@ sleep 300
 		t.Errorf("mounts left behind: %q", m)
 	}
 	assertEmptyDir(t, tmp)
+}
+
+// TestRemoveWorkDetaches: mounts left below a work dir (by an mmdebstrap
+// outside a namespace of its own) are detached before anything is
+// removed, and nothing is deleted through them.
+func TestRemoveWorkDetaches(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	work, outside := t.TempDir(), t.TempDir()
+	sentinel := filepath.Join(outside, "host-file")
+	if err := os.WriteFile(sentinel, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev, run := filepath.Join(work, "root/dev"), filepath.Join(work, "root/run")
+	for _, c := range [][]string{{"mkdir", "-p", dev, run}, {"mount", "--bind", outside, dev}, {"mount", "-t", "tmpfs", "none", run}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Skipf("%v: %v %s", c, err, out)
+		}
+	}
+	if err := removeWork(work); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := mountsUnder(work); len(m) > 0 {
+		t.Errorf("mounts left behind: %q", m)
+	}
+	if _, err := os.Stat(work); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("work dir still there: %v", err)
+	}
+	if b, err := os.ReadFile(sentinel); err != nil || string(b) != "keep me" {
+		t.Fatalf("a file behind a mount was touched: %q, %v", b, err)
+	}
 }
 
 func TestUnescapeMountinfo(t *testing.T) {

@@ -20,9 +20,16 @@ import (
 // runGroup runs cmd in a process group of its own. When ctx is done the
 // group gets SIGTERM (mmdebstrap then unmounts and cleans up) and, if it is
 // still around after grace, SIGKILL. Whatever is left in the group once cmd
-// has exited is killed too.
-func runGroup(ctx context.Context, cmd *exec.Cmd, grace time.Duration) error {
+// has exited is killed too. With privateMounts (root only) cmd runs in a
+// mount namespace of its own: what it mounts (mmdebstrap in root mode
+// mounts /proc, /sys and /dev in its chroot) is never seen by the host and
+// goes away with it, even when labbake is killed before it could clean up.
+func runGroup(ctx context.Context, cmd *exec.Cmd, grace time.Duration, privateMounts bool) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if privateMounts {
+		// Go makes the new namespace's mounts private before the exec.
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
 	// Do not wait forever for output pipes held open by a stray child.
 	cmd.WaitDelay = grace
 	if err := cmd.Start(); err != nil {

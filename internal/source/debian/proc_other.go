@@ -11,7 +11,7 @@ import (
 )
 
 // runGroup refuses to run: mmdebstrap exists only on Linux.
-func runGroup(ctx context.Context, cmd *exec.Cmd, grace time.Duration) error {
+func runGroup(ctx context.Context, cmd *exec.Cmd, grace time.Duration, privateMounts bool) error {
 	return errors.New("mmdebstrap needs Linux")
 }
 
