@@ -3,6 +3,7 @@ package bake
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -230,7 +231,7 @@ func verifiedCopy(ctx context.Context, src, dir, want string) (*tree.Blob, error
 		os.Remove(out.Name())
 		return nil, err
 	}
-	return &tree.Blob{Path: out.Name(), Size: n, Owned: true}, nil
+	return &tree.Blob{Path: out.Name(), Size: n, Owned: true, Digest: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 var _ plan.ImageBuilder = (*imageBuilder)(nil)

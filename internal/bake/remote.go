@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -104,15 +106,11 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, field string,
 		if err != nil {
 			return err
 		}
-		p, err := a.res.Cache.Path(in.Digest)
+		blob, err := a.cachedBlob(in.Digest)
 		if err != nil {
 			return err
 		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		return file(destFor(art.URL, art.URL), &tree.Blob{Path: p, Size: st.Size()}, art.Mode)
+		return file(destFor(art.URL, art.URL), blob, art.Mode)
 	case art.Archive != "":
 		in, err := a.pinned(field)
 		if err != nil {
@@ -127,20 +125,16 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, field string,
 		if err != nil {
 			return err
 		}
-		p, err := a.res.Cache.Path(in.Digest)
+		blob, err := a.cachedBlob(in.Digest)
 		if err != nil {
 			return err
 		}
 		names := art.Go.Names()
 		if len(names) == 1 {
-			st, err := os.Stat(p)
-			if err != nil {
-				return err
-			}
-			return file(destFor(names[0], names[0]), &tree.Blob{Path: p, Size: st.Size()}, art.Mode)
+			return file(destFor(names[0], names[0]), blob, art.Mode)
 		}
 		// Several packages: a tar of the binaries, by name.
-		return a.addGoBinaries(ctx, t, p, names, func(name string) string { return destFor(name, name) }, art)
+		return a.addGoBinaries(ctx, t, blob.Path, names, func(name string) string { return destFor(name, name) }, art)
 	case art.Image != "":
 		in, err := a.pinned(field)
 		if err != nil {
@@ -151,6 +145,20 @@ func (a *assembler) addArtifact(ctx context.Context, t *tree.Tree, field string,
 		})
 	}
 	return fmt.Errorf("%s: no source", field)
+}
+
+// cachedBlob is the cache's blob of digest as the tree takes it: read
+// only, where the cache keeps it, its digest known (the cache checked it).
+func (a *assembler) cachedBlob(digest string) (*tree.Blob, error) {
+	p, err := a.res.Cache.Path(digest)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	return &tree.Blob{Path: p, Size: st.Size(), Digest: strings.TrimPrefix(digest, "sha256:")}, nil
 }
 
 // artifactDest is where a member found at name goes when the recipe asked
@@ -228,14 +236,15 @@ func (a *assembler) addMember(t *tree.Tree, dest string, typ byte, link string, 
 		if err != nil {
 			return err
 		}
-		n, err := io.Copy(f, r)
+		h := sha256.New()
+		n, err := io.Copy(io.MultiWriter(f, h), r)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			return fmt.Errorf("extracting %s: %w", dest, err)
 		}
-		e.Type, e.Content = tree.Regular, &tree.Blob{Path: f.Name(), Size: n, Owned: true}
+		e.Type, e.Content = tree.Regular, &tree.Blob{Path: f.Name(), Size: n, Owned: true, Digest: hex.EncodeToString(h.Sum(nil))}
 		if e.Xattrs, err = artifactXattrs(art); err != nil {
 			os.Remove(f.Name())
 			return fmt.Errorf("%s: %w", dest, err)
