@@ -28,5 +28,10 @@
 // Times are clamped to the Tree's epoch (SOURCE_DATE_EPOCH), so two builds of
 // the same inputs produce the same Tree.
 //
+// A Tree can be kept on the host between builds as a snapshot
+// (WriteSnapshot, ReadSnapshot): its entries and each blob's bytes once,
+// read only, by the sha256 that every blob made here carries. internal/bake
+// keeps the tree of a recipe's base and layers that way.
+//
 // A Tree is not safe for concurrent use.
 package tree

@@ -22,4 +22,11 @@
 // and the kit are deliberately not listed: they are the machine's own
 // secrets and settings, never published. The stages themselves live in
 // internal/recipe, internal/plan and builders/.
+//
+// Between builds it keeps, in the cache dir, what an edit of the recipe's
+// own files leaves alone: the tree of the base and layers (snapshot.go),
+// the lower root file system (builders/disk's stage cache) and, where OUT's
+// file system shares extents, each image's block map, so that a rebuilt
+// image clones what it shares with the one it replaces (reuse.go). The
+// bytes are those of a build without any of them.
 package bake
